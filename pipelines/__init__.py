@@ -1,0 +1,1 @@
+"""Beam stages, run orchestration and the command line."""

@@ -1,0 +1,179 @@
+"""The `codepref` command line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from parsers import GrammarError, RegistryError, detect_language, languages, parse
+
+app = typer.Typer(help="Build code preference corpora and train code reward models on them.", no_args_is_help=True)
+languages_app = typer.Typer(help="The language registry.", no_args_is_help=True)
+app.add_typer(languages_app, name="languages")
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+@languages_app.command("list")
+def languages_list(as_json: Annotated[bool, typer.Option("--json", help="One JSON document instead of a table.")] = False) -> None:
+    """The registered languages, their extensions and grammar versions."""
+    try:
+        registry = languages()
+    except RegistryError as error:
+        _fail(str(error))
+    entries = [
+        {
+            "name": spec.name,
+            "aliases": list(spec.aliases),
+            "extensions": list(spec.extensions),
+            "grammar": spec.grammar.package,
+            "grammar_version": spec.grammar_version,
+            "fence": spec.fence,
+            "registry": spec.source,
+        }
+        for spec in registry
+    ]
+    if as_json:
+        print(json.dumps(entries, indent=2))
+        return
+    table = Table("language", "extensions", "grammar", "version", "aliases")
+    for entry in entries:
+        table.add_row(
+            entry["name"],
+            " ".join(entry["extensions"]),
+            entry["grammar"],
+            entry["grammar_version"] or "[red]not installed[/]",
+            ", ".join(entry["aliases"]),
+        )
+    out.print(table)
+
+
+SAMPLES = {
+    "C": "int add(int a, int b) { return a + b; }\n",
+    "C#": "class A { int Add(int a, int b) { return a + b; } }\n",
+    "C++": "template <typename T> T add(T a, T b) { return a + b; }\n",
+    "Go": "package main\nfunc add(a, b int) int { return a + b }\n",
+    "Java": "class A { int add(int a, int b) { return a + b; } }\n",
+    "JavaScript": "function add(a, b) { return a + b; }\n",
+    "Python": "def add(a, b):\n    return a + b\n",
+    "Ruby": "def add(a, b)\n  a + b\nend\n",
+}
+
+
+@languages_app.command("check")
+def languages_check() -> None:
+    """Load every grammar (ABI and node types checked) and parse a sample."""
+    try:
+        registry = languages()
+    except RegistryError as error:
+        _fail(str(error))
+    failures = 0
+    for spec in registry:
+        try:
+            sample = SAMPLES.get(spec.name)
+            if sample is None:
+                spec.language  # loads and checks the grammar; there is no sample for user languages
+                out.print(f"[green]ok[/]   {spec.name}: grammar {spec.grammar.package} {spec.grammar_version} loads")
+                continue
+            facts = parse(sample, spec)
+            if facts.has_error or not facts.functions:
+                raise GrammarError(f"{spec.name}: the sample did not parse cleanly (errors or no function found)")
+            out.print(f"[green]ok[/]   {spec.name}: {spec.grammar.package} {spec.grammar_version}, ABI {spec.language.abi_version}")
+        except GrammarError as error:
+            failures += 1
+            err.print(f"[red]fail[/] {error}", highlight=False)
+    if failures:
+        raise typer.Exit(1)
+
+
+@app.command("parse")
+def parse_files(
+    files: Annotated[list[Path], typer.Argument(help="Source files to parse.")],
+    language: Annotated[str | None, typer.Option(help="Language for every file (default: from the path).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+    tokens: Annotated[bool, typer.Option(help="Include the comment-free token stream.")] = False,
+) -> None:
+    """Tree-sitter facts of source files."""
+    failures = 0
+    for path in files:
+        try:
+            content = path.read_bytes()
+        except OSError as error:
+            err.print(f"{path}: cannot read: {error.strerror}", highlight=False)
+            failures += 1
+            continue
+        try:
+            name = language or detect_language(str(path), content)
+            if name is None:
+                known = ", ".join(sorted(languages().extensions))
+                raise KeyError(f"no registered language has the extension of {path.name!r}; known: {known}")
+            facts = parse(content, name)
+        except (KeyError, GrammarError, RegistryError) as error:
+            err.print(f"{path}: {error.args[0] if isinstance(error, KeyError) else error}", highlight=False)
+            failures += 1
+            continue
+        data = {"path": str(path), **facts.to_json(with_tokens=tokens)}
+        if as_json:
+            print(json.dumps(data))
+        else:
+            state = "ok" if facts.parse_ok and not facts.has_error else "errors"
+            out.print(
+                f"{path}: {facts.language}, {state}, error share {facts.error_share:.3f}, depth {facts.depth}, "
+                f"{facts.named_nodes} named nodes, {facts.lines} lines, {len(facts.functions)} functions, "
+                f"{len(facts.classes)} classes" + (f", {facts.decode_error}" if facts.decode_error else ""),
+                highlight=False,
+            )
+    if failures:
+        raise typer.Exit(1)
+
+
+@app.command("run")
+def run_command(
+    config_file: Annotated[Path, typer.Argument(metavar="CONFIG", help="Run config (YAML).")],
+    stages: Annotated[str | None, typer.Option(help="Comma-separated stages to run (default: all configured).")] = None,
+    run_dir: Annotated[str | None, typer.Option(help="Override the config's run_dir.")] = None,
+    force: Annotated[bool, typer.Option(help="Rerun stages even when their manifest matches.")] = False,
+) -> None:
+    """Run the configured stages; finished stages whose config is unchanged are skipped."""
+    # Beam is slow to import and noisy about optional cloud clients; only this command needs it.
+    logging.getLogger().setLevel(logging.ERROR)
+    from pipelines.config import ConfigError, load_config
+    from pipelines.run import run
+
+    try:
+        config = load_config(config_file, {"run_dir": run_dir} if run_dir else None)
+        selected = [s.strip() for s in stages.split(",") if s.strip()] if stages else None
+
+        def report(outcome) -> None:  # type: ignore[no-untyped-def]
+            m = outcome.manifest
+            if outcome.skipped:
+                out.print(f"[dim]skip[/] {m.stage}: done earlier with the same config ({m.records_out} records)")
+            else:
+                drops = ", ".join(f"{k} {v}" for k, v in m.dropped.items()) or "none"
+                out.print(f"[green]done[/] {m.stage}: {m.records_in} in, {m.records_out} out, dropped: {drops} ({m.seconds:.1f} s)")
+
+        outcomes = run(config, selected=selected, force=force, on_stage=report)
+    except (ConfigError, RegistryError, GrammarError) as error:
+        _fail(str(error))
+    out.print(f"run directory: {config.run_dir} ({len(outcomes)} stages)")
+
+
+def main() -> None:  # pragma: no cover - console entry
+    sys.exit(app())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,243 @@
+"""Run orchestration: each configured stage is one Beam pipeline from Parquet to Parquet.
+
+A stage writes into `RUN_DIR/<stage>/_attempt/`, and only when its pipeline has finished are
+the shards moved into `RUN_DIR/<stage>/` and `_manifest.json` written. A manifest whose config
+hash matches means the stage is done and a rerun skips it; anything else is redone from a clean
+directory, so a killed run never leaves half a stage behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics.metric import MetricsFilter
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+
+from parsers import LanguageRegistry
+from parsers.registry import DEFAULT_REGISTRY, registry_files
+from pipelines.config import ConfigError, RunConfig, RunnerConfig
+from pipelines.stage import STAGES, Stage, StageContext, metrics_namespace
+from schemas import Drop
+from storage import ReadRecords, StageManifest, WriteShardedParquet, list_parts, package_versions
+
+ATTEMPT_DIR = "_attempt"
+DROPPED_DIR = "_dropped"
+
+
+class StageOrderError(ConfigError):
+    """A stage's inputs are neither configured nor already produced in the run directory."""
+
+
+@dataclass(frozen=True)
+class StageOutcome:
+    """What happened to one stage in a run."""
+
+    stage: str
+    skipped: bool
+    manifest: StageManifest
+
+
+def pipeline_for(runner: RunnerConfig, label: str) -> beam.Pipeline:
+    """A Beam pipeline on the configured runner; FnApiRunner is set explicitly (no Prism download)."""
+    if runner.name == "FnApiRunner":
+        args = [f"--direct_running_mode={runner.running_mode}", f"--direct_num_workers={runner.workers}"]
+        options = PipelineOptions([*args, *runner.options, f"--job_name={label}"])
+        return beam.Pipeline(runner=FnApiRunner(), options=options)
+    return beam.Pipeline(options=PipelineOptions([f"--runner={runner.name}", *runner.options]))
+
+
+def stage_order(config: RunConfig, selected: list[str] | None = None) -> list[str]:
+    """Configured stages in dependency order (inputs first), optionally only the selected ones."""
+    configured = list(config.stages)
+    order: list[str] = []
+
+    def visit(name: str, path: tuple[str, ...]) -> None:
+        if name in order:
+            return
+        if name in path:
+            raise StageOrderError(f"stage inputs form a cycle: {' -> '.join((*path, name))}")
+        for upstream in STAGES[name].inputs:
+            if upstream in configured:
+                visit(upstream, (*path, name))
+        order.append(name)
+
+    for name in configured:
+        visit(name, ())
+    if selected is not None:
+        unknown = [name for name in selected if name not in configured]
+        if unknown:
+            raise ConfigError(f"stages {unknown} are not in the config; configured: {', '.join(configured)}")
+        order = [name for name in order if name in selected]
+    return order
+
+
+def _registry_fingerprint(paths: list[Any]) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(path.read_bytes() if hasattr(path, "read_bytes") else b"")
+    return digest.hexdigest()[:16]
+
+
+def config_hash(stage: type[Stage], stage_config: Any, upstream: dict[str, str], registry: str) -> str:
+    """Hash of everything that determines a stage's output."""
+    identity = {
+        "stage": stage.name,
+        "stage_version": stage.version,
+        "schema": [stage.output_type.SCHEMA, stage.output_type.VERSION],
+        "config": stage_config.model_dump(mode="json"),
+        "inputs": upstream,
+        "languages": registry,
+    }
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _done(manifest: StageManifest | None, wanted_hash: str, directory: str) -> bool:
+    if manifest is None or manifest.config_hash != wanted_hash:
+        return False
+    return all(FileSystems.exists(FileSystems.join(directory, name)) for name in manifest.files)
+
+
+def _count(label: str, namespace: str, counter: str) -> beam.PTransform:
+    def counted(row: Any) -> Any:
+        beam.metrics.Metrics.counter(namespace, counter).inc()
+        return row
+
+    return label >> beam.Map(counted)
+
+
+def _reset_dir(directory: str) -> None:
+    if FileSystems.exists(directory):
+        FileSystems.delete([directory])
+    FileSystems.mkdirs(directory)
+
+
+def _move_outputs(source: str, target: str) -> list[str]:
+    """Move the attempt's shards (and drop shards) into the stage directory; returns relative names."""
+    moved: list[str] = []
+    for sub in ("", DROPPED_DIR):
+        parts = list_parts(FileSystems.join(source, sub) if sub else source)
+        if not parts:
+            continue
+        destination = FileSystems.join(target, sub) if sub else target
+        if sub and not FileSystems.exists(destination):
+            FileSystems.mkdirs(destination)
+        names = [part.rsplit("/", 1)[-1] for part in parts]
+        FileSystems.rename(parts, [FileSystems.join(destination, name) for name in names])
+        moved.extend(f"{sub}/{name}" if sub else name for name in names)
+    FileSystems.delete([source])
+    return moved
+
+
+def run_stage(config: RunConfig, name: str, registry: LanguageRegistry, registry_id: str, *, force: bool = False) -> StageOutcome:
+    """Run one stage unless its manifest says it is already done with this config."""
+    stage_cls = STAGES[name]
+    stage_config = config.stage_config(name)
+    stage_dir = FileSystems.join(config.run_dir, name)
+
+    upstream: dict[str, str] = {}
+    for up in stage_cls.inputs:
+        manifest = StageManifest.read(FileSystems.join(config.run_dir, up))
+        if manifest is None:
+            raise StageOrderError(f"stage {name!r} reads {up!r}, which has no finished output in {config.run_dir}; run it first")
+        upstream[up] = manifest.config_hash
+    wanted = config_hash(stage_cls, stage_config, upstream, registry_id)
+    existing = StageManifest.read(stage_dir)
+    if not force and _done(existing, wanted, stage_dir):
+        assert existing is not None
+        return StageOutcome(name, skipped=True, manifest=existing)
+
+    _reset_dir(stage_dir)
+    attempt = FileSystems.join(stage_dir, ATTEMPT_DIR)
+    FileSystems.mkdirs(attempt)
+    namespace = metrics_namespace(name)
+    started, clock = datetime.now(timezone.utc), time.monotonic()
+
+    pipeline = pipeline_for(config.runner, f"codepref-{name}")
+    inputs = {
+        up: pipeline
+        | f"Read_{up}" >> ReadRecords(FileSystems.join(config.run_dir, up), STAGES[up].output_type)
+        | _count(f"Count_{up}", namespace, "records_in")
+        for up in stage_cls.inputs
+    }
+    stage = stage_cls(stage_config, StageContext(run_dir=config.run_dir, registry=registry))
+    result = stage.build(pipeline, inputs)
+    (
+        result.rows
+        | _count("CountOut", namespace, "records_out")
+        | "WriteOutput" >> WriteShardedParquet(attempt, stage_cls.output_type, stage_cls.key_field, config.num_shards)
+    )
+    if result.dropped:
+        (
+            result.dropped
+            | "FlattenDropped" >> beam.Flatten()
+            | "WriteDropped" >> WriteShardedParquet(FileSystems.join(attempt, DROPPED_DIR), Drop, "key", 1)
+        )
+    pipeline_result = pipeline.run()
+    pipeline_result.wait_until_finish()
+    counters = _counters(pipeline_result, namespace)
+
+    files = _move_outputs(attempt, stage_dir)
+    manifest = StageManifest(
+        stage=name,
+        config_hash=wanted,
+        schema=f"{stage_cls.output_type.SCHEMA} v{stage_cls.output_type.VERSION}",
+        records_in=counters.pop("records_in", 0),
+        records_out=counters.pop("records_out", 0),
+        dropped={key.removeprefix("dropped_"): value for key, value in sorted(counters.items()) if key.startswith("dropped_")},
+        started=started.isoformat(timespec="seconds"),
+        finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        seconds=round(time.monotonic() - clock, 3),
+        files=files,
+        versions=package_versions(),
+        config=stage_config.model_dump(mode="json"),
+        inputs=upstream,
+        counters={key: value for key, value in sorted(counters.items()) if not key.startswith("dropped_")},
+    )
+    manifest.write(stage_dir)
+    return StageOutcome(name, skipped=False, manifest=manifest)
+
+
+def _counters(result: Any, namespace: str) -> dict[str, int]:
+    query = result.metrics().query(MetricsFilter().with_namespace(namespace))
+    totals: dict[str, int] = {}
+    for counter in query["counters"]:
+        value = counter.committed if counter.committed is not None else counter.attempted
+        totals[counter.key.metric.name] = totals.get(counter.key.metric.name, 0) + int(value or 0)
+    return totals
+
+
+def run(
+    config: RunConfig,
+    *,
+    selected: list[str] | None = None,
+    force: bool = False,
+    on_stage: Callable[[StageOutcome], None] | None = None,
+) -> list[StageOutcome]:
+    """Run the configured stages in order; finished stages with a matching manifest are skipped."""
+    paths = [DEFAULT_REGISTRY, *registry_files()[1:], *(_as_path(p) for p in config.languages)]
+    registry = LanguageRegistry.from_files(paths)
+    registry_id = _registry_fingerprint(paths)
+    outcomes = []
+    for name in stage_order(config, selected):
+        outcome = run_stage(config, name, registry, registry_id, force=force)
+        outcomes.append(outcome)
+        if on_stage is not None:
+            on_stage(outcome)
+    return outcomes
+
+
+def _as_path(text: str) -> Path:
+    path = Path(text)
+    if not path.is_file():
+        raise ConfigError(f"languages: {text!r} is not a file")
+    return path

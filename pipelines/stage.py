@@ -1,0 +1,130 @@
+"""What a stage is: a named composite transform with a typed config, plus counted drops.
+
+A stage class registers itself in `STAGES`, declares the stages it reads (`inputs`), the record
+type it writes and the field that keys its records. The run orchestrator (pipelines.run) reads
+the inputs, applies the stage, writes its shards and its manifest.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+from pydantic import BaseModel, ConfigDict
+
+from parsers import LanguageRegistry
+from pipelines.registry import Registry
+from schemas import Drop
+
+DROPPED = "dropped"
+RECORD_PREVIEW_CHARS = 20_000
+
+
+def metrics_namespace(stage: str) -> str:
+    return f"codepref.{stage}"
+
+
+class StageConfig(BaseModel):
+    """Base of every stage's typed config: unknown keys are errors, every field has a description."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class StageContext:
+    """What a stage may know about the run it belongs to."""
+
+    run_dir: str
+    registry: LanguageRegistry = field(compare=False)
+
+
+@dataclass
+class StageResult:
+    """A stage's output rows and the drop records it produced."""
+
+    rows: beam.PCollection
+    dropped: list[beam.PCollection] = field(default_factory=list)
+
+
+class Stage:
+    """Base of registered stages. Subclasses set the class attributes and implement `build`."""
+
+    name: ClassVar[str]
+    Config: ClassVar[type[StageConfig]] = StageConfig
+    inputs: ClassVar[tuple[str, ...]] = ()  # upstream stages whose records this stage reads
+    output_type: ClassVar[type]
+    key_field: ClassVar[str]
+    version: ClassVar[int] = 1  # bump when a change of logic changes the output
+
+    def __init__(self, config: StageConfig, context: StageContext):
+        self.config = config
+        self.context = context
+
+    def build(self, pipeline: beam.Pipeline, inputs: dict[str, beam.PCollection]) -> StageResult:
+        """Apply this stage to its input records (rows of the upstream stages)."""
+        raise NotImplementedError
+
+
+STAGES: Registry[type[Stage]] = Registry("stage")
+
+
+def drop_record(stage: str, key: str, reason: str, detail: str, record: Any) -> beam.pvalue.TaggedOutput:
+    """Count a drop under `dropped_<reason>` and route it to the stage's drop output."""
+    Metrics.counter(metrics_namespace(stage), f"dropped_{reason}").inc()
+    text = record if isinstance(record, str) else json.dumps(record, default=str, sort_keys=True)
+    return beam.pvalue.TaggedOutput(
+        DROPPED,
+        {"stage": stage, "key": key, "reason": reason, "detail": detail, "record": text[:RECORD_PREVIEW_CHARS]},
+    )
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """Why a filter drops a record."""
+
+    reason: str
+    detail: str = ""
+
+
+class RecordFilter(beam.DoFn):
+    """Keep a record, or drop it with a reason: subclasses implement `check`; counting is done here."""
+
+    def __init__(self, stage: str, key_field: str):
+        self.stage = stage
+        self.key_field = key_field
+
+    def check(self, record: dict[str, Any]) -> Rejection | None:
+        raise NotImplementedError
+
+    def process(self, record: dict[str, Any]) -> Iterator[Any]:
+        rejection = self.check(record)
+        if rejection is None:
+            yield record
+        else:
+            yield drop_record(self.stage, str(record.get(self.key_field)), rejection.reason, rejection.detail, record)
+
+
+def apply_filter(rows: beam.PCollection, label: str, fn: RecordFilter) -> tuple[beam.PCollection, beam.PCollection]:
+    """(kept rows, drop records) of one filter step."""
+    outputs = rows | label >> beam.ParDo(fn).with_outputs(DROPPED, main="kept")
+    return outputs.kept, outputs[DROPPED]
+
+
+__all__ = [
+    "DROPPED",
+    "Drop",
+    "RecordFilter",
+    "Rejection",
+    "STAGES",
+    "Stage",
+    "StageConfig",
+    "StageContext",
+    "StageResult",
+    "apply_filter",
+    "drop_record",
+    "metrics_namespace",
+]

@@ -1,0 +1,308 @@
+"""Record types of every stage, and their Arrow schemas derived from the type hints.
+
+One dataclass per record; `arrow_schema(cls)` derives the Parquet schema from its annotations
+(`Text` marks large strings), and every schema carries the record's name and version in its
+metadata so a Parquet file says what it holds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass
+from functools import cache
+from typing import Annotated, Any, ClassVar, TypeVar
+
+import pyarrow as pa
+
+from schemas.vocab import ASPECTS, LANGUAGES
+
+Text = Annotated[str, pa.large_string()]
+"""A string that may be large (source code, prompts, judge answers)."""
+
+SCHEMA_NAME_KEY = b"codepref.schema"
+SCHEMA_VERSION_KEY = b"codepref.schema_version"
+
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a pair came from; enough to trace a corpus row back to its raw material."""
+
+    repo: str | None = None
+    commit: str | None = None
+    path: str | None = None
+    instruct_source: str | None = None
+    instruct_row: str | None = None
+    mutation_operator: str | None = None
+    mutation_start_byte: int | None = None
+    mutation_end_byte: int | None = None
+
+
+@dataclass(frozen=True)
+class CodeSummary:
+    """The tree-sitter facts of one side that later filters need (see parsers.facts)."""
+
+    parse_ok: bool
+    error_share: float
+    has_error: bool
+    depth: int
+    named_nodes: int
+    lines: int
+    functions: int
+    classes: int
+
+
+@dataclass(frozen=True)
+class Commit:
+    """A single-file, modified-in-place commit with both versions of the file."""
+
+    SCHEMA: ClassVar[str] = "Commit"
+    VERSION: ClassVar[int] = 1
+
+    repo: str
+    commit: str
+    parent: str
+    path: str
+    language: str
+    license: str | None
+    committed_at: int  # committer time, Unix seconds (UTC)
+    subject: str
+    message: Text
+    before: Text
+    after: Text
+    split: str  # "train" or "benchmark"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A preference pair before judging: a prompt, a chosen and a rejected side, one criterion."""
+
+    SCHEMA: ClassVar[str] = "Candidate"
+    VERSION: ClassVar[int] = 1
+
+    pair_id: str  # stable, derived from the origin; carried unchanged to the corpus
+    source: str  # e.g. "commit", "bug_injection", "external:venus"
+    criterion: str  # one of vocab.CRITERIA
+    language: str  # registry canonical name
+    prompt: Text
+    prompt_origin: str  # "recovered", "subject_fallback", "instruct"
+    chosen: Text
+    rejected: Text
+    origin: Origin
+    license: str | None = None
+    committed_at: int | None = None
+    verified: bool | None = None  # execution verification result; None when not run
+    verification: str | None = None
+    chosen_facts: CodeSummary | None = None
+    rejected_facts: CodeSummary | None = None
+
+
+@dataclass(frozen=True)
+class Vote:
+    """One judge answer for one pair in one order."""
+
+    judge: str  # model name
+    template_version: str
+    order: str  # "chosen_first" (chosen shown as A) or "chosen_second"
+    sample: int
+    seed: int
+    verdict: str | None  # "A", "B", "TIE", or None when the answer did not parse
+    outcome: str  # "match", "contradiction", "tie", "error"
+    answer_key: str  # key of the raw answer in the judge cache
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class OrderCounts:
+    """Vote outcomes of one presentation order."""
+
+    matches: int = 0
+    contradictions: int = 0
+    ties: int = 0
+    errors: int = 0
+
+
+@dataclass(frozen=True)
+class JudgedPair:
+    """A candidate with every vote, counts per order, and the keep decision."""
+
+    SCHEMA: ClassVar[str] = "JudgedPair"
+    VERSION: ClassVar[int] = 1
+
+    candidate: Candidate
+    votes: list[Vote]
+    chosen_first: OrderCounts
+    chosen_second: OrderCounts
+    margin: float  # (matches - contradictions) / votes
+    kept: bool
+    keep_reason: str
+
+
+@dataclass(frozen=True)
+class CorpusRow:
+    """A row of the final corpus: the Themis-CodePreference columns, then provenance."""
+
+    SCHEMA: ClassVar[str] = "CorpusRow"
+    VERSION: ClassVar[int] = 1
+
+    system: Text
+    input: Text
+    chosen: Text
+    rejected: Text
+    language: Annotated[int, pa.int64(), "ClassLabel:language"]
+    aspect: Annotated[int, pa.int64(), "ClassLabel:aspect"]
+    source: str
+    idx: str
+    # Provenance: a training loader may ignore everything below.
+    origin: Origin
+    license: str | None
+    prompt_origin: str
+    verified: bool | None
+    votes_matches: int
+    votes_contradictions: int
+    votes_ties: int
+    votes_errors: int
+
+
+@dataclass(frozen=True)
+class Drop:
+    """A record a stage dropped, with the reason; written beside the stage output for inspection."""
+
+    SCHEMA: ClassVar[str] = "Drop"
+    VERSION: ClassVar[int] = 1
+
+    stage: str
+    key: str  # the dropped record's id (pair id, commit, path ...)
+    reason: str
+    detail: str
+    record: Text  # the dropped record as JSON (may be truncated for huge records)
+
+
+CORPUS_COLUMNS: tuple[str, ...] = ("system", "input", "chosen", "rejected", "language", "aspect", "source", "idx")
+RECORD_TYPES: dict[str, type] = {cls.SCHEMA: cls for cls in (Commit, Candidate, JudgedPair, CorpusRow, Drop)}
+
+_SCALARS: dict[Any, pa.DataType] = {str: pa.string(), int: pa.int64(), float: pa.float64(), bool: pa.bool_()}
+_CLASS_LABELS = {"ClassLabel:language": LANGUAGES, "ClassLabel:aspect": ASPECTS}
+
+
+def _arrow_type(hint: Any) -> tuple[pa.DataType, bool]:
+    """(Arrow type, nullable) for one annotation."""
+    origin = typing.get_origin(hint)
+    if origin is Annotated:
+        base, *extra = typing.get_args(hint)
+        explicit = [e for e in extra if isinstance(e, pa.DataType)]
+        return (explicit[0] if explicit else _arrow_type(base)[0]), False
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if len(args) != 1:
+            raise TypeError(f"only Optional unions are supported, got {hint}")
+        return _arrow_type(args[0])[0], True
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        return pa.list_(_arrow_field("item", item)), False
+    if dataclasses.is_dataclass(hint):
+        return pa.struct(_arrow_fields(hint)), False
+    if hint in _SCALARS:
+        return _SCALARS[hint], False
+    raise TypeError(f"no Arrow type for annotation {hint!r}")
+
+
+def _arrow_field(name: str, hint: Any) -> pa.Field:
+    arrow_type, nullable = _arrow_type(hint)
+    return pa.field(name, arrow_type, nullable=nullable)
+
+
+def _arrow_fields(cls: type) -> list[pa.Field]:
+    hints = typing.get_type_hints(cls, include_extras=True)
+    return [_arrow_field(f.name, hints[f.name]) for f in dataclasses.fields(cls)]
+
+
+def _huggingface_features(cls: type) -> dict[str, Any]:
+    """`datasets` feature spec, so ClassLabel columns load with their names."""
+    hints = typing.get_type_hints(cls, include_extras=True)
+    features: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        labels = [e for e in typing.get_args(hints[f.name])[1:] if isinstance(e, str) and e in _CLASS_LABELS]
+        if labels:
+            features[f.name] = {"names": list(_CLASS_LABELS[labels[0]].names), "_type": "ClassLabel"}
+    return features
+
+
+@cache
+def arrow_schema(cls: type) -> pa.Schema:
+    """The Parquet schema of a record type, with its name and version in the metadata."""
+    metadata = {SCHEMA_NAME_KEY: cls.SCHEMA.encode(), SCHEMA_VERSION_KEY: str(cls.VERSION).encode()}
+    class_labels = _huggingface_features(cls)
+    if class_labels:
+        from datasets import Features  # imported lazily: datasets is slow to import
+
+        spec = Features.from_arrow_schema(pa.schema(_arrow_fields(cls))).to_dict()
+        spec.update(class_labels)
+        metadata[b"huggingface"] = json.dumps({"info": {"features": spec}}).encode()
+    return pa.schema(_arrow_fields(cls), metadata=metadata)
+
+
+def to_row(record: Any) -> dict[str, Any]:
+    """A record as a plain dict (what Beam carries and Parquet stores)."""
+    return dataclasses.asdict(record)
+
+
+def from_row(cls: type[R], row: dict[str, Any]) -> R:
+    """Rebuild a record (nested dataclasses included) from a plain dict."""
+    hints = typing.get_type_hints(cls, include_extras=True)
+    values = {}
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if f.name not in row:
+            if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING:
+                continue
+            raise KeyError(f"{cls.__name__} row lacks column {f.name!r}")
+        values[f.name] = _from_value(hints[f.name], row[f.name])
+    return cls(**values)
+
+
+def _from_value(hint: Any, value: Any) -> Any:
+    if value is None:
+        return None
+    origin = typing.get_origin(hint)
+    if origin is Annotated:
+        return _from_value(typing.get_args(hint)[0], value)
+    if origin in (typing.Union, types.UnionType):
+        (inner,) = [a for a in typing.get_args(hint) if a is not type(None)]
+        return _from_value(inner, value)
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        return [_from_value(item, v) for v in value]
+    if dataclasses.is_dataclass(hint):
+        return from_row(hint, value)
+    return value
+
+
+def schema_of(metadata: dict[bytes, bytes] | None) -> tuple[str, int] | None:
+    """(record name, version) from a Parquet file's schema metadata, if it has them."""
+    if not metadata or SCHEMA_NAME_KEY not in metadata:
+        return None
+    return metadata[SCHEMA_NAME_KEY].decode(), int(metadata[SCHEMA_VERSION_KEY].decode())
+
+
+__all__ = [
+    "CORPUS_COLUMNS",
+    "RECORD_TYPES",
+    "Candidate",
+    "CodeSummary",
+    "Commit",
+    "CorpusRow",
+    "Drop",
+    "JudgedPair",
+    "OrderCounts",
+    "Origin",
+    "Text",
+    "Vote",
+    "arrow_schema",
+    "from_row",
+    "schema_of",
+    "to_row",
+]

@@ -1,0 +1,29 @@
+"""Reading and writing datasets: Parquet shards and stage manifests."""
+
+from storage.manifest import MANIFEST_NAME, StageManifest, package_versions
+from storage.parquet import (
+    ReadRecords,
+    SchemaMismatch,
+    WriteShardedParquet,
+    check_schema,
+    list_parts,
+    read_rows,
+    shard_name,
+    shard_of,
+    write_rows,
+)
+
+__all__ = [
+    "MANIFEST_NAME",
+    "ReadRecords",
+    "SchemaMismatch",
+    "StageManifest",
+    "WriteShardedParquet",
+    "check_schema",
+    "list_parts",
+    "package_versions",
+    "read_rows",
+    "shard_name",
+    "shard_of",
+    "write_rows",
+]
