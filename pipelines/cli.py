@@ -19,7 +19,7 @@ languages_app = typer.Typer(help="The language registry.", no_args_is_help=True)
 app.add_typer(languages_app, name="languages")
 
 out = Console(soft_wrap=True)
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 def _fail(message: str, code: int = 2) -> None:

@@ -94,7 +94,10 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ru
         config = RunConfig.model_validate(document)
     except ValidationError as error:
         raise ConfigError(f"{path}: {_describe(error)}") from None
-    import_plugins(config.plugins)
+    try:
+        import_plugins(config.plugins)
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None
     for name in config.stages:
         if name not in STAGES:
             raise ConfigError(f"{path}: stages.{name}: unknown stage; known: {', '.join(STAGES.names()) or 'none'}")

@@ -72,6 +72,11 @@ class Stage:
 STAGES: Registry[type[Stage]] = Registry("stage")
 
 
+def register_stage(cls: type[Stage]) -> type[Stage]:
+    """Class decorator: register a stage under its `name`."""
+    return STAGES.register(cls.name)(cls)
+
+
 def drop_record(stage: str, key: str, reason: str, detail: str, record: Any) -> beam.pvalue.TaggedOutput:
     """Count a drop under `dropped_<reason>` and route it to the stage's drop output."""
     Metrics.counter(metrics_namespace(stage), f"dropped_{reason}").inc()
@@ -127,4 +132,5 @@ __all__ = [
     "apply_filter",
     "drop_record",
     "metrics_namespace",
+    "register_stage",
 ]

@@ -195,7 +195,9 @@ def _arrow_type(hint: Any) -> tuple[pa.DataType, bool]:
     if origin is Annotated:
         base, *extra = typing.get_args(hint)
         explicit = [e for e in extra if isinstance(e, pa.DataType)]
-        return (explicit[0] if explicit else _arrow_type(base)[0]), False
+        # ClassLabel columns are nullable: `datasets` applies its feature spec only to nullable fields.
+        class_label = any(isinstance(e, str) and e in _CLASS_LABELS for e in extra)
+        return (explicit[0] if explicit else _arrow_type(base)[0]), class_label
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(hint) if a is not type(None)]
         if len(args) != 1:

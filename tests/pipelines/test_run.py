@@ -1,0 +1,177 @@
+"""The run skeleton: stages into RUN_DIR/<stage>/part-*.parquet with manifests, skip on rerun."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipelines.config import ConfigError, load_config
+from pipelines.run import StageOrderError, run, stage_order
+from schemas import Commit, Drop
+from storage import MANIFEST_NAME, StageManifest, read_rows
+
+REPO = Path(__file__).resolve().parents[2]
+PLUGIN = "tests.pipelines.sample_stages"
+
+
+def commit_row(i: int, message: str) -> dict:
+    return {
+        "repo": "octo/demo", "commit": f"{i:040x}", "parent": f"{i + 1000:040x}", "path": f"src/m{i}.py",
+        "language": "Python", "license": "mit", "committed_at": 1_500_000_000 + i, "subject": message.splitlines()[0],
+        "message": message, "before": f"x = {i}\n", "after": f"x = {i + 1}\n", "split": "train",
+    }
+
+
+@pytest.fixture
+def commits_file(tmp_path) -> Path:
+    lines = [json.dumps(commit_row(i, "fix" if i % 5 == 0 else f"Fix the off-by-one in loop {i}")) for i in range(40)]
+    lines.insert(7, "{not json")
+    lines.insert(20, json.dumps({"repo": "octo/demo"}))  # missing columns
+    path = tmp_path / "commits.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def write_config(tmp_path: Path, commits: Path, *, run_dir: Path | None = None, mode="in_memory", workers=1,
+                 min_message=10, fail_on="", name="run.yaml") -> Path:
+    config = {
+        "run_dir": str(run_dir or tmp_path / "run"),
+        "num_shards": 3,
+        "runner": {"running_mode": mode, "workers": workers},
+        "plugins": [PLUGIN],
+        # The filter is listed first on purpose: the order comes from the stages' inputs.
+        "stages": {
+            "sample_filter": {"min_message": min_message},
+            "sample_source": {"path": str(commits), "fail_on": fail_on},
+        },
+    }
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_stages_write_shards_manifests_and_drops(tmp_path, commits_file):
+    config = load_config(write_config(tmp_path, commits_file))
+    assert stage_order(config) == ["sample_source", "sample_filter"]
+    outcomes = run(config)
+    assert [(o.stage, o.skipped) for o in outcomes] == [("sample_source", False), ("sample_filter", False)]
+
+    source = StageManifest.read(str(tmp_path / "run" / "sample_source"))
+    assert (source.records_in, source.records_out, source.dropped) == (42, 40, {"malformed_row": 2})
+    flt = StageManifest.read(str(tmp_path / "run" / "sample_filter"))
+    assert (flt.records_in, flt.records_out, flt.dropped) == (40, 32, {"short_message": 8})
+    assert flt.inputs == {"sample_source": source.config_hash}
+    assert flt.config == {"min_message": 10}
+    assert {"apache-beam", "pyarrow", "tree-sitter", "python"} <= set(flt.versions)
+    assert flt.started <= flt.finished
+
+    stage_dir = tmp_path / "run" / "sample_filter"
+    parts = sorted(p.name for p in stage_dir.glob("part-*.parquet"))
+    assert parts and all(p.endswith("-of-00003.parquet") for p in parts)
+    assert sorted(f for f in flt.files if not f.startswith("_dropped/")) == parts
+    assert not (stage_dir / "_attempt").exists()
+    rows = list(read_rows(str(stage_dir), Commit))
+    assert len(rows) == 32 and len({r["commit"] for r in rows}) == 32
+    drops = list(read_rows(str(stage_dir / "_dropped"), Drop))
+    assert {d["reason"] for d in drops} == {"short_message"} and len(drops) == 8
+    assert all(json.loads(d["record"])["message"] == "fix" for d in drops)
+
+
+def test_rerun_skips_matching_stages_and_redoes_changed_ones(tmp_path, commits_file):
+    run(load_config(write_config(tmp_path, commits_file)))
+    manifest_before = (tmp_path / "run" / "sample_source" / MANIFEST_NAME).read_text()
+
+    again = run(load_config(write_config(tmp_path, commits_file)))
+    assert [o.skipped for o in again] == [True, True]
+    assert (tmp_path / "run" / "sample_source" / MANIFEST_NAME).read_text() == manifest_before
+
+    changed = run(load_config(write_config(tmp_path, commits_file, min_message=3)))
+    assert [(o.stage, o.skipped) for o in changed] == [("sample_source", True), ("sample_filter", False)]
+    assert changed[1].manifest.records_out == 40 and changed[1].manifest.dropped == {}
+
+
+def test_a_stage_whose_files_vanished_is_redone(tmp_path, commits_file):
+    run(load_config(write_config(tmp_path, commits_file)))
+    next((tmp_path / "run" / "sample_filter").glob("part-*.parquet")).unlink()
+    outcomes = run(load_config(write_config(tmp_path, commits_file)))
+    assert [o.skipped for o in outcomes] == [True, False]
+    assert len(list(read_rows(str(tmp_path / "run" / "sample_filter"), Commit))) == 32
+
+
+def test_a_crashed_stage_leaves_no_manifest_and_the_next_run_finishes_cleanly(tmp_path, commits_file):
+    crashing = load_config(write_config(tmp_path, commits_file, fail_on=f"{13:040x}"))
+    with pytest.raises(Exception, match="simulated crash"):
+        run(crashing)
+    assert not (tmp_path / "run" / "sample_source" / MANIFEST_NAME).exists()
+    outcomes = run(load_config(write_config(tmp_path, commits_file)))
+    assert [o.skipped for o in outcomes] == [False, False]
+    rows = list(read_rows(str(tmp_path / "run" / "sample_source"), Commit))
+    assert len(rows) == 40 and len({r["commit"] for r in rows}) == 40
+    assert not (tmp_path / "run" / "sample_source" / "_attempt").exists()
+
+
+def test_multi_processing_runner_gives_the_same_shards(tmp_path, commits_file):
+    run(load_config(write_config(tmp_path, commits_file, run_dir=tmp_path / "one")))
+    run(load_config(write_config(tmp_path, commits_file, run_dir=tmp_path / "two", mode="multi_processing", workers=2)))
+    for stage in ("sample_source", "sample_filter"):
+        one = sorted((tmp_path / "one" / stage).glob("part-*.parquet"))
+        two = sorted((tmp_path / "two" / stage).glob("part-*.parquet"))
+        assert [p.name for p in one] == [p.name for p in two]
+        for a, b in zip(one, two):
+            assert list(read_rows_of(a)) == list(read_rows_of(b))
+
+
+def read_rows_of(path: Path):
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path).to_pylist()
+
+
+def test_selected_stage_needs_its_inputs_done(tmp_path, commits_file):
+    config = load_config(write_config(tmp_path, commits_file))
+    with pytest.raises(StageOrderError, match="reads 'sample_source', which has no finished output"):
+        run(config, selected=["sample_filter"])
+    assert [o.stage for o in run(config, selected=["sample_source"])] == ["sample_source"]
+    assert [o.stage for o in run(config, selected=["sample_filter"])] == ["sample_filter"]
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda c: c["stages"]["sample_filter"].update(min_mesage=3), r"stages\.sample_filter\.min_mesage: Extra inputs"),
+        (lambda c: c["stages"]["sample_filter"].update(min_message="many"), r"stages\.sample_filter\.min_message"),
+        (lambda c: c["stages"].update(nosuch={}), r"stages\.nosuch: unknown stage; known: .*sample_source"),
+        (lambda c: c["runner"].update(running_mode="fast"), r"runner\.running_mode"),
+        (lambda c: c.update(num_shard=2), r"num_shard: Extra inputs"),
+        (lambda c: c.update(plugins=["no.such.module"]), r"plugins: cannot import 'no\.such\.module'"),
+    ],
+)
+def test_config_errors_name_the_key(tmp_path, commits_file, edit, message):
+    path = write_config(tmp_path, commits_file)
+    config = yaml.safe_load(path.read_text())
+    edit(config)
+    path.write_text(yaml.safe_dump(config))
+    with pytest.raises(ConfigError, match=message) as error:
+        load_config(path)
+    assert str(path) in str(error.value)
+
+
+def test_cli_run_then_rerun_is_a_no_op(tmp_path, commits_file):
+    path = write_config(tmp_path, commits_file)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    command = [sys.executable, "-m", "pipelines.cli", "run", str(path)]
+    first = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    assert first.returncode == 0, first.stderr
+    assert "done sample_source: 42 in, 40 out, dropped: malformed_row 2" in first.stdout
+    assert "done sample_filter: 40 in, 32 out, dropped: short_message 8" in first.stdout
+    second = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    assert second.returncode == 0, second.stderr
+    assert "skip sample_source" in second.stdout and "skip sample_filter" in second.stdout
+    bad = subprocess.run([*command[:-1], str(tmp_path / "missing.yaml")], capture_output=True, text=True, env=env, cwd=REPO)
+    assert bad.returncode == 2 and "missing.yaml: no such config file" in bad.stderr
