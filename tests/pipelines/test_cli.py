@@ -1,0 +1,81 @@
+"""`codepref languages` and `codepref parse` as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.parsers.test_registry import RUST_CODE, RUST_ENTRY
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def codepref(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", *args],
+        capture_output=True, text=True, cwd=REPO, timeout=120, env={**os.environ, **(env or {})},
+    )
+
+
+def test_languages_list_json():
+    result = codepref("languages", "list", "--json")
+    assert result.returncode == 0, result.stderr
+    entries = json.loads(result.stdout)
+    assert [e["name"] for e in entries] == ["C", "C#", "C++", "Go", "Java", "JavaScript", "Python", "Ruby"]
+    cpp = entries[2]
+    assert {".hpp", ".hh", ".hxx", ".h++", ".cc", ".cpp", ".cxx", ".c++", ".h"} == set(cpp["extensions"])
+    assert cpp["grammar"] == "tree-sitter-cpp" and cpp["grammar_version"].startswith("0.23")
+    assert all(e["grammar_version"] for e in entries)
+
+
+def test_languages_check_loads_every_grammar():
+    result = codepref("languages", "check")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("ok ") == 8
+
+
+def test_languages_check_fails_on_a_broken_user_entry(tmp_path):
+    extra = tmp_path / "zig.yaml"
+    extra.write_text("languages:\n  - name: Zig\n    extensions: [.zig]\n    grammar: {package: tree-sitter-zig, module: tree_sitter_zig}\n")
+    result = codepref("languages", "check", env={"CODEPREF_LANGUAGES": str(extra)})
+    assert result.returncode == 1
+    assert "pip install tree-sitter-zig" in result.stderr
+
+
+def test_parse_files_as_json_lines(tmp_path):
+    good = tmp_path / "ok.go"
+    good.write_text("package main\n\n// add\nfunc add(a, b int) int { return a + b }\n")
+    header = tmp_path / "shape.h"
+    header.write_text("namespace geo { class Shape { public: virtual ~Shape(); }; }\n")
+    broken = tmp_path / "bad.py"
+    broken.write_bytes(b"def f(:\n    return '\xff'\n")
+    result = codepref("parse", str(good), str(header), str(broken), "--json", "--tokens")
+    assert result.returncode == 0, result.stderr
+    facts = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [f["language"] for f in facts] == ["Go", "C++", "Python"]
+    assert facts[0]["functions"][0]["name"] == "add" and "add" in facts[0]["tokens"] and facts[0]["depth"] >= 3
+    assert not facts[0]["has_error"] and facts[0]["parse_ok"]
+    assert facts[2]["has_error"] and not facts[2]["parse_ok"] and "invalid UTF-8 at byte" in facts[2]["decode_error"]
+
+
+def test_parse_unknown_extension_and_missing_file_fail_with_the_name(tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("hello")
+    result = codepref("parse", str(notes), str(tmp_path / "gone.py"))
+    assert result.returncode == 1
+    assert "notes.txt" in result.stderr and "no registered language" in result.stderr
+    assert "gone.py: cannot read" in result.stderr
+
+
+def test_parse_a_ninth_language_from_a_user_registry(tmp_path):
+    extra = tmp_path / "rust.yaml"
+    extra.write_text(RUST_ENTRY)
+    source = tmp_path / "lib.rs"
+    source.write_text(RUST_CODE)
+    result = codepref("parse", str(source), "--json", env={"CODEPREF_LANGUAGES": str(extra)})
+    assert result.returncode == 0, result.stderr
+    facts = json.loads(result.stdout)
+    assert facts["language"] == "Rust" and facts["functions"][0]["name"] == "add"

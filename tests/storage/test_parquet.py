@@ -1,0 +1,65 @@
+"""Sharded Parquet datasets and stage manifests."""
+
+from __future__ import annotations
+
+import apache_beam as beam
+import pytest
+from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+
+from schemas import Candidate, Commit
+from storage import SchemaMismatch, StageManifest, WriteShardedParquet, check_schema, read_rows, shard_of, write_rows
+from tests.pipelines.test_run import commit_row
+
+
+def write_with_beam(directory, rows, num_shards=4):
+    with beam.Pipeline(runner=FnApiRunner()) as pipeline:
+        _ = pipeline | beam.Create(rows) | WriteShardedParquet(str(directory), Commit, "commit", num_shards)
+
+
+def test_shards_are_deterministic_and_sorted(tmp_path):
+    rows = [commit_row(i, f"message number {i}") for i in range(50)]
+    write_with_beam(tmp_path / "a", rows)
+    write_with_beam(tmp_path / "b", list(reversed(rows)))
+    names_a = sorted(p.name for p in (tmp_path / "a").iterdir())
+    names_b = sorted(p.name for p in (tmp_path / "b").iterdir())
+    assert names_a == names_b and all(n.startswith("part-") and n.endswith("-of-00004.parquet") for n in names_a)
+    for name in names_a:
+        shard = int(name[5:10])
+        a = list(read_rows(str(tmp_path / "a"), Commit))
+        assert all(0 <= shard_of(r["commit"], 4) < 4 for r in a)
+        content_a = [r for r in a if shard_of(r["commit"], 4) == shard]
+        assert [r["commit"] for r in content_a] == sorted(r["commit"] for r in content_a)
+    assert list(read_rows(str(tmp_path / "a"), Commit)) == list(read_rows(str(tmp_path / "b"), Commit))
+
+
+def test_shard_of_is_stable():
+    assert shard_of("abc", 7) == shard_of("abc", 7)
+    assert len({shard_of(str(i), 8) for i in range(200)}) == 8
+
+
+def test_reading_the_wrong_record_type_names_the_file(tmp_path):
+    path = tmp_path / "part-00000-of-00001.parquet"
+    write_rows(str(path), [commit_row(1, "a message here")], Commit)
+    check_schema(str(path), Commit)
+    with pytest.raises(SchemaMismatch, match=r"part-00000-of-00001\.parquet: holds \('Commit', 1\), expected Candidate v1"):
+        list(read_rows(str(tmp_path), Candidate))
+
+
+def test_rows_that_do_not_fit_name_the_row(tmp_path):
+    rows = [commit_row(1, "fine message"), {**commit_row(2, "bad"), "committed_at": "yesterday"}]
+    with pytest.raises(SchemaMismatch, match=r"x\.parquet: rows do not fit Commit v1: .*first bad row: #1"):
+        write_rows(str(tmp_path / "x.parquet"), rows, Commit)
+
+
+def test_manifest_round_trip_and_unreadable_manifest(tmp_path):
+    manifest = StageManifest(
+        stage="mine", config_hash="abc", schema="Commit v1", records_in=3, records_out=2, dropped={"merge": 1},
+        started="2026-01-01T00:00:00+00:00", finished="2026-01-01T00:00:01+00:00", seconds=1.0,
+        files=["part-00000-of-00001.parquet"], versions={"python": "3.11"}, config={"x": 1},
+    )
+    manifest.write(str(tmp_path))
+    assert StageManifest.read(str(tmp_path)) == manifest
+    assert not (tmp_path / "_manifest.json.tmp").exists()
+    (tmp_path / "_manifest.json").write_text("{truncated")
+    assert StageManifest.read(str(tmp_path)) is None
+    assert StageManifest.read(str(tmp_path / "nowhere")) is None
