@@ -5,7 +5,8 @@ Definitions:
   they are counted in `missing_nodes` and make `has_error` true).
 - `depth`: the most named nodes on one path from the root, the root included (an empty
   Python module has depth 1; `x = 1` has 4: module, expression_statement, assignment, identifier).
-- `tokens`: the source with comment nodes cut out, split into words and single punctuation marks.
+- `tokens`: the source with comment nodes cut out, split into words and single punctuation marks;
+  computed on first use (only dedup needs it, and only for records the filters kept).
 - `parse_ok`: the bytes are valid UTF-8 and the parser produced a tree. Invalid UTF-8 is reported
   in `decode_error` (byte offset and bytes), never dropped: the rest of the facts still come from
   the raw bytes.
@@ -15,7 +16,8 @@ from __future__ import annotations
 
 import re
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Any
 
 import tree_sitter
@@ -24,6 +26,7 @@ from parsers.registry import LanguageRegistry, LanguageSpec, languages
 from schemas import CodeSummary
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")
+COMMENT, FUNCTION, CLASS, NAMED, ANONYMOUS = 0, 1, 2, 3, 4  # what a node kind means to the facts
 _local = threading.local()
 
 
@@ -56,7 +59,14 @@ class CodeFacts:
     lines: int
     functions: tuple[Span, ...]
     classes: tuple[Span, ...]
-    tokens: tuple[str, ...]
+    comments: tuple[tuple[int, int], ...]  # byte ranges of comment nodes, in order
+    source: bytes = field(repr=False, compare=False)
+
+    @cached_property
+    def tokens(self) -> tuple[str, ...]:
+        """The comment-free token stream (words and single punctuation marks)."""
+        text = _without(self.source, self.comments).decode("utf-8", errors="replace")
+        return tuple(_TOKEN.findall(text))
 
     def summary(self) -> CodeSummary:
         """The scalar facts that travel with a candidate pair."""
@@ -73,21 +83,28 @@ class CodeFacts:
 
     def to_json(self, *, with_tokens: bool = True) -> dict[str, Any]:
         data = asdict(self)
-        if not with_tokens:
-            data.pop("tokens")
+        del data["source"]
+        data["comments"] = [list(r) for r in self.comments]
+        if with_tokens:
+            data["tokens"] = list(self.tokens)
         return data
 
 
 class _Tools:
-    """A process-local (and thread-local) parser and query for one language."""
+    """A process-local (and thread-local) parser for one language, and what each node kind means."""
 
     def __init__(self, spec: LanguageSpec):
-        self.parser = tree_sitter.Parser(spec.language)
-        patterns = []
-        for capture, kinds in (("comment", spec.comment_nodes), ("function", spec.function_nodes), ("class", spec.class_nodes)):
-            if kinds:
-                patterns.append("[" + " ".join(f"({kind})" for kind in kinds) + f"] @{capture}")
-        self.query = tree_sitter.Query(spec.language, "\n".join(patterns)) if patterns else None
+        language = spec.language
+        self.parser = tree_sitter.Parser(language)
+        # Kind id -> ANONYMOUS, NAMED or a category; a grammar may give one node type several ids (aliases).
+        wanted = {COMMENT: spec.comment_nodes, FUNCTION: spec.function_nodes, CLASS: spec.class_nodes}
+        self.kinds: dict[int, int] = {}
+        for kind_id in range(language.node_kind_count):
+            if not language.node_kind_is_named(kind_id):
+                self.kinds[kind_id] = ANONYMOUS
+                continue
+            name = language.node_kind_for_id(kind_id)
+            self.kinds[kind_id] = next((c for c, kinds in wanted.items() if name in kinds), NAMED)
 
 
 def _tools(spec: LanguageSpec) -> _Tools:
@@ -116,9 +133,7 @@ def parse(code: str | bytes, language: str | LanguageSpec, *, registry: Language
     root = tree.root_node
 
     error_bytes, missing = _errors(root) if root.has_error else (0, 0)
-    depth, named = _depth_and_named_count(tree)
-    captures = tree_sitter.QueryCursor(tools.query).captures(root) if tools.query else {}
-    comments = sorted((n.start_byte, n.end_byte) for n in captures.get("comment", ()))
+    depth, named, found = _walk(tree, tools.kinds)
 
     return CodeFacts(
         language=spec.name,
@@ -132,9 +147,10 @@ def parse(code: str | bytes, language: str | LanguageSpec, *, registry: Language
         named_nodes=named,
         bytes=len(source),
         lines=source.count(b"\n") + (1 if source and not source.endswith(b"\n") else 0),
-        functions=_spans(captures.get("function", ())),
-        classes=_spans(captures.get("class", ())),
-        tokens=tuple(_TOKEN.findall(_without(source, comments).decode("utf-8", errors="replace"))),
+        functions=_spans(found[FUNCTION]),
+        classes=_spans(found[CLASS]),
+        comments=tuple(sorted((n.start_byte, n.end_byte) for n in found[COMMENT])),
+        source=source,
     )
 
 
@@ -161,24 +177,38 @@ def _errors(root: tree_sitter.Node) -> tuple[int, int]:
     return error_bytes, missing
 
 
-def _depth_and_named_count(tree: tree_sitter.Tree) -> tuple[int, int]:
-    """Named-node depth (root = 1) and named-node count, in one cursor walk."""
+def _walk(tree: tree_sitter.Tree, kinds: dict[int, int]) -> tuple[int, int, list[list[tree_sitter.Node]]]:
+    """One cursor walk: named-node depth (root = 1), named-node count, and the nodes per category."""
     cursor = tree.walk()
-    depths = [1]  # named depth of each node on the cursor's path
-    deepest = named = 1
+    first_child, next_sibling, parent = cursor.goto_first_child, cursor.goto_next_sibling, cursor.goto_parent
+    found: list[list[tree_sitter.Node]] = [[], [], [], [], []]
+    meaning = kinds.get
+    ancestors: list[int] = []  # named depth of each ancestor's parent, for climbing back up
+    parent_depth, current, deepest, named = 0, 1, 1, 1
+    root = tree.root_node
+    if meaning(root.kind_id, NAMED) < NAMED:
+        found[meaning(root.kind_id, NAMED)].append(root)
     while True:
-        if not cursor.goto_first_child():
-            while not cursor.goto_next_sibling():
-                if not cursor.goto_parent():
-                    return deepest, named
-                depths.pop()
-            depths.pop()
-        is_named = cursor.node.is_named
-        depth = depths[-1] + is_named
-        depths.append(depth)
-        named += is_named
-        if depth > deepest:
-            deepest = depth
+        if first_child():
+            ancestors.append(parent_depth)
+            parent_depth = current
+        else:
+            while not next_sibling():
+                if not parent():
+                    return deepest, named, found
+                current = parent_depth
+                parent_depth = ancestors.pop()
+        node = cursor.node
+        kind = meaning(node.kind_id, NAMED)  # ERROR has no kind id in the table; it is named
+        if kind == ANONYMOUS:
+            current = parent_depth
+            continue
+        current = parent_depth + 1
+        named += 1
+        if current > deepest:
+            deepest = current
+        if kind < NAMED:
+            found[kind].append(node)
 
 
 def _spans(nodes: Any) -> tuple[Span, ...]:
@@ -209,7 +239,7 @@ def _name_of(node: tree_sitter.Node) -> str | None:
     return named.text.decode("utf-8", errors="replace")
 
 
-def _without(source: bytes, ranges: list[tuple[int, int]]) -> bytes:
+def _without(source: bytes, ranges: tuple[tuple[int, int], ...]) -> bytes:
     """`source` with the byte ranges cut out (a space left in each place, so tokens do not fuse)."""
     if not ranges:
         return source
