@@ -78,6 +78,14 @@ def import_plugins(modules: list[str]) -> None:
             raise ConfigError(f"plugins: cannot import {module!r}: {error}") from None
 
 
+BUILTIN_STAGE_MODULES = ("pipelines.mine",)
+
+
+def import_builtin_stages() -> None:
+    for module in BUILTIN_STAGE_MODULES:
+        importlib.import_module(module)
+
+
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:
     """Read, validate and return a run config; every stage named must be registered."""
     path = Path(path)
@@ -94,6 +102,7 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ru
         config = RunConfig.model_validate(document)
     except ValidationError as error:
         raise ConfigError(f"{path}: {_describe(error)}") from None
+    import_builtin_stages()
     try:
         import_plugins(config.plugins)
     except ConfigError as error:

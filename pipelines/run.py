@@ -97,6 +97,7 @@ def config_hash(stage: type[Stage], stage_config: Any, upstream: dict[str, str],
         "config": stage_config.model_dump(mode="json"),
         "inputs": upstream,
         "languages": registry,
+        "outside_data": stage.fingerprint(stage_config),
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 

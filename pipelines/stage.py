@@ -51,7 +51,11 @@ class StageResult:
 
 
 class Stage:
-    """Base of registered stages. Subclasses set the class attributes and implement `build`."""
+    """Base of registered stages. Subclasses set the class attributes and implement `build`.
+
+    A stage that reads data from outside the run (repositories, files) overrides `fingerprint`,
+    so that a change of that data changes the stage's config hash.
+    """
 
     name: ClassVar[str]
     Config: ClassVar[type[StageConfig]] = StageConfig
@@ -63,6 +67,11 @@ class Stage:
     def __init__(self, config: StageConfig, context: StageContext):
         self.config = config
         self.context = context
+
+    @classmethod
+    def fingerprint(cls, config: StageConfig) -> dict[str, Any]:
+        """What identifies the outside data this stage reads (default: nothing)."""
+        return {}
 
     def build(self, pipeline: beam.Pipeline, inputs: dict[str, beam.PCollection]) -> StageResult:
         """Apply this stage to its input records (rows of the upstream stages)."""
@@ -77,9 +86,13 @@ def register_stage(cls: type[Stage]) -> type[Stage]:
     return STAGES.register(cls.name)(cls)
 
 
-def drop_record(stage: str, key: str, reason: str, detail: str, record: Any) -> beam.pvalue.TaggedOutput:
-    """Count a drop under `dropped_<reason>` and route it to the stage's drop output."""
-    Metrics.counter(metrics_namespace(stage), f"dropped_{reason}").inc()
+def drop_record(stage: str, key: str, reason: str, detail: str, record: Any, count: int = 1) -> beam.pvalue.TaggedOutput:
+    """Count a drop under `dropped_<reason>` and route it to the stage's drop output.
+
+    `count` > 1 stands one drop record for several dropped inputs (e.g. every commit of a
+    repository whose licence is not allowed).
+    """
+    Metrics.counter(metrics_namespace(stage), f"dropped_{reason}").inc(count)
     text = record if isinstance(record, str) else json.dumps(record, default=str, sort_keys=True)
     return beam.pvalue.TaggedOutput(
         DROPPED,

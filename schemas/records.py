@@ -65,11 +65,11 @@ class Commit:
 
     repo: str
     commit: str
-    parent: str
+    parent: str | None  # None for rows of commit tables, which do not say
     path: str
     language: str
     license: str | None
-    committed_at: int  # committer time, Unix seconds (UTC)
+    committed_at: int | None  # committer time, Unix seconds (UTC); None when a commit table lacks it
     subject: str
     message: Text
     before: Text
