@@ -28,7 +28,7 @@ from parsers.registry import DEFAULT_REGISTRY, registry_files
 from pipelines.config import ConfigError, RunConfig, RunnerConfig
 from pipelines.stage import STAGES, Stage, StageContext, metrics_namespace
 from schemas import Drop
-from storage import ReadRecords, StageManifest, WriteShardedParquet, list_parts, package_versions
+from storage import ReadRecords, StageManifest, WriteShardedParquet, list_parts, package_versions, shard_name, write_rows
 
 ATTEMPT_DIR = "_attempt"
 DROPPED_DIR = "_dropped"
@@ -122,6 +122,15 @@ def _reset_dir(directory: str) -> None:
     FileSystems.mkdirs(directory)
 
 
+def _fill_empty_shards(directory: str, record_type: type, num_shards: int) -> None:
+    """Write an empty shard for every shard index that got no rows, so a dataset always has all its files."""
+    present = {part.rsplit("/", 1)[-1] for part in list_parts(directory)}
+    for shard in range(num_shards):
+        name = shard_name(shard, num_shards)
+        if name not in present:
+            write_rows(FileSystems.join(directory, name), [], record_type)
+
+
 def _move_outputs(source: str, target: str) -> list[str]:
     """Move the attempt's shards (and drop shards) into the stage directory; returns relative names."""
     moved: list[str] = []
@@ -187,6 +196,7 @@ def run_stage(config: RunConfig, name: str, registry: LanguageRegistry, registry
     pipeline_result.wait_until_finish()
     counters = _counters(pipeline_result, namespace)
 
+    _fill_empty_shards(attempt, stage_cls.output_type, config.num_shards)
     files = _move_outputs(attempt, stage_dir)
     manifest = StageManifest(
         stage=name,

@@ -76,11 +76,12 @@ def _repository_entries(config: MineConfig) -> list[dict[str, Any]]:
         if not found:
             raise ConfigError(f"stages.mine.repos: {text!r} is neither a git repository nor a folder of them")
         entries.extend({"path": str(child.resolve())} for child in found)
-    if config.repo_manifest:
-        entries.extend(_manifest_rows(Path(config.repo_manifest)))
-    for entry in entries:
+    by_path = {entry["path"]: entry for entry in entries}
+    if config.repo_manifest:  # a manifest row says more (name, licence) than a bare path
+        by_path.update((entry["path"], entry) for entry in _manifest_rows(Path(config.repo_manifest)))
+    for entry in by_path.values():
         entry.setdefault("name", Path(entry["path"]).name.removesuffix(".git"))
-    return sorted(entries, key=lambda e: (e["name"].lower(), e["path"]))
+    return sorted(by_path.values(), key=lambda e: (e["name"].lower(), e["path"]))
 
 
 def _manifest_rows(path: Path) -> list[dict[str, Any]]:

@@ -73,7 +73,7 @@ def test_stages_write_shards_manifests_and_drops(tmp_path, commits_file):
 
     stage_dir = tmp_path / "run" / "sample_filter"
     parts = sorted(p.name for p in stage_dir.glob("part-*.parquet"))
-    assert parts and all(p.endswith("-of-00003.parquet") for p in parts)
+    assert parts == [f"part-{i:05d}-of-00003.parquet" for i in range(3)]  # empty shards too
     assert sorted(f for f in flt.files if not f.startswith("_dropped/")) == parts
     assert not (stage_dir / "_attempt").exists()
     rows = list(read_rows(str(stage_dir), Commit))

@@ -1,0 +1,356 @@
+"""The `mine` stage on real git repositories made in the tests, and on commit tables."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipelines.config import ConfigError, RunConfig
+from pipelines.mine.rules import LicenseDetector, MessageRules, TimeWindows, default_blocklist, split_of
+from pipelines.run import run
+from schemas import Commit, Drop
+from storage import StageManifest, read_rows
+from tests.git_fixtures import GPL3, MIT, GitRepo, synthetic_history
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+GOOD = "Fix the off-by-one error in the loop bound"
+
+
+def mine(tmp_path: Path, **stage_config) -> tuple[dict[str, dict], dict[str, str], StageManifest]:
+    """Run the mine stage; returns (kept rows by commit, drop reason by key, manifest)."""
+    run_dir = tmp_path / "run"
+    config = RunConfig(run_dir=str(run_dir), num_shards=2, runner={"running_mode": "in_memory", "workers": 1},
+                       stages={"mine": stage_config})
+    import pipelines.mine  # noqa: F401  (registers the stage)
+
+    run(config, force=True)
+    rows = {r["commit"]: r for r in read_rows(str(run_dir / "mine"), Commit)}
+    drops = {d["key"]: d["reason"] for d in read_rows(str(run_dir / "mine" / "_dropped"), Drop)}
+    return rows, drops, StageManifest.read(str(run_dir / "mine"))
+
+
+@pytest.fixture
+def repo(tmp_path) -> GitRepo:
+    repo = GitRepo(tmp_path / "octo-demo")
+    repo.write("LICENSE", MIT)
+    repo.write("src/calc.py", "def add(a, b):\n    return a + b\n")
+    repo.write("src/util.c", "int twice(int x) { return 2 * x; }\n")
+    repo.commit("Initial import of the calculator")
+    return repo
+
+
+def test_every_git_rule_is_a_counted_reason(tmp_path, repo):
+    ids = {}
+    repo.write("src/calc.py", "def add(a, b):\n    return b + a\n")
+    ids["kept"] = repo.commit(GOOD)
+    repo.write("src/calc.py", "def add(a, b):\n    return int(a) + int(b)\n")
+    repo.write("src/util.c", "int twice(int x) { return x + x; }\n")
+    ids["multi_file"] = repo.commit("Change two files at once please")
+    repo.git("mv", "src/util.c", "src/helpers.c")
+    ids["renamed"] = repo.commit("Rename the helpers module file")
+    repo.write("src/new.go", "package main\n")
+    ids["added"] = repo.commit("Add a new Go file to the tree")
+    (repo.path / "src/new.go").unlink()
+    ids["deleted"] = repo.commit("Delete the Go file again, not used")
+    (repo.path / "src/calc.py").chmod(0o755)
+    ids["mode_change"] = repo.commit("Make the calculator executable")
+    repo.write("notes.txt", "hello\n")
+    repo.commit("Add notes file with a greeting")
+    repo.write("notes.txt", "hello world\n")
+    ids["unknown_language"] = repo.commit("Extend the greeting in the notes")
+    repo.write("src/calc.py", "def add(a, b):\n    return a + b  # wip\n")
+    ids["blocklisted_message"] = repo.commit("Addressed comments")
+    repo.write("src/calc.py", "def add(a, b):\n    return a + b  # x\n")
+    ids["message_too_short"] = repo.commit("fix bug")
+    repo.write("src/calc.py", "def add(a, b):\n    return a + b  # y\n")
+    ids["merge_message"] = repo.commit("Merge fixes from the other branch")
+    repo.write("src/calc.py", "def add(a, b):\n    return a + b  # z\n")
+    ids["ci_push_message"] = repo.commit("Automated pi push of results")
+    repo.write("src/blob.c", "int x;\n")
+    repo.commit("Add a small C file for data")
+    repo.write("src/blob.c", b"int x;\n\0\1\2binary\n")
+    ids["binary"] = repo.commit("Embed the binary table in the source")
+    repo.write("src/latin.py", "s = 'caf'\n")
+    repo.commit("Add the latin-1 strings module")
+    repo.write("src/latin.py", b"s = 'caf\xe9'\n")
+    ids["not_utf8"] = repo.commit("Use the accented spelling in strings")
+    repo.write("src/calc.py", "def add(a, b):\n    return a + b\n" + "# padding\n" * 200)
+    ids["too_large"] = repo.commit("Pad the calculator module with notes")
+
+    rows, drops, manifest = mine(tmp_path, repos=[str(repo.path)], max_file_bytes=1000)
+    assert set(rows) == {ids["kept"]}
+    row = rows[ids["kept"]]
+    assert (row["repo"], row["path"], row["language"], row["license"], row["split"]) == ("octo-demo", "src/calc.py", "Python", "mit", "train")
+    assert row["before"] == "def add(a, b):\n    return a + b\n" and row["after"] == "def add(a, b):\n    return b + a\n"
+    assert row["subject"] == GOOD and row["parent"] and row["committed_at"] > 1_600_000_000
+    for reason, commit in ids.items():
+        if reason != "kept":
+            assert drops[commit] == reason, reason
+    assert manifest.dropped["root_commit"] == 1
+    assert manifest.records_in == len(repo.git("rev-list", "HEAD").split())
+    assert manifest.records_out == 1
+
+
+def test_merge_commits_are_dropped(tmp_path, repo):
+    repo.git("checkout", "-q", "-b", "topic")
+    repo.write("src/calc.py", "def add(a, b):\n    return sum((a, b))\n")
+    topic = repo.commit("Use sum for the addition on topic")
+    repo.git("checkout", "-q", "main")
+    repo.write("src/util.c", "int twice(int x) { return x << 1; }\n")
+    main_side = repo.commit("Shift instead of multiplying by two")
+    repo.git("merge", "-q", "--no-ff", "-m", "Bring topic into main line", "topic",
+             env={"GIT_COMMITTER_DATE": "1600100000 +0000", "GIT_AUTHOR_DATE": "1600100000 +0000"})
+    merge = repo.git("rev-parse", "HEAD")
+    rows, drops, _ = mine(tmp_path, repos=[str(repo.path)])
+    assert set(rows) == {topic, main_side}
+    assert drops[merge] == "merge_commit"
+
+
+def test_reverted_commits_and_their_reverts_are_dropped(tmp_path, repo):
+    repo.write("src/calc.py", "def add(a, b):\n    return a - b\n")
+    broken = repo.commit("Switch to subtraction for the adder")
+    repo.git("revert", "--no-edit", broken, env={"GIT_COMMITTER_DATE": "1600200000 +0000"})
+    revert = repo.git("rev-parse", "HEAD")
+    repo.write("src/util.c", "int twice(int x) { return 3 * x; }\n")
+    undone = repo.commit("Triple instead of double, by request")
+    repo.write("src/util.c", "int twice(int x) { return 2 * x; }\n")
+    manual = repo.commit("Go back to doubling, tripling was wrong")  # exact inverse, no trailer
+    repo.write("src/calc.py", "def add(a, b):\n    return a + b + 0\n")
+    kept = repo.commit(GOOD)
+    rows, drops, _ = mine(tmp_path, repos=[str(repo.path)])
+    assert set(rows) == {kept}
+    assert drops[broken] == "reverted_later" and drops[revert] == "reverts_other_commit"
+    assert drops[undone] == "inverse_change" and drops[manual] == "inverse_change"
+
+
+def test_licences_detected_allowlisted_and_recorded(tmp_path):
+    repos = {}
+    for name, text in (("Alpha", MIT), ("beta", GPL3), ("gamma", None)):
+        repo = GitRepo(tmp_path / "repos" / name)
+        if text:
+            repo.write("LICENSE", text)
+        repo.write("a.py", "x = 1\n")
+        repo.commit("Start the module with a value")
+        repo.write("a.py", "x = 2\n")
+        repos[name] = repo.commit("Change the value to two for now")
+    rows, drops, manifest = mine(tmp_path, repos=[str(tmp_path / "repos")])
+    assert set(rows) == {repos["Alpha"]} and rows[repos["Alpha"]]["license"] == "mit"
+    assert manifest.dropped["license_not_allowed"] == 2 and manifest.dropped["license_unknown"] == 2
+    # An allowlist of repositories, matched case-insensitively; a licence from the manifest wins.
+    manifest_file = tmp_path / "repos.csv"
+    manifest_file.write_text(f"path,name,license\n{tmp_path / 'repos' / 'gamma'},octo/Gamma,Apache-2.0\n")
+    rows, drops, manifest = mine(tmp_path, repos=[str(tmp_path / "repos")], repo_manifest=str(manifest_file),
+                                 repo_allowlist=["ALPHA", "OCTO/gamma"])
+    assert set(rows) == {repos["Alpha"], repos["gamma"]}
+    assert rows[repos["gamma"]]["license"] == "apache-2.0" and rows[repos["gamma"]]["repo"] == "octo/Gamma"
+    assert manifest.dropped["repo_not_allowlisted"] == 2  # beta's two commits
+
+
+def test_licence_detector():
+    detector = LicenseDetector()
+    assert detector.detect(MIT.encode()) == "mit"
+    assert detector.detect(GPL3.encode()) == "gpl-3.0"
+    assert detector.detect(b"// SPDX-License-Identifier: BSD-3-Clause\n") == "bsd-3-clause"
+    assert detector.detect(Path("LICENSE").read_bytes()) == "apache-2.0"  # this repository's own
+    bsd2 = b"Redistribution and use in source and binary forms, with or without modification, are permitted"
+    assert detector.detect(bsd2) == "bsd-2-clause"
+    assert detector.detect(bsd2 + b"\nNeither the name of the copyright holder nor") == "bsd-3-clause"
+    assert detector.detect(b"All rights reserved.") is None
+
+
+def test_time_windows_and_splits(tmp_path):
+    day = 86_400
+    train_end = 1_550_000_000 // day * day  # a UTC midnight
+    repos = {}
+    candidates = [f"repo{i}" for i in range(40)]
+    names = [n for n in candidates if split_of(n, 0.5) == "train"][:2] + [n for n in candidates if split_of(n, 0.5) == "benchmark"][:2]
+    for name in names:
+        repo = GitRepo(tmp_path / "repos" / name)
+        repo.write("LICENSE", MIT)
+        repo.write("m.rb", f"puts '{name}'\n")
+        repo.commit("Create the ruby script file", when=train_end - 10 * day)
+        repo.write("m.rb", "puts 2\n")
+        early = repo.commit("Print two instead of one, as asked", when=train_end - day)
+        repo.write("m.rb", "puts 3\n")
+        late = repo.commit("Print three instead of two, as asked", when=train_end + day)
+        repos[name] = (early, late)
+    from datetime import date, datetime, timezone
+
+    end = datetime.fromtimestamp(train_end, timezone.utc).date()
+    rows, drops, manifest = mine(
+        tmp_path, repos=[str(tmp_path / "repos")], train_end=end.isoformat(), bench_start=end.isoformat(),
+        bench_end=date(2030, 1, 1).isoformat(), benchmark_share=0.5,
+    )
+    for name, (early, late) in repos.items():
+        split = split_of(name, 0.5)
+        if split == "train":
+            assert early in rows and rows[early]["split"] == "train" and drops[late] == "outside_train_window"
+        else:
+            assert late in rows and rows[late]["split"] == "benchmark" and drops[early] == "outside_benchmark_window"
+    assert {split_of(name, 0.5) for name in repos} == {"train", "benchmark"}  # both splits used, disjoint by repo
+
+
+def test_dot_h_language_is_decided_by_content(tmp_path, repo):
+    repo.write("inc/shape.h", "struct shape { int w; };\n")
+    repo.commit("Add the shape header for drawing")
+    repo.write("inc/shape.h", "namespace geo { class Shape { public: int w; }; }\n")
+    cpp = repo.commit("Turn the shape header into a C++ class")
+    repo.write("inc/plain.h", "int area(int w);\n")
+    repo.commit("Add the plain header with a prototype")
+    repo.write("inc/plain.h", "int area(int w, int h);\n")
+    c = repo.commit("Take the height in the area prototype")
+    rows, _, _ = mine(tmp_path, repos=[str(repo.path)])
+    assert rows[cpp]["language"] == "C++" and rows[c]["language"] == "C"
+
+
+def test_forks_keep_one_record_per_commit_and_merged_pr_filter(tmp_path, repo):
+    repo.write("src/calc.py", "def add(a, b):\n    return a + b + 0\n")
+    first = repo.commit(GOOD)
+    repo.write("src/calc.py", "def add(a, b):\n    return a + b + 0 + 0\n")
+    second = repo.commit("Second careful change of the adder")
+    fork = tmp_path / "zz-fork.git"
+    subprocess.run(["git", "clone", "-q", "--bare", str(repo.path), str(fork)], check=True)
+    rows, drops, manifest = mine(tmp_path, repos=[str(repo.path), str(fork)])
+    assert set(rows) == {first, second} and {r["repo"] for r in rows.values()} == {"octo-demo"}
+    assert manifest.dropped["duplicate_commit"] == 2
+
+    pulls = tmp_path / "merged.csv"
+    pulls.write_text(f"repo,commit\nocto-demo,{second}\n")
+    rows, drops, manifest = mine(tmp_path, repos=[str(repo.path)], merged_pull_requests=str(pulls))
+    assert set(rows) == {second} and drops[first] == "not_in_merged_pr"
+
+
+def test_corrupt_objects_and_unreadable_repositories_are_counted(tmp_path, repo):
+    repo.write("src/calc.py", "def add(a, b):\n    return a + b + 1\n")
+    kept = repo.commit(GOOD)
+    repo.write("src/util.c", "int twice(int x) { return x * 2; }\n")
+    broken = repo.commit("Multiply on the right side for clarity")
+    blob = repo.git("rev-parse", f"{broken}:src/util.c")
+    (repo.path / ".git" / "objects" / blob[:2] / blob[2:]).unlink()  # the new version's blob is gone
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "HEAD").write_text("garbage")
+    (tmp_path / "empty" / "objects").mkdir()
+    rows, drops, manifest = mine(tmp_path, repos=[str(repo.path), str(tmp_path / "empty")])
+    assert kept in rows
+    assert drops[broken] == "corrupt_object"
+    assert manifest.dropped["unreadable_repository"] == 1
+
+
+def table_rows() -> list[dict]:
+    base = {"subject": GOOD, "message": GOOD + "\n\nDetails.", "repos": "Octo/A,octo/b", "license": "mit",
+            "unix_time": 1_500_000_000, "old_contents": "x = 1\n", "new_contents": "x = 2\n"}
+    return [
+        {**base, "commit": "a" * 40, "path": "m.py"},
+        {**base, "commit": "b" * 40, "path": "m.py", "message": "Addressed comments", "subject": "Addressed comments"},
+        {**base, "commit": "c" * 40, "path": "m.txt"},
+        {**base, "commit": "d" * 40, "path": "m.py", "license": "gpl-3.0"},
+        {**base, "commit": "e" * 40, "path": "m.py", "new_contents": "x = 1\n"},
+        {**base, "commit": "f" * 40, "path": "m.py", "message": f"Revert it\n\nThis reverts commit {'a' * 10}."},
+        {**base, "commit": "1" * 40, "path": "k.go", "old_contents": "package k\n", "new_contents": "package k // two\n"},
+        {**base, "commit": "2" * 40, "path": "m.py", "rename_to": "n.py"},
+    ]
+
+
+def test_commit_table_in_both_column_layouts(tmp_path):
+    rows = table_rows()
+    jsonl = tmp_path / "commits.jsonl"
+    lines = [json.dumps({**{k: v for k, v in r.items() if k not in ("path", "rename_to")}, "file_path": r["path"]})
+             for r in rows if "rename_to" not in r]
+    lines.append("{broken json")
+    jsonl.write_text("\n".join(lines) + "\n")
+    parquet = tmp_path / "commits.parquet"
+    layout = [{**{k: v for k, v in r.items() if k not in ("path", "rename_to")}, "commit": "9" + r["commit"][1:],
+               "old_file": r["path"], "new_file": r.get("rename_to", r["path"])} for r in rows]
+    pq.write_table(pa.Table.from_pylist(layout), parquet)
+
+    kept, drops, manifest = mine(tmp_path, tables=[str(jsonl), str(parquet)])
+    # The Parquet copy's "9aaa..." is not the commit the revert names ("aaaaaaaaaa"), so it stays.
+    assert set(kept) == {"1" * 40, "9" + "1" * 39, "9" + "a" * 39}
+    row = kept["1" * 40]
+    assert (row["repo"], row["language"], row["license"], row["parent"], row["committed_at"]) == ("Octo/A", "Go", "mit", None, 1_500_000_000)
+    assert drops["b" * 40] == "blocklisted_message" and drops["c" * 40] == "unknown_language"
+    assert drops["d" * 40] == "license_not_allowed" and drops["e" * 40] == "no_change"
+    assert drops["a" * 40] == "reverted_later" and drops["f" * 40] == "reverts_other_commit"
+    assert drops["9" + "2" * 39] == "renamed"
+    assert manifest.dropped["malformed_row"] == 1
+    assert manifest.records_in == len(lines) + len(layout)
+
+
+def test_commit_table_missing_columns_fail_with_the_file_name(tmp_path):
+    parquet = tmp_path / "bad.parquet"
+    pq.write_table(pa.Table.from_pylist([{"commit": "a", "message": "m"}]), parquet)
+    with pytest.raises(ConfigError, match=r"bad\.parquet: commit table lacks columns .*old_contents"):
+        mine(tmp_path, tables=[str(parquet)])
+
+
+def git_log_single_file_commits(path: Path) -> set[str]:
+    """Independent count: non-merge, non-root commits whose raw diff is one in-place modification of a
+    file with a registered extension, and whose message passes the message rules."""
+    from parsers import languages
+
+    out = subprocess.run(
+        ["git", "-C", str(path), "log", "--no-merges", "--no-renames", "--raw", "--no-abbrev", "--format=%x00%H%x01%P%x01%B%x02"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    rules = MessageRules(10, 15_000, default_blocklist())
+    kept = set()
+    for chunk in out.split("\x00")[1:]:
+        head, _, raw = chunk.partition("\x02")
+        commit, parents, message = head.split("\x01", 2)
+        entries = [line for line in raw.strip().splitlines() if line.startswith(":")]
+        if not parents.strip() or len(entries) != 1:
+            continue
+        meta, path_name = entries[0].split("\t", 1)
+        old_mode, new_mode, _, _, status = meta[1:].split()
+        if status != "M" or old_mode != new_mode or new_mode not in ("100644", "100755"):
+            continue
+        if not languages().candidates_for_path(path_name) or rules.check(message):
+            continue
+        kept.add(commit)
+    return kept
+
+
+def test_matches_plain_git_log_on_a_few_thousand_commits(tmp_path):
+    history = synthetic_history(tmp_path / "synth.git", 3000)
+    expected = git_log_single_file_commits(history)
+    manifest_file = tmp_path / "repos.jsonl"
+    manifest_file.write_text(json.dumps({"path": str(history), "name": "octo/synth", "license": "mit"}) + "\n")
+    rows, drops, manifest = mine(tmp_path, repo_manifest=str(manifest_file))
+    mined_or_dropped_late = set(rows) | {k for k, reason in drops.items() if reason == "inverse_change"}
+    assert manifest.records_in == 3000
+    assert len(expected) > 500
+    assert mined_or_dropped_late == expected
+
+
+def test_matches_plain_git_log_on_this_repository(tmp_path):
+    if not (REPO_ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    manifest_file = tmp_path / "repos.jsonl"
+    manifest_file.write_text(json.dumps({"path": str(REPO_ROOT), "name": "codepref", "license": "apache-2.0"}) + "\n")
+    rows, drops, manifest = mine(tmp_path, repo_manifest=str(manifest_file))
+    expected = git_log_single_file_commits(REPO_ROOT)
+    late = {k for k, reason in drops.items() if reason in ("inverse_change", "reverted_later", "reverts_other_commit")}
+    assert set(rows) | late == expected
+    assert manifest.records_in == len(subprocess.run(["git", "-C", str(REPO_ROOT), "rev-list", "HEAD"], capture_output=True, text=True).stdout.split())
+
+
+def test_message_rules_and_windows_units():
+    rules = MessageRules(10, 15_000, default_blocklist())
+    assert rules.check("  Initial commit \n") == "blocklisted_message"
+    assert rules.check("x" * 10) == "message_too_short" and rules.check("x" * 11) is None
+    assert rules.check("x" * 15_000) == "message_too_long"
+    assert rules.check("Push PI results nightly") == "ci_push_message"
+    windows = TimeWindows()
+    assert not windows.active and windows.check("train", None) is None
+
+
+def test_no_inputs_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="nothing to mine"):
+        mine(tmp_path)
+    with pytest.raises(ConfigError, match="does not exist"):
+        mine(tmp_path, repos=[str(tmp_path / "nope")])
