@@ -18,12 +18,12 @@ app = typer.Typer(help="Build code preference corpora and train code reward mode
 languages_app = typer.Typer(help="The language registry.", no_args_is_help=True)
 app.add_typer(languages_app, name="languages")
 
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+stdout = Console(soft_wrap=True)
+stderr = Console(stderr=True, soft_wrap=True)
 
 
 def _fail(message: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    stderr.print(f"[bold red]error:[/] {message}", highlight=False)
     raise typer.Exit(code)
 
 
@@ -58,7 +58,7 @@ def languages_list(as_json: Annotated[bool, typer.Option("--json", help="One JSO
             entry["grammar_version"] or "[red]not installed[/]",
             ", ".join(entry["aliases"]),
         )
-    out.print(table)
+    stdout.print(table)
 
 
 SAMPLES = {
@@ -86,15 +86,15 @@ def languages_check() -> None:
             sample = SAMPLES.get(spec.name)
             if sample is None:
                 spec.language  # loads and checks the grammar; there is no sample for user languages
-                out.print(f"[green]ok[/]   {spec.name}: grammar {spec.grammar.package} {spec.grammar_version} loads")
+                stdout.print(f"[green]ok[/]   {spec.name}: grammar {spec.grammar.package} {spec.grammar_version} loads")
                 continue
             facts = parse(sample, spec)
             if facts.has_error or not facts.functions:
                 raise GrammarError(f"{spec.name}: the sample did not parse cleanly (errors or no function found)")
-            out.print(f"[green]ok[/]   {spec.name}: {spec.grammar.package} {spec.grammar_version}, ABI {spec.language.abi_version}")
+            stdout.print(f"[green]ok[/]   {spec.name}: {spec.grammar.package} {spec.grammar_version}, ABI {spec.language.abi_version}")
         except GrammarError as error:
             failures += 1
-            err.print(f"[red]fail[/] {error}", highlight=False)
+            stderr.print(f"[red]fail[/] {error}", highlight=False)
     if failures:
         raise typer.Exit(1)
 
@@ -112,7 +112,7 @@ def parse_files(
         try:
             content = path.read_bytes()
         except OSError as error:
-            err.print(f"{path}: cannot read: {error.strerror}", highlight=False)
+            stderr.print(f"{path}: cannot read: {error.strerror}", highlight=False)
             failures += 1
             continue
         try:
@@ -122,7 +122,7 @@ def parse_files(
                 raise KeyError(f"no registered language has the extension of {path.name!r}; known: {known}")
             facts = parse(content, name)
         except (KeyError, GrammarError, RegistryError) as error:
-            err.print(f"{path}: {error.args[0] if isinstance(error, KeyError) else error}", highlight=False)
+            stderr.print(f"{path}: {error.args[0] if isinstance(error, KeyError) else error}", highlight=False)
             failures += 1
             continue
         data = {"path": str(path), **facts.to_json(with_tokens=tokens)}
@@ -130,7 +130,7 @@ def parse_files(
             print(json.dumps(data))
         else:
             state = "ok" if facts.parse_ok and not facts.has_error else "errors"
-            out.print(
+            stdout.print(
                 f"{path}: {facts.language}, {state}, error share {facts.error_share:.3f}, depth {facts.depth}, "
                 f"{facts.named_nodes} named nodes, {facts.lines} lines, {len(facts.functions)} functions, "
                 f"{len(facts.classes)} classes" + (f", {facts.decode_error}" if facts.decode_error else ""),
@@ -160,15 +160,51 @@ def run_command(
         def report(outcome) -> None:  # type: ignore[no-untyped-def]
             m = outcome.manifest
             if outcome.skipped:
-                out.print(f"[dim]skip[/] {m.stage}: done earlier with the same config ({m.records_out} records)")
+                stdout.print(f"[dim]skip[/] {m.stage}: done earlier with the same config ({m.records_out} records)")
             else:
                 drops = ", ".join(f"{k} {v}" for k, v in m.dropped.items()) or "none"
-                out.print(f"[green]done[/] {m.stage}: {m.records_in} in, {m.records_out} out, dropped: {drops} ({m.seconds:.1f} s)")
+                stdout.print(f"[green]done[/] {m.stage}: {m.records_in} in, {m.records_out} out, dropped: {drops} ({m.seconds:.1f} s)")
 
         outcomes = run(config, selected=selected, force=force, on_stage=report)
     except (ConfigError, RegistryError, GrammarError) as error:
         _fail(str(error))
-    out.print(f"run directory: {config.run_dir} ({len(outcomes)} stages)")
+    stdout.print(f"run directory: {config.run_dir} ({len(outcomes)} stages)")
+
+
+@app.command("mine")
+def mine_command(
+    out: Annotated[str, typer.Option(help="Output directory for the Commit shards, drops and manifest.")],
+    repos: Annotated[list[str] | None, typer.Option("--repos", help="Repository, or folder of repositories (repeatable).")] = None,
+    repo_manifest: Annotated[str | None, typer.Option(help="CSV or JSONL of repositories (path, name, license, stars).")] = None,
+    table: Annotated[list[str] | None, typer.Option("--table", help="Commit table, JSONL or Parquet (repeatable).")] = None,
+    config_file: Annotated[Path | None, typer.Option("--config", help="Run config whose `stages.mine` and runner to use.")] = None,
+    force: Annotated[bool, typer.Option(help="Mine again even when the output's manifest matches.")] = False,
+) -> None:
+    """Mine single-file commits from git repositories and commit tables into Parquet."""
+    logging.getLogger().setLevel(logging.ERROR)
+    from pipelines.config import ConfigError, RunConfig, import_builtin_stages, load_config
+    from pipelines.run import run_registry, run_stage
+
+    try:
+        import_builtin_stages()
+        base = load_config(config_file) if config_file else RunConfig()
+        stage = dict(base.stages.get("mine") or {})
+        if repos:
+            stage["repos"] = list(repos)
+        if repo_manifest:
+            stage["repo_manifest"] = repo_manifest
+        if table:
+            stage["tables"] = list(table)
+        config = RunConfig.model_validate({**base.model_dump(), "stages": {"mine": stage}})
+        registry, registry_id = run_registry(config)
+        outcome = run_stage(config, "mine", registry, registry_id, force=force, output_dir=out)
+    except (ConfigError, RegistryError, GrammarError) as error:
+        _fail(str(error))
+    m = outcome.manifest
+    state = "already done" if outcome.skipped else f"{m.seconds:.1f} s"
+    drops = ", ".join(f"{k} {v}" for k, v in m.dropped.items()) or "none"
+    stdout.print(f"mine: {m.records_in} commits read, {m.records_out} kept ({state}); dropped: {drops}", highlight=False)
+    stdout.print(f"output: {out}", highlight=False)
 
 
 def main() -> None:  # pragma: no cover - console entry

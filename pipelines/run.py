@@ -148,11 +148,22 @@ def _move_outputs(source: str, target: str) -> list[str]:
     return moved
 
 
-def run_stage(config: RunConfig, name: str, registry: LanguageRegistry, registry_id: str, *, force: bool = False) -> StageOutcome:
-    """Run one stage unless its manifest says it is already done with this config."""
+def run_stage(
+    config: RunConfig,
+    name: str,
+    registry: LanguageRegistry,
+    registry_id: str,
+    *,
+    force: bool = False,
+    output_dir: str | None = None,
+) -> StageOutcome:
+    """Run one stage unless its manifest says it is already done with this config.
+
+    The stage writes into `output_dir` when given, else into `RUN_DIR/<stage>`.
+    """
     stage_cls = STAGES[name]
     stage_config = config.stage_config(name)
-    stage_dir = FileSystems.join(config.run_dir, name)
+    stage_dir = output_dir or FileSystems.join(config.run_dir, name)
 
     upstream: dict[str, str] = {}
     for up in stage_cls.inputs:
@@ -235,9 +246,7 @@ def run(
     on_stage: Callable[[StageOutcome], None] | None = None,
 ) -> list[StageOutcome]:
     """Run the configured stages in order; finished stages with a matching manifest are skipped."""
-    paths = [DEFAULT_REGISTRY, *registry_files()[1:], *(_as_path(p) for p in config.languages)]
-    registry = LanguageRegistry.from_files(paths)
-    registry_id = _registry_fingerprint(paths)
+    registry, registry_id = run_registry(config)
     outcomes = []
     for name in stage_order(config, selected):
         outcome = run_stage(config, name, registry, registry_id, force=force)
@@ -245,6 +254,12 @@ def run(
         if on_stage is not None:
             on_stage(outcome)
     return outcomes
+
+
+def run_registry(config: RunConfig) -> tuple[LanguageRegistry, str]:
+    """The language registry of a run (user files plus the config's `languages`) and its fingerprint."""
+    paths = [DEFAULT_REGISTRY, *registry_files()[1:], *(_as_path(p) for p in config.languages)]
+    return LanguageRegistry.from_files(paths), _registry_fingerprint(paths)
 
 
 def _as_path(text: str) -> Path:

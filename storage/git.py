@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pygit2
-from pygit2.enums import DeltaStatus, FileMode, SortMode
+from pygit2.enums import DeltaStatus, DiffOption, FileMode, SortMode
 
 LICENSE_FILE = re.compile(r"^(?:un)?licen[cs]e(?:[-._].*)?$|^copying(?:[-._].*)?$", re.IGNORECASE)
 
@@ -103,7 +103,8 @@ def _change_of(repo: pygit2.Repository, commit: pygit2.Commit) -> Change:
         return Change(**base, shape="merge")
     if not parents:
         return Change(**base, shape="root")
-    diff = repo.diff(commit.parents[0].tree, commit.tree)
+    # Binary detection is done later, only for the blobs of commits that pass the cheap rules.
+    diff = commit.parents[0].tree.diff_to_tree(commit.tree, flags=DiffOption.SKIP_BINARY_CHECK)
     deltas = list(diff.deltas)
     if len(deltas) == 2 and {d.status for d in deltas} == {DeltaStatus.ADDED, DeltaStatus.DELETED}:
         diff.find_similar()

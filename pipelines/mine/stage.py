@@ -76,6 +76,9 @@ def _repository_entries(config: MineConfig) -> list[dict[str, Any]]:
         if not found:
             raise ConfigError(f"stages.mine.repos: {text!r} is neither a git repository nor a folder of them")
         entries.extend({"path": str(child.resolve())} for child in found)
+    for table in (*config.tables, *([config.merged_pull_requests] if config.merged_pull_requests else [])):
+        if "://" not in table and not Path(table).is_file():
+            raise ConfigError(f"stages.mine: {table!r} is not a file")
     by_path = {entry["path"]: entry for entry in entries}
     if config.repo_manifest:  # a manifest row says more (name, licence) than a bare path
         by_path.update((entry["path"], entry) for entry in _manifest_rows(Path(config.repo_manifest)))

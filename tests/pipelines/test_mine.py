@@ -354,3 +354,40 @@ def test_no_inputs_is_a_config_error(tmp_path):
         mine(tmp_path)
     with pytest.raises(ConfigError, match="does not exist"):
         mine(tmp_path, repos=[str(tmp_path / "nope")])
+
+
+def test_the_published_recipe_preset(tmp_path):
+    from datetime import date
+
+    from pipelines.config import load_config
+
+    config = load_config(REPO_ROOT / "configs" / "themis-codepreference.yaml")
+    mine_config = config.stage_config("mine")
+    assert (mine_config.train_end, mine_config.bench_start, mine_config.bench_end) == (
+        date(2019, 4, 1), date(2019, 6, 1), date(2021, 2, 1))
+    assert len(mine_config.licenses) == 12 and "agpl-3.0" in mine_config.licenses
+    with pytest.raises(ConfigError, match="github-single-file-commits.parquet' is not a file"):
+        mine(tmp_path, **{**config.stages["mine"]})
+
+
+def test_cli_mine_writes_the_output_directory_and_skips_when_done(tmp_path, repo):
+    import os
+    import sys
+
+    repo.write("src/calc.py", "def add(a, b):\n    return b + a\n")
+    kept = repo.commit(GOOD)
+    out = tmp_path / "mined"
+    command = [sys.executable, "-m", "pipelines.cli", "mine", "--repos", str(repo.path), "--out", str(out)]
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    first = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT, env=env, timeout=300)
+    assert first.returncode == 0, first.stderr
+    assert "mine: 2 commits read, 1 kept" in first.stdout and "root_commit 1" in first.stdout
+    assert [r["commit"] for r in read_rows(str(out), Commit)] == [kept]
+    assert StageManifest.read(str(out)).records_out == 1
+    second = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT, env=env, timeout=300)
+    assert "already done" in second.stdout
+    repo.write("src/calc.py", "def add(a, b):\n    return (b + a)\n")
+    newer = repo.commit("Parenthesise the sum for readability")
+    third = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT, env=env, timeout=300)
+    assert "3 commits read, 2 kept" in third.stdout  # a new commit changes the fingerprint
+    assert {r["commit"] for r in read_rows(str(out), Commit)} == {kept, newer}
