@@ -1,6 +1,6 @@
 """Everything tree-sitter: the language registry and code facts."""
 
-from parsers.facts import CodeFacts, Span, detect_language, parse
+from parsers.facts import CodeFacts, Span, code_tokens, comment_free_tokens, detect_language, parse
 from parsers.registry import (
     GrammarError,
     GrammarRef,
@@ -19,6 +19,8 @@ __all__ = [
     "LanguageSpec",
     "RegistryError",
     "Span",
+    "code_tokens",
+    "comment_free_tokens",
     "detect_language",
     "languages",
     "parse",

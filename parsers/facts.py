@@ -65,8 +65,7 @@ class CodeFacts:
     @cached_property
     def tokens(self) -> tuple[str, ...]:
         """The comment-free token stream (words and single punctuation marks)."""
-        text = _without(self.source, self.comments).decode("utf-8", errors="replace")
-        return tuple(_TOKEN.findall(text))
+        return comment_free_tokens(self.source, self.comments)
 
     def summary(self) -> CodeSummary:
         """The scalar facts that travel with a candidate pair."""
@@ -79,6 +78,7 @@ class CodeFacts:
             lines=self.lines,
             functions=len(self.functions),
             classes=len(self.classes),
+            comment_spans=[offset for span in self.comments for offset in span],
         )
 
     def to_json(self, *, with_tokens: bool = True) -> dict[str, Any]:
@@ -152,6 +152,24 @@ def parse(code: str | bytes, language: str | LanguageSpec, *, registry: Language
         comments=tuple(sorted((n.start_byte, n.end_byte) for n in found[COMMENT])),
         source=source,
     )
+
+
+def code_tokens(text: str) -> list[str]:
+    """Words and single punctuation marks of `text` (no comment removal: for code that was not parsed)."""
+    return _TOKEN.findall(text)
+
+
+def comment_free_tokens(source: bytes | str, comments: Any) -> tuple[str, ...]:
+    """Words and single punctuation marks of `source` with the comment byte ranges cut out.
+
+    `comments` is a sequence of (start, end) pairs or a flat [start, end, ...] list (as stored in
+    CodeSummary.comment_spans), so stored facts give the token stream without a second parse.
+    """
+    data = source.encode("utf-8", errors="surrogatepass") if isinstance(source, str) else source
+    ranges = list(comments)
+    if ranges and not isinstance(ranges[0], (tuple, list)):
+        ranges = list(zip(ranges[0::2], ranges[1::2]))
+    return tuple(_TOKEN.findall(_without(data, ranges).decode("utf-8", errors="replace")))
 
 
 def _utf8_error(source: bytes) -> str | None:
@@ -239,7 +257,7 @@ def _name_of(node: tree_sitter.Node) -> str | None:
     return named.text.decode("utf-8", errors="replace")
 
 
-def _without(source: bytes, ranges: tuple[tuple[int, int], ...]) -> bytes:
+def _without(source: bytes, ranges: Any) -> bytes:
     """`source` with the byte ranges cut out (a space left in each place, so tokens do not fuse)."""
     if not ranges:
         return source

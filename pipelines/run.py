@@ -66,7 +66,7 @@ def stage_order(config: RunConfig, selected: list[str] | None = None) -> list[st
             return
         if name in path:
             raise StageOrderError(f"stage inputs form a cycle: {' -> '.join((*path, name))}")
-        for upstream in STAGES[name].inputs:
+        for upstream in STAGES[name].input_stages(config.stage_config(name)):
             if upstream in configured:
                 visit(upstream, (*path, name))
         order.append(name)
@@ -131,10 +131,10 @@ def _fill_empty_shards(directory: str, record_type: type, num_shards: int) -> No
             write_rows(FileSystems.join(directory, name), [], record_type)
 
 
-def _move_outputs(source: str, target: str) -> list[str]:
-    """Move the attempt's shards (and drop shards) into the stage directory; returns relative names."""
+def _move_outputs(source: str, target: str, subdirectories: list[str]) -> list[str]:
+    """Move the attempt's shards (and those of its drop and side tables) into the stage directory."""
     moved: list[str] = []
-    for sub in ("", DROPPED_DIR):
+    for sub in ("", *subdirectories):
         parts = list_parts(FileSystems.join(source, sub) if sub else source)
         if not parts:
             continue
@@ -156,20 +156,24 @@ def run_stage(
     *,
     force: bool = False,
     output_dir: str | None = None,
+    input_dirs: dict[str, str] | None = None,
 ) -> StageOutcome:
     """Run one stage unless its manifest says it is already done with this config.
 
-    The stage writes into `output_dir` when given, else into `RUN_DIR/<stage>`.
+    The stage reads `input_dirs` (name -> directory) when given, else `RUN_DIR/<upstream>` for
+    each upstream stage, and writes into `output_dir` when given, else into `RUN_DIR/<stage>`.
     """
     stage_cls = STAGES[name]
     stage_config = config.stage_config(name)
     stage_dir = output_dir or FileSystems.join(config.run_dir, name)
+    if input_dirs is None:
+        input_dirs = {up: FileSystems.join(config.run_dir, up) for up in stage_cls.input_stages(stage_config)}
 
     upstream: dict[str, str] = {}
-    for up in stage_cls.inputs:
-        manifest = StageManifest.read(FileSystems.join(config.run_dir, up))
+    for up, directory in input_dirs.items():
+        manifest = StageManifest.read(directory)
         if manifest is None:
-            raise StageOrderError(f"stage {name!r} reads {up!r}, which has no finished output in {config.run_dir}; run it first")
+            raise StageOrderError(f"stage {name!r} reads {up!r}, which has no finished output in {directory}; run it first")
         upstream[up] = manifest.config_hash
     wanted = config_hash(stage_cls, stage_config, upstream, registry_id)
     existing = StageManifest.read(stage_dir)
@@ -186,9 +190,9 @@ def run_stage(
     pipeline = pipeline_for(config.runner, f"codepref-{name}")
     inputs = {
         up: pipeline
-        | f"Read_{up}" >> ReadRecords(FileSystems.join(config.run_dir, up), STAGES[up].output_type)
+        | f"Read_{up}" >> ReadRecords(directory, stage_cls.input_type or STAGES[up].output_type)
         | _count(f"Count_{up}", namespace, "records_in")
-        for up in stage_cls.inputs
+        for up, directory in input_dirs.items()
     }
     stage = stage_cls(stage_config, StageContext(run_dir=config.run_dir, registry=registry))
     result = stage.build(pipeline, inputs)
@@ -203,12 +207,18 @@ def run_stage(
             | "FlattenDropped" >> beam.Flatten()
             | "WriteDropped" >> WriteShardedParquet(FileSystems.join(attempt, DROPPED_DIR), Drop, "key", 1)
         )
+    for table_name, table in result.tables.items():
+        _ = table.rows | f"Write_{table_name}" >> WriteShardedParquet(
+            FileSystems.join(attempt, table_name), table.record_type, table.key_field, config.num_shards
+        )
     pipeline_result = pipeline.run()
     pipeline_result.wait_until_finish()
     counters = _counters(pipeline_result, namespace)
 
     _fill_empty_shards(attempt, stage_cls.output_type, config.num_shards)
-    files = _move_outputs(attempt, stage_dir)
+    for table_name, table in result.tables.items():
+        _fill_empty_shards(FileSystems.join(attempt, table_name), table.record_type, config.num_shards)
+    files = _move_outputs(attempt, stage_dir, [DROPPED_DIR, *result.tables])
     manifest = StageManifest(
         stage=name,
         config_hash=wanted,

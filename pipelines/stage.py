@@ -42,12 +42,22 @@ class StageContext:
     registry: LanguageRegistry = field(compare=False)
 
 
+@dataclass(frozen=True)
+class SideTable:
+    """An extra dataset a stage writes beside its records (e.g. dedup's cluster table)."""
+
+    rows: beam.PCollection
+    record_type: type
+    key_field: str
+
+
 @dataclass
 class StageResult:
-    """A stage's output rows and the drop records it produced."""
+    """A stage's output rows, the drop records it produced, and any side tables by name."""
 
     rows: beam.PCollection
     dropped: list[beam.PCollection] = field(default_factory=list)
+    tables: dict[str, SideTable] = field(default_factory=dict)
 
 
 class Stage:
@@ -60,6 +70,7 @@ class Stage:
     name: ClassVar[str]
     Config: ClassVar[type[StageConfig]] = StageConfig
     inputs: ClassVar[tuple[str, ...]] = ()  # upstream stages whose records this stage reads
+    input_type: ClassVar[type | None] = None  # record type of the inputs (default: each upstream's output type)
     output_type: ClassVar[type]
     key_field: ClassVar[str]
     version: ClassVar[int] = 1  # bump when a change of logic changes the output
@@ -67,6 +78,11 @@ class Stage:
     def __init__(self, config: StageConfig, context: StageContext):
         self.config = config
         self.context = context
+
+    @classmethod
+    def input_stages(cls, config: StageConfig) -> tuple[str, ...]:
+        """The upstream stages read: the config's `inputs` when it has that key, else the class's."""
+        return tuple(getattr(config, "inputs", None) or cls.inputs)
 
     @classmethod
     def fingerprint(cls, config: StageConfig) -> dict[str, Any]:
@@ -138,6 +154,7 @@ __all__ = [
     "RecordFilter",
     "Rejection",
     "STAGES",
+    "SideTable",
     "Stage",
     "StageConfig",
     "StageContext",

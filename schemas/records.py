@@ -54,6 +54,7 @@ class CodeSummary:
     lines: int
     functions: int
     classes: int
+    comment_spans: list[int]  # byte ranges of comments, flattened: [start0, end0, start1, end1, ...]
 
 
 @dataclass(frozen=True)
@@ -182,8 +183,23 @@ class Drop:
     record: Text  # the dropped record as JSON (may be truncated for huge records)
 
 
+@dataclass(frozen=True)
+class ClusterMember:
+    """Why a record was kept or dropped by dedup: its cluster, the cluster's representative, the similarity."""
+
+    SCHEMA: ClassVar[str] = "ClusterMember"
+    VERSION: ClassVar[int] = 1
+
+    record_id: str
+    cluster_id: str  # the representative's id
+    representative_id: str
+    kind: str  # "exact" or "near"
+    similarity: float  # estimated Jaccard to the representative (1.0 for exact duplicates)
+    kept: bool
+
+
 CORPUS_COLUMNS: tuple[str, ...] = ("system", "input", "chosen", "rejected", "language", "aspect", "source", "idx")
-RECORD_TYPES: dict[str, type] = {cls.SCHEMA: cls for cls in (Commit, Candidate, JudgedPair, CorpusRow, Drop)}
+RECORD_TYPES: dict[str, type] = {cls.SCHEMA: cls for cls in (Commit, Candidate, JudgedPair, CorpusRow, Drop, ClusterMember)}
 
 _SCALARS: dict[Any, pa.DataType] = {str: pa.string(), int: pa.int64(), float: pa.float64(), bool: pa.bool_()}
 _CLASS_LABELS = {"ClassLabel:language": LANGUAGES, "ClassLabel:aspect": ASPECTS}
@@ -294,6 +310,7 @@ __all__ = [
     "CORPUS_COLUMNS",
     "RECORD_TYPES",
     "Candidate",
+    "ClusterMember",
     "CodeSummary",
     "Commit",
     "CorpusRow",

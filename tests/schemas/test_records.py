@@ -41,7 +41,7 @@ def candidate(pair_id: str = "p1") -> Candidate:
         origin=Origin(repo="octo/repo", commit="a" * 40, path="f.py"),
         license="mit",
         committed_at=1_600_000_000,
-        chosen_facts=CodeSummary(True, 0.0, False, 6, 12, 2, 1, 0),
+        chosen_facts=CodeSummary(True, 0.0, False, 6, 12, 2, 1, 0, [0, 4]),
     )
 
 
