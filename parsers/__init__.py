@@ -1,6 +1,6 @@
 """Everything tree-sitter: the language registry and code facts."""
 
-from parsers.facts import CodeFacts, Span, code_tokens, comment_free_tokens, detect_language, parse
+from parsers.facts import CodeFacts, Span, code_tokens, comment_free_tokens, detect_language, parse, strip_comments
 from parsers.registry import (
     GrammarError,
     GrammarRef,
@@ -24,5 +24,6 @@ __all__ = [
     "detect_language",
     "languages",
     "parse",
+    "strip_comments",
     "user_registry_path",
 ]

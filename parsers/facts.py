@@ -159,17 +159,22 @@ def code_tokens(text: str) -> list[str]:
     return _TOKEN.findall(text)
 
 
-def comment_free_tokens(source: bytes | str, comments: Any) -> tuple[str, ...]:
-    """Words and single punctuation marks of `source` with the comment byte ranges cut out.
+def strip_comments(source: bytes | str, comments: Any) -> bytes:
+    """`source` as UTF-8 bytes with the comment byte ranges replaced by a space.
 
     `comments` is a sequence of (start, end) pairs or a flat [start, end, ...] list (as stored in
-    CodeSummary.comment_spans), so stored facts give the token stream without a second parse.
+    CodeSummary.comment_spans), so stored facts give comment-free code without a second parse.
     """
     data = source.encode("utf-8", errors="surrogatepass") if isinstance(source, str) else source
     ranges = list(comments)
     if ranges and not isinstance(ranges[0], (tuple, list)):
         ranges = list(zip(ranges[0::2], ranges[1::2]))
-    return tuple(_TOKEN.findall(_without(data, ranges).decode("utf-8", errors="replace")))
+    return _without(data, ranges)
+
+
+def comment_free_tokens(source: bytes | str, comments: Any) -> tuple[str, ...]:
+    """Words and single punctuation marks of `source` with the comment byte ranges cut out."""
+    return tuple(_TOKEN.findall(strip_comments(source, comments).decode("utf-8", errors="replace")))
 
 
 def _utf8_error(source: bytes) -> str | None:

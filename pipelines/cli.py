@@ -171,6 +171,34 @@ def run_command(
     stdout.print(f"run directory: {config.run_dir} ({len(outcomes)} stages)")
 
 
+def _run_one_stage(
+    name: str, overrides: dict, config_file: Path | None, out: str, force: bool, input_dir: str | None = None
+):  # type: ignore[no-untyped-def]
+    """Run one stage outside a run directory: its config from `--config` (if any) plus the flags."""
+    logging.getLogger().setLevel(logging.ERROR)
+    from pipelines.config import ConfigError, RunConfig, import_builtin_stages, load_config
+    from pipelines.run import run_registry, run_stage
+
+    try:
+        import_builtin_stages()
+        base = load_config(config_file) if config_file else RunConfig()
+        stage = {**(base.stages.get(name) or {}), **{k: v for k, v in overrides.items() if v is not None}}
+        config = RunConfig.model_validate({**base.model_dump(), "stages": {name: stage}})
+        registry, registry_id = run_registry(config)
+        inputs = {"input": input_dir} if input_dir else None
+        return run_stage(config, name, registry, registry_id, force=force, output_dir=out, input_dirs=inputs)
+    except (ConfigError, RegistryError, GrammarError) as error:
+        _fail(str(error))
+
+
+def _report_one_stage(outcome, out: str, noun: str) -> None:  # type: ignore[no-untyped-def]
+    m = outcome.manifest
+    state = "already done" if outcome.skipped else f"{m.seconds:.1f} s"
+    drops = ", ".join(f"{k} {v}" for k, v in m.dropped.items()) or "none"
+    stdout.print(f"{m.stage}: {m.records_in} {noun}, {m.records_out} kept ({state}); dropped: {drops}", highlight=False)
+    stdout.print(f"output: {out}", highlight=False)
+
+
 @app.command("mine")
 def mine_command(
     out: Annotated[str, typer.Option(help="Output directory for the Commit shards, drops and manifest.")],
@@ -181,30 +209,26 @@ def mine_command(
     force: Annotated[bool, typer.Option(help="Mine again even when the output's manifest matches.")] = False,
 ) -> None:
     """Mine single-file commits from git repositories and commit tables into Parquet."""
-    logging.getLogger().setLevel(logging.ERROR)
-    from pipelines.config import ConfigError, RunConfig, import_builtin_stages, load_config
-    from pipelines.run import run_registry, run_stage
+    overrides = {"repos": list(repos) if repos else None, "repo_manifest": repo_manifest, "tables": list(table) if table else None}
+    outcome = _run_one_stage("mine", overrides, config_file, out, force)
+    _report_one_stage(outcome, out, "commits read")
 
-    try:
-        import_builtin_stages()
-        base = load_config(config_file) if config_file else RunConfig()
-        stage = dict(base.stages.get("mine") or {})
-        if repos:
-            stage["repos"] = list(repos)
-        if repo_manifest:
-            stage["repo_manifest"] = repo_manifest
-        if table:
-            stage["tables"] = list(table)
-        config = RunConfig.model_validate({**base.model_dump(), "stages": {"mine": stage}})
-        registry, registry_id = run_registry(config)
-        outcome = run_stage(config, "mine", registry, registry_id, force=force, output_dir=out)
-    except (ConfigError, RegistryError, GrammarError) as error:
-        _fail(str(error))
-    m = outcome.manifest
-    state = "already done" if outcome.skipped else f"{m.seconds:.1f} s"
-    drops = ", ".join(f"{k} {v}" for k, v in m.dropped.items()) or "none"
-    stdout.print(f"mine: {m.records_in} commits read, {m.records_out} kept ({state}); dropped: {drops}", highlight=False)
-    stdout.print(f"output: {out}", highlight=False)
+
+@app.command("dedup")
+def dedup_command(
+    input_dir: Annotated[str, typer.Option("--in", help="Directory of Candidate shards (a parse stage output).")],
+    out: Annotated[str, typer.Option(help="Output directory for kept candidates, drops, clusters and manifest.")],
+    threshold: Annotated[float | None, typer.Option(help="Estimated Jaccard at which pairs are near duplicates (0.7).")] = None,
+    ngram: Annotated[int | None, typer.Option(help="Tokens per shingle (5).")] = None,
+    num_perm: Annotated[int | None, typer.Option(help="MinHash permutations (256).")] = None,
+    key: Annotated[str | None, typer.Option(help="after (chosen), before (rejected) or pair.")] = None,
+    config_file: Annotated[Path | None, typer.Option("--config", help="Run config whose `stages.dedup` and runner to use.")] = None,
+    force: Annotated[bool, typer.Option(help="Deduplicate again even when the output's manifest matches.")] = False,
+) -> None:
+    """Exact and MinHash-LSH near dedup of candidate pairs, with a cluster table saying why."""
+    overrides = {"threshold": threshold, "ngram": ngram, "num_perm": num_perm, "key": key}
+    outcome = _run_one_stage("dedup", overrides, config_file, out, force, input_dir=input_dir)
+    _report_one_stage(outcome, out, "in")
 
 
 def main() -> None:  # pragma: no cover - console entry

@@ -8,6 +8,7 @@ of the same config can be compared file by file.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -92,7 +93,8 @@ class _WriteShard(beam.DoFn):
 
     def process(self, element: tuple[int, Iterable[dict[str, Any]]]) -> Iterator[tuple[str, int]]:
         shard, rows = element
-        ordered = sorted(rows, key=lambda row: row[self.key_field])
+        # Rows with equal keys are ordered by their whole content, so a shard's bytes never depend on arrival order.
+        ordered = sorted(rows, key=lambda row: (row[self.key_field], json.dumps(row, sort_keys=True, default=str)))
         name = shard_name(shard, self.num_shards)
         count = write_rows(FileSystems.join(self.directory, name), ordered, self.record_type)
         yield name, count

@@ -24,8 +24,8 @@ import numpy as np
 from apache_beam.metrics import Metrics
 from pydantic import Field, field_validator
 
-from parsers import code_tokens, comment_free_tokens
-from pipelines.dedup.minhash import Banding, estimated_jaccard, optimal_banding, signatures
+from parsers import strip_comments
+from pipelines.dedup.minhash import Banding, estimated_jaccard, optimal_banding, signatures, token_hashes
 from pipelines.stage import DROPPED, Stage, StageConfig, StageResult, SideTable, drop_record, metrics_namespace, register_stage
 from schemas import Candidate, ClusterMember
 
@@ -51,24 +51,23 @@ class DedupConfig(StageConfig):
     def _key(cls, value: str) -> str:
         if value not in KEYS:
             raise ValueError(f"must be one of {sorted(KEYS)}")
-        return KEYS[value]
+        return value
 
 
-def candidate_tokens(key: str) -> Callable[[dict[str, Any]], list[str]]:
-    """The comment-free token stream of a candidate's chosen side, rejected side or both."""
+def candidate_text(key: str) -> Callable[[dict[str, Any]], bytes]:
+    """The comment-free code of a candidate's chosen side, rejected side or both (as UTF-8 bytes)."""
 
-    def side(row: dict[str, Any], name: str) -> list[str]:
+    def side(row: dict[str, Any], name: str) -> bytes:
         facts = row.get(f"{name}_facts")
-        if facts is not None:
-            return list(comment_free_tokens(row[name], facts["comment_spans"]))
-        return code_tokens(row[name])  # not parsed: comments are not known
+        spans = facts["comment_spans"] if facts is not None else []  # not parsed: comments are not known
+        return strip_comments(row[name], spans)
 
-    def tokens(row: dict[str, Any]) -> list[str]:
+    def text(row: dict[str, Any]) -> bytes:
         if key == "pair":
-            return [*side(row, "chosen"), "\x00", *side(row, "rejected")]
+            return side(row, "chosen") + b"\n\x00\n" + side(row, "rejected")
         return side(row, key)
 
-    return tokens
+    return text
 
 
 def candidate_rank(row: dict[str, Any]) -> tuple[int, str]:
@@ -114,8 +113,8 @@ class _SignBatch(beam.DoFn):
         self.stage = stage
         self.ngram, self.num_perm, self.seed = ngram, num_perm, seed
 
-    def process(self, batch: list[tuple[str, tuple, list[str]]]) -> Iterator[tuple[str, tuple, bytes]]:
-        sigs = signatures([tokens for _, _, tokens in batch], ngram=self.ngram, num_perm=self.num_perm, seed=self.seed)
+    def process(self, batch: list[tuple[str, tuple, bytes]]) -> Iterator[tuple[str, tuple, bytes]]:
+        sigs = signatures([text for _, _, text in batch], ngram=self.ngram, num_perm=self.num_perm, seed=self.seed)
         short = Metrics.counter(metrics_namespace(self.stage), "short_documents_not_near_deduplicated")
         for (doc_id, rank, _), sig in zip(batch, sigs):
             if sig is None:
@@ -183,19 +182,19 @@ class _Components(beam.DoFn):
 class SimilarPairs(beam.PTransform):
     """Records -> (verified edges (id, id, similarity), signatures of the candidate documents as a side input)."""
 
-    def __init__(self, stage: str, id_field: str, rank: Callable, tokens: Callable, *, threshold: float, ngram: int,
+    def __init__(self, stage: str, id_field: str, rank: Callable, text: Callable, *, threshold: float, ngram: int,
                  num_perm: int, seed: int, max_bucket_pairs: int, batch_size: int):
         super().__init__()
-        self.stage, self.id_field, self.rank, self.tokens = stage, id_field, rank, tokens
+        self.stage, self.id_field, self.rank, self.text = stage, id_field, rank, text
         self.threshold, self.ngram, self.num_perm, self.seed = threshold, ngram, num_perm, seed
         self.max_bucket_pairs, self.batch_size = max_bucket_pairs, batch_size
         self.banding: Banding = optimal_banding(threshold, num_perm)
 
     def expand(self, records: beam.PCollection) -> tuple[beam.PCollection, beam.pvalue.AsDict]:
-        id_field, rank, tokens, banding = self.id_field, self.rank, self.tokens, self.banding
+        id_field, rank, text, banding = self.id_field, self.rank, self.text, self.banding
         signed = (
             records
-            | "Tokens" >> beam.Map(lambda row: (row[id_field], rank(row), tokens(row)))
+            | "Texts" >> beam.Map(lambda row: (row[id_field], rank(row), text(row)))
             | "Batch" >> beam.BatchElements(min_batch_size=min(64, self.batch_size), max_batch_size=self.batch_size)
             | "Sign" >> beam.ParDo(_SignBatch(self.stage, self.ngram, self.num_perm, self.seed))
         )
@@ -221,9 +220,9 @@ class SimilarPairs(beam.PTransform):
 class NearDuplicates(beam.PTransform):
     """Records -> ClusterMember rows for every record in a near-duplicate cluster (see module docstring)."""
 
-    def __init__(self, stage: str, id_field: str, rank: Callable, tokens: Callable, **options: Any):
+    def __init__(self, stage: str, id_field: str, rank: Callable, text: Callable, **options: Any):
         super().__init__()
-        self.similar = SimilarPairs(stage, id_field, rank, tokens, **options)
+        self.similar = SimilarPairs(stage, id_field, rank, text, **options)
 
     def expand(self, records: beam.PCollection) -> beam.PCollection:
         edges, lookup = records | "SimilarPairs" >> self.similar
@@ -249,22 +248,26 @@ def _split_members(element: tuple[str, dict[str, list[Any]]], stage: str) -> Ite
 
 
 class Deduplicate(beam.PTransform):
-    """Exact then near dedup of records; outputs kept records, drop records and cluster members."""
+    """Exact then near dedup of records; outputs kept records, drop records and cluster members.
 
-    def __init__(self, stage: str, id_field: str, rank: Callable, key_text: Callable, tokens: Callable, config: DedupConfig):
+    `text(record)` gives the code compared (comment-free bytes); exact duplicates have the same
+    token sequence, so white space and comments never keep two copies apart.
+    """
+
+    def __init__(self, stage: str, id_field: str, rank: Callable, text: Callable, config: DedupConfig):
         super().__init__()
-        self.stage, self.id_field, self.rank, self.key_text, self.tokens, self.config = stage, id_field, rank, key_text, tokens, config
+        self.stage, self.id_field, self.rank, self.text, self.config = stage, id_field, rank, text, config
 
     def expand(self, records: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection, beam.PCollection]:
-        config, id_field, key_text = self.config, self.id_field, self.key_text
+        config, id_field, text = self.config, self.id_field, self.text
         exact = (
             records
-            | "ExactKey" >> beam.Map(lambda row: (hashlib.sha256(key_text(row).encode("utf-8", "surrogatepass")).hexdigest(), row))
+            | "ExactKey" >> beam.Map(lambda row: (_token_sequence_hash(text(row)), row))
             | "GroupExact" >> beam.GroupByKey()
             | "KeepFirstExact" >> beam.ParDo(_ExactGroups(self.stage, id_field, self.rank)).with_outputs(DROPPED, "members", main="kept")
         )
         near_members = exact.kept | "Near" >> NearDuplicates(
-            self.stage, id_field, self.rank, self.tokens, threshold=config.threshold, ngram=config.ngram,
+            self.stage, id_field, self.rank, text, threshold=config.threshold, ngram=config.ngram,
             num_perm=config.num_perm, seed=config.seed, max_bucket_pairs=config.max_bucket_pairs, batch_size=config.batch_size,
         )
         joined = (
@@ -280,10 +283,9 @@ class Deduplicate(beam.PTransform):
         return joined.kept, dropped, members
 
 
-def candidate_key_text(key: str) -> Callable[[dict[str, Any]], str]:
-    """The normalised text exact dedup compares: comment-free tokens joined by single spaces."""
-    tokens = candidate_tokens(key)
-    return lambda row: " ".join(tokens(row))
+def _token_sequence_hash(text: bytes) -> str:
+    hashes, _ = token_hashes([text])
+    return hashlib.blake2b(hashes.tobytes(), digest_size=16).hexdigest()
 
 
 @register_stage
@@ -301,6 +303,6 @@ class Dedup(Stage):
         config: DedupConfig = self.config  # type: ignore[assignment]
         records = list(inputs.values()) | "AllCandidates" >> beam.Flatten()
         kept, dropped, members = records | "Deduplicate" >> Deduplicate(
-            STAGE, "pair_id", candidate_rank, candidate_key_text(config.key), candidate_tokens(config.key), config
+            STAGE, "pair_id", candidate_rank, candidate_text(KEYS[config.key]), config
         )
         return StageResult(kept, [dropped], {"clusters": SideTable(members, ClusterMember, "record_id")})
