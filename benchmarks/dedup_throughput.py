@@ -6,8 +6,8 @@
    rensa each fed the same shingle strings, to compare the libraries at equal input.
 2. Accuracy at equal num_perm: mean absolute error of the estimated Jaccard against the exact
    Jaccard of the shingle sets, for datasketch and for codepref's signatures.
-3. Peak memory (RSS of the process and all its Beam workers) and wall time of the whole `dedup`
-   stage over N documents with the multi-processing runner.
+3. Peak memory (RSS of the `codepref dedup` process and all its Beam workers, measured from
+   outside) and wall time of the whole stage over N documents with the multi-processing runner.
 4. Precision and recall of the stage's verified pairs against brute-force exact Jaccard on a sample.
 
 Documents are functions of the Python standard library and edited copies of them.
@@ -20,11 +20,12 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import random
+import subprocess
 import sys
 import sysconfig
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -36,9 +37,7 @@ from datasketch import MinHash  # noqa: E402
 from rensa import RMinHash  # noqa: E402
 
 from parsers import code_tokens, parse  # noqa: E402
-from pipelines.config import RunConfig, import_builtin_stages  # noqa: E402
 from pipelines.dedup.minhash import estimated_jaccard, exact_jaccard, shingle_hashes, signatures, token_hashes  # noqa: E402
-from pipelines.run import run  # noqa: E402
 from schemas import Candidate, ClusterMember  # noqa: E402
 from storage import read_rows  # noqa: E402
 from tests.stage_fixtures import candidate, write_stage  # noqa: E402
@@ -131,53 +130,52 @@ def signing(texts: list[str]) -> dict:
     return timings
 
 
-class PeakMemory:
-    """Samples the RSS of this process and all its descendants every 100 ms."""
-
-    def __init__(self) -> None:
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def _sample(self) -> None:
-        me = psutil.Process()
-        while not self._stop.is_set():
-            total = 0
-            for process in [me, *me.children(recursive=True)]:
+def peak_rss_of(command: list[str], env: dict[str, str]) -> tuple[int, float, subprocess.CompletedProcess]:
+    """Run `command`; return (peak RSS of it and all its descendants in bytes, seconds, result), sampled every 100 ms."""
+    start = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    root = psutil.Process(process.pid)
+    peak = 0
+    while process.poll() is None:
+        total = 0
+        try:
+            for member in [root, *root.children(recursive=True)]:
                 try:
-                    total += process.memory_info().rss
+                    total += member.memory_info().rss
                 except psutil.Error:
                     continue
-            self.peak = max(self.peak, total)
-            time.sleep(0.1)
-
-    def __enter__(self) -> PeakMemory:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+        except psutil.Error:
+            pass
+        peak = max(peak, total)
+        time.sleep(0.1)
+    stdout, stderr = process.communicate()
+    return peak, time.perf_counter() - start, subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
 def whole_stage(docs: list[tuple[str, str]], workers: int) -> dict:
-    import_builtin_stages()
+    """The `dedup` stage as a user runs it (`codepref dedup`), in its own process tree, measured from outside."""
     with tempfile.TemporaryDirectory() as tmp:
-        run_dir = Path(tmp) / "run"
+        source = Path(tmp) / "parse"
         records = [candidate(doc_id, text, "pass", committed_at=i) for i, (doc_id, text) in enumerate(docs)]
-        write_stage(run_dir, "parse", records, Candidate)
+        write_stage(Path(tmp), "parse", records, Candidate)
         del records
-        config = RunConfig(run_dir=str(run_dir), num_shards=8, runner={"running_mode": "multi_processing", "workers": workers},
-                           stages={"dedup": {"ngram": NGRAM, "num_perm": NUM_PERM, "threshold": THRESHOLD}})
-        start = time.perf_counter()
-        with PeakMemory() as memory:
-            (outcome,) = run(config, force=True)
-        seconds = time.perf_counter() - start
-        members = list(read_rows(str(run_dir / "dedup" / "clusters"), ClusterMember))
-    m = outcome.manifest
+        config = Path(tmp) / "config.yaml"
+        config.write_text(json.dumps({
+            "num_shards": 8, "runner": {"running_mode": "multi_processing", "workers": workers},
+            "stages": {"dedup": {"ngram": NGRAM, "num_perm": NUM_PERM, "threshold": THRESHOLD}},
+        }))
+        out = Path(tmp) / "out"
+        repo = Path(__file__).resolve().parents[1]
+        command = [sys.executable, "-m", "pipelines.cli", "dedup", "--in", str(source), "--out", str(out), "--config", str(config)]
+        peak, seconds, result = peak_rss_of(command, {**os.environ, "PYTHONPATH": str(repo)})
+        if result.returncode != 0:
+            raise RuntimeError(result.stderr[-3000:])
+        manifest = json.loads((out / "_manifest.json").read_text())
+        members = sum(1 for _ in read_rows(str(out / "clusters"), ClusterMember))
     return {
         "docs": len(docs), "workers": workers, "seconds": round(seconds, 1), "docs_per_s": round(len(docs) / seconds, 1),
-        "peak_rss_gb": round(memory.peak / 2**30, 2), "kept": m.records_out, "dropped": m.dropped, "cluster_rows": len(members),
+        "peak_rss_gb": round(peak / 2**30, 2), "kept": manifest["records_out"], "dropped": manifest["dropped"],
+        "stage_seconds": manifest["seconds"], "cluster_rows": members,
     }
 
 
@@ -186,7 +184,7 @@ def accuracy(docs: list[tuple[str, str]]) -> dict:
     import apache_beam as beam
     from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
-    from pipelines.dedup.stage import SimilarPairs
+    from pipelines.dedup.stage import Analyse, SimilarPairs
 
     sets = {}
     for doc_id, text in docs:
@@ -195,9 +193,10 @@ def accuracy(docs: list[tuple[str, str]]) -> dict:
     truth = {(a, b) for (a, sa), (b, sb) in itertools.combinations(sorted(sets.items()), 2) if sa and sb and exact_jaccard(sa, sb) >= THRESHOLD}
     with tempfile.TemporaryDirectory() as tmp:
         with beam.Pipeline(runner=FnApiRunner()) as pipeline:
-            edges, _ = pipeline | beam.Create([{"id": i, "text": t} for i, t in docs]) | SimilarPairs(
-                "bench", "id", lambda r: (0, r["id"]), lambda r: r["text"].encode(), threshold=THRESHOLD, ngram=NGRAM,
-                num_perm=NUM_PERM, seed=1, max_bucket_pairs=64, batch_size=512)
+            analysed = pipeline | beam.Create([{"id": i, "text": t} for i, t in docs]) | Analyse(
+                "bench", "id", lambda r: (0, r["id"]), lambda r: r["text"].encode(), ngram=NGRAM, num_perm=NUM_PERM, seed=1,
+                batch_size=512)
+            edges, _ = analysed | SimilarPairs(threshold=THRESHOLD, num_perm=NUM_PERM, max_bucket_pairs=64)
             _ = edges | beam.Map(lambda e: f"{e[0]} {e[1]}") | beam.io.WriteToText(f"{tmp}/edges", shard_name_template="")
         predicted = {tuple(line.split()) for line in Path(f"{tmp}/edges").read_text().splitlines()}
     hit = len(predicted & truth)
@@ -217,7 +216,9 @@ def main() -> None:
     docs = corpus(max(args.docs, args.sign_docs, args.sample))
     result = {"signing": signing([t for _, t in docs[: args.sign_docs]])}
     result["accuracy"] = accuracy(random.Random(2).sample(docs[: max(args.sample * 4, args.sample)], args.sample))
-    result["stage"] = whole_stage(docs[: args.docs], args.workers)
+    stage_docs = docs[: args.docs]
+    del docs
+    result["stage"] = whole_stage(stage_docs, args.workers)
     print(json.dumps(result, indent=2, default=lambda v: round(v, 4) if isinstance(v, float) else str(v)))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))

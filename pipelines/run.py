@@ -194,7 +194,7 @@ def run_stage(
         | _count(f"Count_{up}", namespace, "records_in")
         for up, directory in input_dirs.items()
     }
-    stage = stage_cls(stage_config, StageContext(run_dir=config.run_dir, registry=registry))
+    stage = stage_cls(stage_config, StageContext(run_dir=config.run_dir, registry=registry, input_dirs=dict(input_dirs)))
     result = stage.build(pipeline, inputs)
     (
         result.rows

@@ -40,6 +40,7 @@ class StageContext:
 
     run_dir: str
     registry: LanguageRegistry = field(compare=False)
+    input_dirs: dict[str, str] = field(default_factory=dict)  # upstream name -> directory, for stages that read twice
 
 
 @dataclass(frozen=True)

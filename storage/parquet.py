@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -82,8 +83,51 @@ def read_rows(directory: str, record_type: type | None = None) -> Iterator[dict[
             yield from pq.read_table(handle).to_pylist()
 
 
-class _WriteShard(beam.DoFn):
-    """Writes one shard, its rows sorted by key; yields (file name, row count)."""
+SPILL_DIR = "_spill"
+
+
+class _SpillByShard(beam.DoFn):
+    """Buffers rows per shard and spills every `spill_rows` of a shard to a temporary Parquet file.
+
+    Rows never gather in one place: each worker writes what it saw, and only the small list of
+    spill files goes through the shuffle.
+    """
+
+    def __init__(self, directory: str, record_type: type, num_shards: int, key_field: str, spill_rows: int):
+        self.directory = directory
+        self.record_type = record_type
+        self.num_shards = num_shards
+        self.key_field = key_field
+        self.spill_rows = spill_rows
+
+    def start_bundle(self) -> None:
+        self.buffers: dict[int, list[dict[str, Any]]] = {}
+
+    def process(self, row: dict[str, Any]) -> Iterator[tuple[int, str]]:
+        shard = shard_of(str(row[self.key_field]), self.num_shards)
+        buffer = self.buffers.setdefault(shard, [])
+        buffer.append(row)
+        if len(buffer) >= self.spill_rows:
+            yield shard, self._spill(shard, buffer)
+            self.buffers[shard] = []
+
+    def finish_bundle(self) -> Iterator[beam.utils.windowed_value.WindowedValue]:
+        from apache_beam.transforms.window import GlobalWindow
+        from apache_beam.utils.windowed_value import WindowedValue
+
+        for shard, buffer in sorted(self.buffers.items()):
+            if buffer:
+                yield WindowedValue((shard, self._spill(shard, buffer)), 0, [GlobalWindow()])
+        self.buffers = {}
+
+    def _spill(self, shard: int, rows: list[dict[str, Any]]) -> str:
+        path = FileSystems.join(self.directory, SPILL_DIR, f"{shard:05d}-{uuid.uuid4().hex}.parquet")
+        write_rows(path, rows, self.record_type)
+        return path
+
+
+class _MergeShard(beam.DoFn):
+    """Merges one shard's spill files into its final file, rows sorted by key; yields (file name, rows)."""
 
     def __init__(self, directory: str, record_type: type, num_shards: int, key_field: str):
         self.directory = directory
@@ -91,22 +135,30 @@ class _WriteShard(beam.DoFn):
         self.num_shards = num_shards
         self.key_field = key_field
 
-    def process(self, element: tuple[int, Iterable[dict[str, Any]]]) -> Iterator[tuple[str, int]]:
-        shard, rows = element
+    def process(self, element: tuple[int, Iterable[str]]) -> Iterator[tuple[str, int]]:
+        shard, spills = element
+        spills = sorted(spills)
+        rows: list[dict[str, Any]] = []
+        for path in spills:
+            with FileSystems.open(path) as handle:
+                rows.extend(pq.read_table(handle).to_pylist())
         # Rows with equal keys are ordered by their whole content, so a shard's bytes never depend on arrival order.
-        ordered = sorted(rows, key=lambda row: (row[self.key_field], json.dumps(row, sort_keys=True, default=str)))
+        rows.sort(key=lambda row: (row[self.key_field], json.dumps(row, sort_keys=True, default=str)))
         name = shard_name(shard, self.num_shards)
-        count = write_rows(FileSystems.join(self.directory, name), ordered, self.record_type)
+        count = write_rows(FileSystems.join(self.directory, name), rows, self.record_type)
+        FileSystems.delete(spills)
         yield name, count
 
 
 class WriteShardedParquet(beam.PTransform):
     """Rows -> `directory/part-SSSSS-of-NNNNN.parquet`, shard chosen by a stable hash of `key_field`.
 
+    Workers spill rows to temporary per-shard files; one step per shard merges and sorts them.
+    Memory is bounded by `spill_rows` per shard and worker, and by one shard at merge time.
     Outputs (file name, row count) per written shard; shards with no rows are not written.
     """
 
-    def __init__(self, directory: str, record_type: type, key_field: str, num_shards: int = 4):
+    def __init__(self, directory: str, record_type: type, key_field: str, num_shards: int = 4, spill_rows: int = 2000):
         super().__init__()
         if num_shards < 1:
             raise ValueError(f"num_shards must be at least 1, got {num_shards}")
@@ -114,15 +166,28 @@ class WriteShardedParquet(beam.PTransform):
         self.record_type = record_type
         self.key_field = key_field
         self.num_shards = num_shards
+        self.spill_rows = spill_rows
 
     def expand(self, rows: beam.PCollection) -> beam.PCollection:
-        key_field, num_shards = self.key_field, self.num_shards
-        return (
+        merged = (
             rows
-            | "KeyByShard" >> beam.Map(lambda row: (shard_of(str(row[key_field]), num_shards), row))
-            | "GroupShards" >> beam.GroupByKey()
-            | "WriteShards" >> beam.ParDo(_WriteShard(self.directory, self.record_type, num_shards, key_field))
+            | "SpillByShard" >> beam.ParDo(_SpillByShard(self.directory, self.record_type, self.num_shards, self.key_field, self.spill_rows))
+            | "GroupSpills" >> beam.GroupByKey()
+            | "MergeShards" >> beam.ParDo(_MergeShard(self.directory, self.record_type, self.num_shards, self.key_field))
         )
+        spill_dir = FileSystems.join(self.directory, SPILL_DIR)
+        _ = (
+            rows.pipeline
+            | "AfterMerge" >> beam.Create([spill_dir])
+            | "RemoveSpillDir" >> beam.Map(_remove_dir, beam.pvalue.AsList(merged))
+        )
+        return merged
+
+
+def _remove_dir(directory: str, merged: list[Any]) -> None:
+    """Runs once every shard is merged (it waits for them through its side input)."""
+    if FileSystems.exists(directory):
+        FileSystems.delete([directory])
 
 
 class ReadRecords(beam.PTransform):

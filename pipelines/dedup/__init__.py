@@ -1,5 +1,5 @@
 """The `dedup` stage: exact and MinHash-LSH near deduplication with explanations."""
 
-from pipelines.dedup.stage import Dedup, DedupConfig, Deduplicate, NearDuplicates, SimilarPairs
+from pipelines.dedup.stage import Analyse, Dedup, DedupConfig, FindDuplicates, SimilarPairs
 
-__all__ = ["Dedup", "DedupConfig", "Deduplicate", "NearDuplicates", "SimilarPairs"]
+__all__ = ["Analyse", "Dedup", "DedupConfig", "FindDuplicates", "SimilarPairs"]

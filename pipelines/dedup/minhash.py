@@ -98,9 +98,20 @@ def shingle_hashes(hashes: np.ndarray, counts: np.ndarray, ngram: int) -> tuple[
 
 def signatures(texts: list[bytes], *, ngram: int, num_perm: int, seed: int) -> list[np.ndarray | None]:
     """One uint32 MinHash signature per document, None for documents shorter than `ngram` tokens."""
+    return [sig for _, sig in analyse(texts, ngram=ngram, num_perm=num_perm, seed=seed)]
+
+
+def analyse(texts: list[bytes], *, ngram: int, num_perm: int, seed: int) -> list[tuple[str, np.ndarray | None]]:
+    """Per document: (hash of its token sequence, for exact dedup; MinHash signature or None when short)."""
     hashes, counts = token_hashes(texts)
+    ends = np.cumsum(counts)
+    exact = [hashlib.blake2b(hashes[end - count : end].tobytes(), digest_size=16).hexdigest() for end, count in zip(ends, counts)]
+    return list(zip(exact, _signatures(hashes, counts, len(texts), ngram, num_perm, seed)))
+
+
+def _signatures(hashes: np.ndarray, counts: np.ndarray, documents: int, ngram: int, num_perm: int, seed: int) -> list[np.ndarray | None]:
     shingles, per_doc = shingle_hashes(hashes, counts, ngram)
-    out: list[np.ndarray | None] = [None] * len(texts)
+    out: list[np.ndarray | None] = [None] * documents
     signable = np.flatnonzero(per_doc)
     if not len(signable):
         return out

@@ -1,21 +1,23 @@
 """Exact and MinHash-LSH near deduplication as Beam transforms, and the `dedup` stage.
 
-Recipe (no process ever holds the signatures of all documents):
-1. exact: records grouped by a hash of their normalised key text; the best-ranked one of each group stays;
-2. sign: token streams -> vectorised shingles -> MinHash signatures, in batches;
-3. band: one `(band, band hash) -> id` record per band, grouped with GroupByKey; documents sharing a
-   bucket are candidate pairs (each member paired with at most `max_bucket_pairs` later members);
+Recipe (no process ever holds the records, nor the signatures of all documents):
+1. analyse: batches of comment-free texts -> token hashes -> the hash of each token sequence (for
+   exact dedup) and a MinHash signature from vectorised shingles;
+2. exact: (token-sequence hash -> id) grouped; the best-ranked id of each group stays;
+3. band: one `(band, band hash) -> id` record per band, grouped with GroupByKey; documents sharing
+   a bucket are candidate pairs (each member paired with at most `max_bucket_pairs` later members);
 4. verify: only the signatures of candidate documents are gathered (a side input), and a pair is
    an edge when its estimated Jaccard reaches the threshold;
 5. cluster: connected components of the edges (the edge list is O(duplicates), not O(documents));
-   the representative is the best-ranked member: earliest committer time, then smallest id.
+   the representative is the best-ranked member: earliest committer time, then smallest id;
+6. apply: the records are read again and the drop decisions (a side input of dropped ids) applied,
+   so records are streamed, never held while duplicates are being found.
 Documents with fewer tokens than the shingle size are never near-deduplicated (only exactly):
 they cannot be shingled, and empty shingle sets would all look identical.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -25,9 +27,10 @@ from apache_beam.metrics import Metrics
 from pydantic import Field, field_validator
 
 from parsers import strip_comments
-from pipelines.dedup.minhash import Banding, estimated_jaccard, optimal_banding, signatures, token_hashes
+from pipelines.dedup.minhash import Banding, analyse, estimated_jaccard, optimal_banding
 from pipelines.stage import DROPPED, Stage, StageConfig, StageResult, SideTable, drop_record, metrics_namespace, register_stage
 from schemas import Candidate, ClusterMember
+from storage import ReadRecords
 
 STAGE = "dedup"
 NO_TIME = 2**62  # records without a commit time rank after all dated ones
@@ -75,26 +78,17 @@ def candidate_rank(row: dict[str, Any]) -> tuple[int, str]:
     return (NO_TIME if committed_at is None else int(committed_at), row["pair_id"])
 
 
-class _ExactGroups(beam.DoFn):
-    """Keeps the best-ranked record of each group of identical normalised keys."""
-
-    def __init__(self, stage: str, id_field: str, rank: Callable[[dict[str, Any]], tuple]):
-        self.stage = stage
-        self.id_field = id_field
-        self.rank = rank
-
-    def process(self, element: tuple[str, Iterable[dict[str, Any]]]) -> Iterator[Any]:
-        _, rows = element
-        ordered = sorted(rows, key=self.rank)
-        keeper = ordered[0]
-        yield keeper
-        if len(ordered) == 1:
-            return
-        rep = keeper[self.id_field]
-        yield beam.pvalue.TaggedOutput("members", _member(rep, rep, "exact", 1.0, True))
-        for row in ordered[1:]:
-            yield beam.pvalue.TaggedOutput("members", _member(row[self.id_field], rep, "exact", 1.0, False))
-            yield drop_record(self.stage, row[self.id_field], "exact_duplicate", f"same normalised text as {rep}", _brief(row))
+def _exact_groups(element: tuple[str, Iterable[tuple[tuple, str]]]) -> Iterator[Any]:
+    """Members and drop decisions of one group of identical token sequences (ids with their ranks)."""
+    _, ranked = element
+    ordered = sorted((tuple(rank), doc_id) for rank, doc_id in ranked)
+    if len(ordered) == 1:
+        return
+    rep = ordered[0][1]
+    yield beam.pvalue.TaggedOutput("members", _member(rep, rep, "exact", 1.0, True))
+    for _, doc_id in ordered[1:]:
+        yield beam.pvalue.TaggedOutput("members", _member(doc_id, rep, "exact", 1.0, False))
+        yield doc_id, ("exact_duplicate", f"same token sequence as {rep}")
 
 
 def _member(record: str, rep: str, kind: str, similarity: float, kept: bool) -> dict[str, Any]:
@@ -106,26 +100,25 @@ def _brief(row: dict[str, Any]) -> dict[str, Any]:
     return {k: (v[:500] if isinstance(v, str) else v) for k, v in row.items() if not k.endswith("_facts")}
 
 
-class _SignBatch(beam.DoFn):
-    """(id, rank, signature bytes) per document; short documents are counted and left out."""
+class _AnalyseBatch(beam.DoFn):
+    """(id, rank, token-sequence hash, signature bytes or None) per document; short ones are counted."""
 
     def __init__(self, stage: str, ngram: int, num_perm: int, seed: int):
         self.stage = stage
         self.ngram, self.num_perm, self.seed = ngram, num_perm, seed
 
-    def process(self, batch: list[tuple[str, tuple, bytes]]) -> Iterator[tuple[str, tuple, bytes]]:
-        sigs = signatures([text for _, _, text in batch], ngram=self.ngram, num_perm=self.num_perm, seed=self.seed)
+    def process(self, batch: list[tuple[str, tuple, bytes]]) -> Iterator[tuple[str, tuple, str, bytes | None]]:
+        results = analyse([text for _, _, text in batch], ngram=self.ngram, num_perm=self.num_perm, seed=self.seed)
         short = Metrics.counter(metrics_namespace(self.stage), "short_documents_not_near_deduplicated")
-        for (doc_id, rank, _), sig in zip(batch, sigs):
+        for (doc_id, rank, _), (exact, sig) in zip(batch, results):
             if sig is None:
                 short.inc()
-                continue
-            yield doc_id, rank, sig.tobytes()
+            yield doc_id, rank, exact, None if sig is None else sig.tobytes()
 
 
-def _bucket_pairs(limit: int) -> Callable[[tuple[bytes, Iterable[str]]], Iterator[tuple[str, str]]]:
-    def pairs(element: tuple[bytes, Iterable[str]]) -> Iterator[tuple[str, str]]:
-        members = sorted(set(element[1]))
+def _bucket_pairs(limit: int) -> Callable[..., Iterator[tuple[str, str]]]:
+    def pairs(element: tuple[bytes, Iterable[str]], excluded: dict[str, Any]) -> Iterator[tuple[str, str]]:
+        members = sorted(set(element[1]) - excluded.keys())
         for i, first in enumerate(members):
             for second in members[i + 1 : i + 1 + limit]:
                 yield first, second
@@ -180,29 +173,23 @@ class _Components(beam.DoFn):
 
 
 class SimilarPairs(beam.PTransform):
-    """Records -> (verified edges (id, id, similarity), signatures of the candidate documents as a side input)."""
+    """Analysed documents (id, rank, exact hash, signature) -> (verified edges (id, id, similarity),
+    signatures of the candidate documents as a side input). Ids in `excluded` take no part."""
 
-    def __init__(self, stage: str, id_field: str, rank: Callable, text: Callable, *, threshold: float, ngram: int,
-                 num_perm: int, seed: int, max_bucket_pairs: int, batch_size: int):
+    def __init__(self, *, threshold: float, num_perm: int, max_bucket_pairs: int, excluded: Any = None):
         super().__init__()
-        self.stage, self.id_field, self.rank, self.text = stage, id_field, rank, text
-        self.threshold, self.ngram, self.num_perm, self.seed = threshold, ngram, num_perm, seed
-        self.max_bucket_pairs, self.batch_size = max_bucket_pairs, batch_size
+        self.threshold, self.max_bucket_pairs, self.excluded = threshold, max_bucket_pairs, excluded
         self.banding: Banding = optimal_banding(threshold, num_perm)
 
-    def expand(self, records: beam.PCollection) -> tuple[beam.PCollection, beam.pvalue.AsDict]:
-        id_field, rank, text, banding = self.id_field, self.rank, self.text, self.banding
-        signed = (
-            records
-            | "Texts" >> beam.Map(lambda row: (row[id_field], rank(row), text(row)))
-            | "Batch" >> beam.BatchElements(min_batch_size=min(64, self.batch_size), max_batch_size=self.batch_size)
-            | "Sign" >> beam.ParDo(_SignBatch(self.stage, self.ngram, self.num_perm, self.seed))
-        )
+    def expand(self, analysed: beam.PCollection) -> tuple[beam.PCollection, beam.pvalue.AsDict]:
+        banding = self.banding
+        excluded = self.excluded if self.excluded is not None else beam.pvalue.AsDict(analysed.pipeline | "NothingExcluded" >> beam.Create([]))
+        signed = analysed | "Signed" >> beam.FlatMap(lambda doc: [(doc[0], doc[1], doc[3])] if doc[3] is not None else [])
         pairs = (
             signed
             | "BandKeys" >> beam.FlatMap(lambda doc: [(key, doc[0]) for key in banding.keys(_as_signature(doc[2]))])
             | "GroupBands" >> beam.GroupByKey()
-            | "BucketPairs" >> beam.FlatMap(_bucket_pairs(self.max_bucket_pairs))
+            | "BucketPairs" >> beam.FlatMap(_bucket_pairs(self.max_bucket_pairs), excluded)
             | "DistinctPairs" >> beam.Distinct()
         )
         candidates = (
@@ -217,75 +204,71 @@ class SimilarPairs(beam.PTransform):
         return pairs | "Verify" >> beam.ParDo(_Verify(self.threshold), lookup), lookup
 
 
-class NearDuplicates(beam.PTransform):
-    """Records -> ClusterMember rows for every record in a near-duplicate cluster (see module docstring)."""
+class Analyse(beam.PTransform):
+    """Records -> (id, rank, token-sequence hash, signature bytes or None), in batches."""
 
-    def __init__(self, stage: str, id_field: str, rank: Callable, text: Callable, **options: Any):
+    def __init__(self, stage: str, id_field: str, rank: Callable, text: Callable, *, ngram: int, num_perm: int, seed: int, batch_size: int):
         super().__init__()
-        self.similar = SimilarPairs(stage, id_field, rank, text, **options)
+        self.stage, self.id_field, self.rank, self.text = stage, id_field, rank, text
+        self.ngram, self.num_perm, self.seed, self.batch_size = ngram, num_perm, seed, batch_size
 
     def expand(self, records: beam.PCollection) -> beam.PCollection:
-        edges, lookup = records | "SimilarPairs" >> self.similar
+        id_field, rank, text = self.id_field, self.rank, self.text
         return (
-            edges
-            | "AllEdges" >> beam.Map(lambda edge: (0, edge))
-            | "GatherEdges" >> beam.GroupByKey()
-            | "Components" >> beam.ParDo(_Components(), lookup)
+            records
+            | "Texts" >> beam.Map(lambda row: (row[id_field], rank(row), text(row)))
+            | "Batch" >> beam.BatchElements(min_batch_size=min(64, self.batch_size), max_batch_size=self.batch_size)
+            | "AnalyseBatches" >> beam.ParDo(_AnalyseBatch(self.stage, self.ngram, self.num_perm, self.seed))
         )
 
 
-def _split_members(element: tuple[str, dict[str, list[Any]]], stage: str) -> Iterator[Any]:
-    """Joins records with their near-duplicate membership: representatives and loners stay."""
-    _, groups = element
-    for row in groups["records"]:
-        members = groups["members"]
-        if members and not members[0]["kept"]:
-            member = members[0]
-            detail = f"similar to {member['representative_id']} (estimated Jaccard {member['similarity']:.3f})"
-            yield drop_record(stage, member["record_id"], "near_duplicate", detail, _brief(row))
-        else:
-            yield row
-
-
-class Deduplicate(beam.PTransform):
-    """Exact then near dedup of records; outputs kept records, drop records and cluster members.
-
-    `text(record)` gives the code compared (comment-free bytes); exact duplicates have the same
-    token sequence, so white space and comments never keep two copies apart.
-    """
+class FindDuplicates(beam.PTransform):
+    """Records -> (drop decisions: id -> (reason, detail); ClusterMember rows explaining every cluster)."""
 
     def __init__(self, stage: str, id_field: str, rank: Callable, text: Callable, config: DedupConfig):
         super().__init__()
         self.stage, self.id_field, self.rank, self.text, self.config = stage, id_field, rank, text, config
 
-    def expand(self, records: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection, beam.PCollection]:
-        config, id_field, text = self.config, self.id_field, self.text
+    def expand(self, records: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
+        config = self.config
+        analysed = records | "Analyse" >> Analyse(
+            self.stage, self.id_field, self.rank, self.text, ngram=config.ngram, num_perm=config.num_perm, seed=config.seed,
+            batch_size=config.batch_size,
+        )
         exact = (
-            records
-            | "ExactKey" >> beam.Map(lambda row: (_token_sequence_hash(text(row)), row))
+            analysed
+            | "ByTokenSequence" >> beam.Map(lambda doc: (doc[2], (doc[1], doc[0])))
             | "GroupExact" >> beam.GroupByKey()
-            | "KeepFirstExact" >> beam.ParDo(_ExactGroups(self.stage, id_field, self.rank)).with_outputs(DROPPED, "members", main="kept")
+            | "ExactGroups" >> beam.FlatMap(_exact_groups).with_outputs("members", main="decisions")
         )
-        near_members = exact.kept | "Near" >> NearDuplicates(
-            self.stage, id_field, self.rank, text, threshold=config.threshold, ngram=config.ngram,
-            num_perm=config.num_perm, seed=config.seed, max_bucket_pairs=config.max_bucket_pairs, batch_size=config.batch_size,
+        edges, lookup = analysed | "SimilarPairs" >> SimilarPairs(
+            threshold=config.threshold, num_perm=config.num_perm, max_bucket_pairs=config.max_bucket_pairs,
+            excluded=beam.pvalue.AsDict(exact.decisions),
         )
-        joined = (
-            {
-                "records": exact.kept | "RecordsById" >> beam.Map(lambda row: (row[id_field], row)),
-                "members": near_members | "MembersById" >> beam.Map(lambda m: (m["record_id"], m)),
-            }
-            | "JoinMembers" >> beam.CoGroupByKey()
-            | "DropNear" >> beam.FlatMap(_split_members, self.stage).with_outputs(DROPPED, main="kept")
+        near_members = (
+            edges
+            | "AllEdges" >> beam.Map(lambda edge: (0, edge))
+            | "GatherEdges" >> beam.GroupByKey()
+            | "Components" >> beam.ParDo(_Components(), lookup)
         )
+        near_decisions = near_members | "NearDecisions" >> beam.FlatMap(
+            lambda m: [] if m["kept"] else [(m["record_id"], ("near_duplicate", f"similar to {m['representative_id']} (estimated Jaccard {m['similarity']:.3f})"))]
+        )
+        decisions = (exact.decisions, near_decisions) | "AllDecisions" >> beam.Flatten()
         members = (exact.members, near_members) | "AllMembers" >> beam.Flatten()
-        dropped = (exact[DROPPED], joined[DROPPED]) | "AllDropped" >> beam.Flatten()
-        return joined.kept, dropped, members
+        return decisions, members
 
 
-def _token_sequence_hash(text: bytes) -> str:
-    hashes, _ = token_hashes([text])
-    return hashlib.blake2b(hashes.tobytes(), digest_size=16).hexdigest()
+class _ApplyDecisions(beam.DoFn):
+    def __init__(self, stage: str, id_field: str):
+        self.stage, self.id_field = stage, id_field
+
+    def process(self, row: dict[str, Any], decisions: dict[str, tuple[str, str]]) -> Iterator[Any]:
+        decision = decisions.get(row[self.id_field])
+        if decision is None:
+            yield row
+        else:
+            yield drop_record(self.stage, row[self.id_field], decision[0], decision[1], _brief(row))
 
 
 @register_stage
@@ -302,7 +285,14 @@ class Dedup(Stage):
     def build(self, pipeline: beam.Pipeline, inputs: dict[str, beam.PCollection]) -> StageResult:
         config: DedupConfig = self.config  # type: ignore[assignment]
         records = list(inputs.values()) | "AllCandidates" >> beam.Flatten()
-        kept, dropped, members = records | "Deduplicate" >> Deduplicate(
+        decisions, members = records | "FindDuplicates" >> FindDuplicates(
             STAGE, "pair_id", candidate_rank, candidate_text(KEYS[config.key]), config
         )
-        return StageResult(kept, [dropped], {"clusters": SideTable(members, ClusterMember, "record_id")})
+        # The records are read a second time rather than held while the duplicates are found.
+        again = [
+            pipeline | f"Reread_{name}" >> ReadRecords(directory, Candidate) for name, directory in self.context.input_dirs.items()
+        ] | "AllCandidatesAgain" >> beam.Flatten()
+        applied = again | "ApplyDecisions" >> beam.ParDo(_ApplyDecisions(STAGE, "pair_id"), beam.pvalue.AsDict(decisions)).with_outputs(
+            DROPPED, main="kept"
+        )
+        return StageResult(applied.kept, [applied[DROPPED]], {"clusters": SideTable(members, ClusterMember, "record_id")})
