@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import importlib.metadata
 import os
@@ -53,6 +54,46 @@ class GrammarRef:
 
 
 @dataclass(frozen=True)
+class MutationSpec:
+    """What the bug-injection operators need to know of a grammar (see parsers.mutation)."""
+
+    binary: tuple[str, ...] = ()
+    conditionals: tuple[str, ...] = ()
+    parenthesized: tuple[str, ...] = ()
+    negate: str = "!({})"
+    arguments: tuple[str, ...] = ()
+    returns: tuple[str, ...] = ()
+    integers: tuple[str, ...] = ()
+    booleans: tuple[tuple[str, str], ...] = ()
+    null_literal: str | None = None
+    exits: tuple[str, ...] = ()
+    blocks: tuple[str, ...] = ()
+
+    @classmethod
+    def from_entry(cls, entry: dict[str, Any], where: str) -> MutationSpec:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(entry) - known
+        if unknown:
+            raise RegistryError(f"{where}: unknown mutation keys {sorted(unknown)}; known: {sorted(known)}")
+        if "{}" not in str(entry.get("negate", "{}")):
+            raise RegistryError(f"{where}: mutation.negate must contain '{{}}' where the condition goes")
+        values: dict[str, Any] = {}
+        for key, value in entry.items():
+            if key == "booleans":
+                values[key] = tuple((str(a), str(b)) for a, b in dict(value).items())
+            elif isinstance(value, list):
+                values[key] = tuple(str(v) for v in value)
+            else:
+                values[key] = None if value is None else str(value)
+        return cls(**values)
+
+    @property
+    def node_types(self) -> tuple[str, ...]:
+        return (*self.binary, *self.conditionals, *self.parenthesized, *self.arguments, *self.returns, *self.integers,
+                *self.exits, *self.blocks)
+
+
+@dataclass(frozen=True)
 class LanguageSpec:
     """One registry entry. Picklable: the loaded grammar is rebuilt in each process."""
 
@@ -65,13 +106,14 @@ class LanguageSpec:
     class_nodes: tuple[str, ...] = ()
     markers: tuple[str, ...] = ()
     fence: str = ""
+    mutation: MutationSpec | None = None
     source: str = field(default="", compare=False)  # the registry file that declared it
 
     @classmethod
     def from_entry(cls, entry: dict[str, Any], source: str) -> LanguageSpec:
         """Build a spec from one YAML entry, with errors that name the file and the entry."""
         where = f"{source}: entry {entry.get('name', '?')!r}"
-        known = {"name", "aliases", "extensions", "markers", "grammar", "nodes", "fence"}
+        known = {"name", "aliases", "extensions", "markers", "grammar", "nodes", "fence", "mutation"}
         unknown = set(entry) - known
         if unknown:
             raise RegistryError(f"{where}: unknown keys {sorted(unknown)}; known: {sorted(known)}")
@@ -101,6 +143,7 @@ class LanguageSpec:
             class_nodes=tuple(nodes.get("class") or ()),
             markers=tuple(entry.get("markers") or ()),
             fence=str(entry.get("fence") or entry["name"]).lower(),
+            mutation=MutationSpec.from_entry(entry["mutation"], where) if entry.get("mutation") else None,
             source=source,
         )
 
@@ -158,7 +201,8 @@ def _load_grammar(spec: LanguageSpec) -> tree_sitter.Language:
             f"{spec.name}: grammar {ref.package} {spec.grammar_version} has ABI {language.abi_version}, "
             f"tree-sitter {bindings} reads {lowest}..{highest}; `{install}` a release in that range"
         )
-    for kind in (*spec.comment_nodes, *spec.function_nodes, *spec.class_nodes):
+    mutation_kinds = spec.mutation.node_types if spec.mutation else ()
+    for kind in (*spec.comment_nodes, *spec.function_nodes, *spec.class_nodes, *mutation_kinds):
         if language.id_for_node_kind(kind, True) is None:
             raise GrammarError(
                 f"{spec.name}: node type {kind!r} (from {spec.source or 'the registry'}) does not exist in "
