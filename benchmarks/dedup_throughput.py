@@ -157,7 +157,7 @@ def whole_stage(docs: list[tuple[str, str]], workers: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         source = Path(tmp) / "parse"
         records = [candidate(doc_id, text, "pass", committed_at=i) for i, (doc_id, text) in enumerate(docs)]
-        write_stage(Path(tmp), "parse", records, Candidate)
+        write_stage(Path(tmp), "parse", records, Candidate, shards=8)  # as an upstream stage leaves it
         del records
         config = Path(tmp) / "config.yaml"
         config.write_text(json.dumps({

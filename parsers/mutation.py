@@ -16,6 +16,7 @@ possible mutations is seeded from a key (the pair id), so it is the same on ever
 from __future__ import annotations
 
 import hashlib
+import itertools
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -125,22 +126,37 @@ def _conditional_sites(node: tree_sitter.Node, spec: LanguageSpec, rules: Mutati
         yield _Site("removed_guard", node.start_byte, node.end_byte, b"")
 
 
-def mutation_sites(code: str, spec: LanguageSpec, operators: tuple[str, ...] = OPERATORS) -> list[_Site]:
-    """Every place where one of `operators` applies, in source order."""
+def mutation_sites(
+    code: str, spec: LanguageSpec, operators: tuple[str, ...] = OPERATORS, region: tuple[int, int] | None = None
+) -> list[_Site]:
+    """Every place where one of `operators` applies (inside the byte `region`, if given), in source order."""
     if spec.mutation is None:
         raise MutationError(f"no_mutation_operators: the registry entry of {spec.name} has no 'mutation' block")
     tree = _tools(spec).parser.parse(code.encode("utf-8"))
-    found = [site for site in _sites(tree.root_node, spec, spec.mutation) if site.operator in operators]
+    low, high = region if region is not None else (0, len(code.encode("utf-8")))
+    found = [
+        site for site in _sites(tree.root_node, spec, spec.mutation)
+        if site.operator in operators and low <= site.start and site.end <= high
+    ]
     return sorted(found, key=lambda s: (s.start, s.end, s.operator, s.replacement))
 
 
-def mutate(code: str, spec: LanguageSpec, key: str, operators: tuple[str, ...] = OPERATORS) -> Mutation:
-    """One valid mutant of `code`, chosen deterministically from `key`; MutationError when there is none.
+def mutate(
+    code: str,
+    spec: LanguageSpec,
+    key: str,
+    operators: tuple[str, ...] = OPERATORS,
+    region: tuple[int, int] | None = None,
+    skip: int = 0,
+) -> Mutation:
+    """A valid mutant of `code`, chosen deterministically from `key`; MutationError when there is none.
 
     The operator is drawn first (among those that apply), then the site, so that frequent
-    operators (arithmetic, say) do not crowd out the others.
+    operators (arithmetic, say) do not crowd out the others. `region` limits the mutation to a
+    byte range (e.g. a function body); `skip` passes over that many valid mutants in the same
+    deterministic order (to try the next one when a mutant turns out not to change behaviour).
     """
-    sites = mutation_sites(code, spec, operators)
+    sites = mutation_sites(code, spec, operators, region)
     if not sites:
         raise MutationError("no_mutation_site: none of the operators applies to this code")
     source = code.encode("utf-8")
@@ -151,23 +167,27 @@ def mutate(code: str, spec: LanguageSpec, key: str, operators: tuple[str, ...] =
         by_operator.setdefault(site.operator, []).append(site)
     order = sorted(by_operator)
     rng.shuffle(order)
-    for operator in order:
-        candidates = by_operator[operator][:]
+    for candidates in by_operator.values():
         rng.shuffle(candidates)
-        for site in candidates:
-            mutant = source[: site.start] + site.replacement + source[site.end :]
-            if mutant == source:
-                continue
-            tree = _tools(spec).parser.parse(mutant)
-            errors = _errors(tree.root_node) if tree.root_node.has_error else (0, 0)
-            if errors[0] > baseline[0] or errors[1] > baseline[1]:
-                continue  # the mutant must parse no worse than the original
-            return Mutation(
-                operator=site.operator,
-                start_byte=site.start,
-                end_byte=site.end,
-                original=source[site.start : site.end].decode("utf-8"),
-                replacement=site.replacement.decode("utf-8"),
-                mutant=mutant.decode("utf-8"),
-            )
+    # Round-robin over operators in their drawn order, so that successive picks vary the operator.
+    queue = [site for round_ in itertools.zip_longest(*(by_operator[o] for o in order)) for site in round_ if site is not None]
+    for site in queue:
+        mutant = source[: site.start] + site.replacement + source[site.end :]
+        if mutant == source:
+            continue
+        tree = _tools(spec).parser.parse(mutant)
+        errors = _errors(tree.root_node) if tree.root_node.has_error else (0, 0)
+        if errors[0] > baseline[0] or errors[1] > baseline[1]:
+            continue  # the mutant must parse no worse than the original
+        if skip > 0:
+            skip -= 1
+            continue
+        return Mutation(
+            operator=site.operator,
+            start_byte=site.start,
+            end_byte=site.end,
+            original=source[site.start : site.end].decode("utf-8"),
+            replacement=site.replacement.decode("utf-8"),
+            mutant=mutant.decode("utf-8"),
+        )
     raise MutationError("no_valid_mutant: every candidate mutant parsed worse than the original")

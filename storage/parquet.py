@@ -21,6 +21,7 @@ from apache_beam.io.filesystems import FileSystems
 from schemas import arrow_schema, schema_of
 
 PART_GLOB = "part-*.parquet"
+ROW_GROUP_ROWS = 1_000
 
 
 class SchemaMismatch(ValueError):
@@ -46,7 +47,8 @@ def write_rows(path: str, rows: list[dict[str, Any]], record_type: type) -> int:
         bad = _first_bad_row(rows, schema)
         raise SchemaMismatch(f"{path}: rows do not fit {record_type.SCHEMA} v{record_type.VERSION}: {error}{bad}") from None
     with FileSystems.create(path) as handle:
-        pq.write_table(table, handle, compression="zstd")
+        # Small row groups let readers stream a shard instead of loading it whole.
+        pq.write_table(table, handle, compression="zstd", row_group_size=ROW_GROUP_ROWS)
     return table.num_rows
 
 

@@ -8,16 +8,17 @@ from schemas import Candidate, Origin, to_row
 from storage import StageManifest, shard_name, write_rows
 
 
-def write_stage(run_dir: Path, name: str, records: list, record_type: type, config_hash: str = "fixture") -> Path:
-    """A finished stage directory holding `records` in one shard."""
+def write_stage(run_dir: Path, name: str, records: list, record_type: type, config_hash: str = "fixture", shards: int = 1) -> Path:
+    """A finished stage directory holding `records` in `shards` shards (round robin)."""
     directory = run_dir / name
     directory.mkdir(parents=True, exist_ok=True)
-    part = shard_name(0, 1)
-    write_rows(str(directory / part), [to_row(r) for r in records], record_type)
+    parts = [shard_name(i, shards) for i in range(shards)]
+    for index, part in enumerate(parts):
+        write_rows(str(directory / part), [to_row(r) for r in records[index::shards]], record_type)
     StageManifest(
         stage=name, config_hash=config_hash, schema=f"{record_type.SCHEMA} v{record_type.VERSION}",
         records_in=len(records), records_out=len(records), dropped={}, started="", finished="", seconds=0.0,
-        files=[part], versions={}, config={},
+        files=parts, versions={}, config={},
     ).write(str(directory))
     return directory
 

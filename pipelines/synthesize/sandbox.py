@@ -1,0 +1,122 @@
+"""The execution sandbox: untrusted Python runs under bubblewrap with time, memory and process limits.
+
+Inside: a fresh temporary directory (the only writable place besides a private /tmp), the system
+interpreter and its standard library read-only, no network (all namespaces unshared), no view of
+other processes. As root the program runs as `nobody`, so the process limit counts only its own
+processes (a fork bomb stops there). On time-out the whole process group is killed.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+NOBODY = 65534
+OUTPUT_LIMIT = 64_000  # characters of stdout/stderr kept
+
+
+class SandboxUnavailable(RuntimeError):
+    """bubblewrap or the sandbox interpreter is missing."""
+
+
+@dataclass(frozen=True)
+class SandboxLimits:
+    seconds: float = 10.0
+    memory_bytes: int = 512 * 2**20
+    processes: int = 32
+    file_bytes: int = 16 * 2**20
+
+
+@dataclass(frozen=True)
+class SandboxResult:
+    returncode: int | None
+    stdout: str
+    stderr: str
+    timed_out: bool
+    seconds: float
+
+    @property
+    def passed(self) -> bool:
+        return self.returncode == 0 and not self.timed_out
+
+
+def _read_only_binds() -> list[str]:
+    """The system directories a Python program needs, bound read-only (merged-/usr aware)."""
+    args: list[str] = []
+    for path in ("/usr", "/etc/alternatives", "/etc/ld.so.cache", "/etc/localtime"):
+        if os.path.exists(path):
+            args += ["--ro-bind", path, path]
+    for name in ("bin", "lib", "lib64", "sbin"):
+        path = Path("/") / name
+        if path.is_symlink():
+            args += ["--symlink", os.readlink(path), str(path)]
+        elif path.is_dir():
+            args += ["--ro-bind", str(path), str(path)]
+    return args
+
+
+def _limit(limits: SandboxLimits) -> None:
+    """Runs in the child before exec: resource limits that the sandboxed program inherits."""
+    resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
+    resource.setrlimit(resource.RLIMIT_NPROC, (limits.processes, limits.processes))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_bytes, limits.file_bytes))
+    cpu = int(limits.seconds) + 1
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+def run_python(program: str, limits: SandboxLimits = SandboxLimits(), interpreter: str = "/usr/bin/python3") -> SandboxResult:
+    """Run `program` (Python source) in the sandbox and report how it ended."""
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        raise SandboxUnavailable("bubblewrap (bwrap) is not installed; `apt-get install bubblewrap` (the Makefile does it)")
+    if not os.access(interpreter, os.X_OK):
+        raise SandboxUnavailable(f"sandbox interpreter {interpreter} is missing; install Debian's python3")
+    workdir = Path(tempfile.mkdtemp(prefix="codepref-sandbox-"))
+    try:
+        (workdir / "program.py").write_text(program, encoding="utf-8")
+        as_root = os.geteuid() == 0
+        if as_root:
+            os.chown(workdir, NOBODY, NOBODY)
+            os.chown(workdir / "program.py", NOBODY, NOBODY)
+        command = [
+            bwrap, *_read_only_binds(),
+            "--tmpfs", "/tmp", "--bind", str(workdir), "/sandbox", "--dev", "/dev", "--proc", "/proc",
+            "--unshare-all", "--die-with-parent", "--new-session", "--clearenv", "--setenv", "PATH", "/usr/bin:/bin",
+            "--setenv", "HOME", "/sandbox", "--chdir", "/sandbox", interpreter, "-I", "-B", "program.py",
+        ]
+        start = time.monotonic()
+        process = subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            user=NOBODY if as_root else None,
+            group=NOBODY if as_root else None,
+            extra_groups=[] if as_root else None,
+            preexec_fn=lambda: _limit(limits),
+        )
+        timed_out = False
+        try:
+            stdout, stderr = process.communicate(timeout=limits.seconds)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            os.killpg(process.pid, signal.SIGKILL)
+            stdout, stderr = process.communicate()
+        return SandboxResult(
+            returncode=process.returncode,
+            stdout=stdout.decode("utf-8", "replace")[:OUTPUT_LIMIT],
+            stderr=stderr.decode("utf-8", "replace")[-OUTPUT_LIMIT:],
+            timed_out=timed_out,
+            seconds=round(time.monotonic() - start, 3),
+        )
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)

