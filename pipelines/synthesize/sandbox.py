@@ -72,8 +72,24 @@ def _limit(limits: SandboxLimits) -> None:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
+NAMESPACE_BUSY = "Creating new namespace failed: Resource temporarily unavailable"
+
+
 def run_python(program: str, limits: SandboxLimits = SandboxLimits(), interpreter: str = "/usr/bin/python3") -> SandboxResult:
-    """Run `program` (Python source) in the sandbox and report how it ended."""
+    """Run `program` (Python source) in the sandbox and report how it ended.
+
+    The kernel releases the namespaces of a finished sandbox lazily; a new one that cannot be
+    created yet (EAGAIN) is retried a few times after a short wait.
+    """
+    for attempt in range(8):
+        result = _run_once(program, limits, interpreter)
+        if NAMESPACE_BUSY not in result.stderr:
+            return result
+        time.sleep(0.05 * 2**attempt)
+    return result
+
+
+def _run_once(program: str, limits: SandboxLimits, interpreter: str) -> SandboxResult:
     bwrap = shutil.which("bwrap")
     if bwrap is None:
         raise SandboxUnavailable("bubblewrap (bwrap) is not installed; `apt-get install bubblewrap` (the Makefile does it)")

@@ -19,10 +19,10 @@ from tests.stage_fixtures import write_stage
     ("text", "criteria"),
     [
         ("Sanitize user input before building the query", ["Security Hardness"]),
-        ("Rename foundry helpers", []),  # `dry` must not fire inside "foundry"
+        ("Bump foundry to 2.0", []),  # `dry` must not fire inside "foundry"
         ("Consolidate the build scripts", []),  # nor `solid` inside "consolidate"
         ("Make the cache use less memory and speed up lookups", None),
-        ("Fix off-by-one error in the pagination loop", ["Functional Correctness"]),
+        ("Handle the edge case of an empty page list", ["Functional Correctness"]),
     ],
 )
 def test_seed_terms_match_on_word_starts(text, criteria):
@@ -61,8 +61,8 @@ def run_synthesize(tmp_path, commits=None, **config):
 
 def test_commit_pairs_one_per_criterion(tmp_path):
     commits = [
-        commit("a" * 40, "Fix crash and speed up the parser"),
-        commit("b" * 40, "Rename foundry module"),
+        commit("a" * 40, "Fix broken parser and speed up lookups"),
+        commit("b" * 40, "Bump foundry to 2.0"),
     ]
     pairs, drops, manifest = run_synthesize(tmp_path, commits)
     assert drops["b" * 40][0] == "no_criterion"
@@ -70,7 +70,7 @@ def test_commit_pairs_one_per_criterion(tmp_path):
     assert {"Functional Correctness", "Runtime Efficiency"} <= criteria
     pair = pairs[f"commit/octo/demo/{'a' * 40}/functional-correctness"]
     assert pair["chosen"] == commits[0].after and pair["rejected"] == commits[0].before
-    assert pair["prompt_origin"] == "subject_fallback" and pair["prompt"].startswith("Fix crash and speed up the parser")
+    assert pair["prompt_origin"] == "subject_fallback" and pair["prompt"].startswith("Fix broken parser and speed up lookups")
     assert pair["origin"]["commit"] == "a" * 40 and pair["license"] == "mit" and pair["source"] == "commit"
     assert manifest.counters["criterion_functional-correctness"] == 1
     assert manifest.records_in == 2
