@@ -118,7 +118,7 @@ class _AnalyseBatch(beam.DoFn):
 
 def _bucket_pairs(limit: int) -> Callable[..., Iterator[tuple[str, str]]]:
     def pairs(element: tuple[bytes, Iterable[str]], excluded: dict[str, Any]) -> Iterator[tuple[str, str]]:
-        members = sorted(set(element[1]) - excluded.keys())
+        members = sorted(m for m in set(element[1]) if m not in excluded)  # (set - dict.keys() copies the dict)
         for i, first in enumerate(members):
             for second in members[i + 1 : i + 1 + limit]:
                 yield first, second
