@@ -10,6 +10,9 @@ PYTEST_ARGS ?=
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml Makefile
+	# The execution sandbox (bug-injection verification) runs untrusted code under bubblewrap.
+	command -v bwrap >/dev/null || { apt-get update -qq && apt-get install -y -qq bubblewrap; }
+	test -x /usr/bin/python3 || { apt-get update -qq && apt-get install -y -qq python3; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e ".[cpu,test]"

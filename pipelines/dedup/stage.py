@@ -4,8 +4,9 @@ Recipe (no process ever holds the records, nor the signatures of all documents):
 1. analyse: batches of comment-free texts -> token hashes -> the hash of each token sequence (for
    exact dedup) and a MinHash signature from vectorised shingles;
 2. exact: (token-sequence hash -> id) grouped; the best-ranked id of each group stays;
-3. band: one `(band, band hash) -> id` record per band, grouped with GroupByKey; documents sharing
-   a bucket are candidate pairs (each member paired with at most `max_bucket_pairs` later members);
+3. band: one `(band, band hash) -> id` record per band, packed per worker into blobs by partition of
+   the key space and grouped with GroupByKey; documents sharing a bucket are candidate pairs (each
+   member paired with at most `max_bucket_pairs` later members);
 4. verify: only the signatures of candidate documents are gathered (a side input), and a pair is
    an edge when its estimated Jaccard reaches the threshold;
 5. cluster: connected components of the edges (the edge list is O(duplicates), not O(documents));
@@ -18,6 +19,8 @@ they cannot be shingled, and empty shingle sets would all look identical.
 
 from __future__ import annotations
 
+import itertools
+import struct
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -116,14 +119,72 @@ class _AnalyseBatch(beam.DoFn):
             yield doc_id, rank, exact, None if sig is None else sig.tobytes()
 
 
-def _bucket_pairs(limit: int) -> Callable[..., Iterator[tuple[str, str]]]:
-    def pairs(element: tuple[bytes, Iterable[str]], excluded: dict[str, Any]) -> Iterator[tuple[str, str]]:
-        members = sorted(m for m in set(element[1]) if m not in excluded)  # (set - dict.keys() copies the dict)
-        for i, first in enumerate(members):
-            for second in members[i + 1 : i + 1 + limit]:
-                yield first, second
+BAND_PARTITIONS = 64
+PACK_BYTES = 1 << 20
 
-    return pairs
+
+class _PackBandKeys(beam.DoFn):
+    """Band keys of signed documents, packed into a few large blobs per partition of the key space.
+
+    Shuffling one small element per (band, document) costs the runner hundreds of bytes each;
+    blobs of `key (10 bytes) + id length (2) + id` records cost almost nothing beyond their bytes.
+    """
+
+    def __init__(self, banding: Banding):
+        self.banding = banding
+
+    def start_bundle(self) -> None:
+        self.buffers: dict[int, list[bytes]] = {}
+        self.sizes: dict[int, int] = {}
+
+    def process(self, doc: tuple[str, tuple, bytes]) -> Iterator[tuple[int, bytes]]:
+        doc_id = doc[0].encode("utf-8")
+        tail = struct.pack(">H", len(doc_id)) + doc_id
+        for key in self.banding.keys(_as_signature(doc[2])):
+            partition = int.from_bytes(key[2:4], "big") % BAND_PARTITIONS
+            self.buffers.setdefault(partition, []).append(key + tail)
+            self.sizes[partition] = self.sizes.get(partition, 0) + len(key) + len(tail)
+            if self.sizes[partition] >= PACK_BYTES:
+                yield partition, b"".join(self.buffers.pop(partition))
+                self.sizes[partition] = 0
+
+    def finish_bundle(self) -> Iterator[Any]:
+        from apache_beam.transforms.window import GlobalWindow
+        from apache_beam.utils.windowed_value import WindowedValue
+
+        for partition, chunks in sorted(self.buffers.items()):
+            if chunks:
+                yield WindowedValue((partition, b"".join(chunks)), 0, [GlobalWindow()])
+        self.buffers, self.sizes = {}, {}
+
+
+def _unpack(blob: bytes) -> Iterator[tuple[bytes, str]]:
+    position = 0
+    while position < len(blob):
+        key = blob[position : position + 10]
+        (length,) = struct.unpack_from(">H", blob, position + 10)
+        start = position + 12
+        yield key, blob[start : start + length].decode("utf-8")
+        position = start + length
+
+
+class _PartitionPairs(beam.DoFn):
+    """Candidate pairs of one key-space partition: documents sharing a bucket, each paired with at most
+    `limit` later members; ids in the excluded side input take no part."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+
+    def process(self, element: tuple[int, Iterable[bytes]], excluded: dict[str, Any]) -> Iterator[tuple[str, str]]:
+        entries = sorted(entry for blob in element[1] for entry in _unpack(blob))
+        seen: set[tuple[str, str]] = set()
+        for _, group in itertools.groupby(entries, key=lambda entry: entry[0]):
+            members = sorted({doc_id for _, doc_id in group if doc_id not in excluded})
+            for i, first in enumerate(members):
+                for second in members[i + 1 : i + 1 + self.limit]:
+                    if (first, second) not in seen:
+                        seen.add((first, second))
+                        yield first, second
 
 
 def _as_signature(data: bytes) -> np.ndarray:
@@ -187,10 +248,9 @@ class SimilarPairs(beam.PTransform):
         signed = analysed | "Signed" >> beam.FlatMap(lambda doc: [(doc[0], doc[1], doc[3])] if doc[3] is not None else [])
         pairs = (
             signed
-            | "BandKeys" >> beam.FlatMap(lambda doc: [(key, doc[0]) for key in banding.keys(_as_signature(doc[2]))])
+            | "BandKeys" >> beam.ParDo(_PackBandKeys(banding))
             | "GroupBands" >> beam.GroupByKey()
-            | "BucketPairs" >> beam.FlatMap(_bucket_pairs(self.max_bucket_pairs), excluded)
-            | "DistinctPairs" >> beam.Distinct()
+            | "BucketPairs" >> beam.ParDo(_PartitionPairs(self.max_bucket_pairs), excluded)
         )
         candidates = (
             pairs

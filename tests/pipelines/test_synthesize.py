@@ -144,3 +144,23 @@ def test_sandbox_runs_good_code_in_its_own_directory():
     assert result.passed and result.stdout.strip() == "/sandbox ok"
     result = run_python("import os\nprint(sorted(os.environ))\n", LIMITS)
     assert "HOME" in result.stdout and "AWS" not in result.stdout  # the environment is cleared
+
+
+def test_cli_synthesize_from_instruction_file(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo_root = Path(__file__).resolve().parents[2]
+    rows = tmp_path / "tasks.jsonl"
+    rows.write_text(json.dumps({"id": "t1", "instruction": "Return the smaller.", "solution": "def smaller(a, b):\n    return a if a < b else b\n"}) + "\n")
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "synthesize", "--instruct", str(rows), "--out", str(out)],
+        capture_output=True, text=True, cwd=repo_root, env={**os.environ, "PYTHONPATH": str(repo_root)}, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "synthesize: 1 in, 1 kept" in result.stdout
+    (pair,) = read_rows(str(out), Candidate)
+    assert pair["pair_id"] == "instruct/tasks/t1" and pair["rejected"] != pair["chosen"]
