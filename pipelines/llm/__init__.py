@@ -1,0 +1,1 @@
+"""LLM tasks (versioned templates and their parsers) and, later, the judge backends."""
