@@ -235,11 +235,17 @@ class _Components(beam.DoFn):
 
 class SimilarPairs(beam.PTransform):
     """Analysed documents (id, rank, exact hash, signature) -> (verified edges (id, id, similarity),
-    signatures of the candidate documents as a side input). Ids in `excluded` take no part."""
+    signatures of the candidate documents as a side input). Ids in `excluded` take no part.
 
-    def __init__(self, *, threshold: float, num_perm: int, max_bucket_pairs: int, excluded: Any = None):
+    With `reanalysed` (a function giving a fresh analysis of the records, read again), the
+    signatures of candidate documents are computed again from a second read instead of holding
+    every signature until the candidates are known: more signing, much less memory.
+    """
+
+    def __init__(self, *, threshold: float, num_perm: int, max_bucket_pairs: int, excluded: Any = None,
+                 reanalysed: Callable[[str, Any], beam.PCollection] | None = None):
         super().__init__()
-        self.threshold, self.max_bucket_pairs, self.excluded = threshold, max_bucket_pairs, excluded
+        self.threshold, self.max_bucket_pairs, self.excluded, self.reanalysed = threshold, max_bucket_pairs, excluded, reanalysed
         self.banding: Banding = optimal_banding(threshold, num_perm)
 
     def expand(self, analysed: beam.PCollection) -> tuple[beam.PCollection, beam.pvalue.AsDict]:
@@ -252,13 +258,17 @@ class SimilarPairs(beam.PTransform):
             | "GroupBands" >> beam.GroupByKey()
             | "BucketPairs" >> beam.ParDo(_PartitionPairs(self.max_bucket_pairs), excluded)
         )
-        candidates = (
+        candidates = beam.pvalue.AsDict(
             pairs
             | "CandidateIds" >> beam.FlatMap(lambda pair: [(pair[0], True), (pair[1], True)])
             | "OneEach" >> beam.CombinePerKey(any)
         )
-        candidate_signatures = signed | "KeepCandidates" >> beam.FlatMap(
-            lambda doc, ids: [(doc[0], (doc[1], doc[2]))] if doc[0] in ids else [], ids=beam.pvalue.AsDict(candidates)
+        source = signed if self.reanalysed is None else (
+            self.reanalysed("Reanalyse", candidates)
+            | "SignedAgain" >> beam.FlatMap(lambda doc: [(doc[0], doc[1], doc[3])] if doc[3] is not None else [])
+        )
+        candidate_signatures = source | "KeepCandidates" >> beam.FlatMap(
+            lambda doc, ids: [(doc[0], (doc[1], doc[2]))] if doc[0] in ids else [], ids=candidates
         )
         lookup = beam.pvalue.AsDict(candidate_signatures)
         return pairs | "Verify" >> beam.ParDo(_Verify(self.threshold), lookup), lookup
@@ -285,16 +295,31 @@ class Analyse(beam.PTransform):
 class FindDuplicates(beam.PTransform):
     """Records -> (drop decisions: id -> (reason, detail); ClusterMember rows explaining every cluster)."""
 
-    def __init__(self, stage: str, id_field: str, rank: Callable, text: Callable, config: DedupConfig):
+    def __init__(self, stage: str, id_field: str, rank: Callable, text: Callable, config: DedupConfig,
+                 reread: Callable[[str], beam.PCollection] | None = None):
         super().__init__()
         self.stage, self.id_field, self.rank, self.text, self.config = stage, id_field, rank, text, config
+        self.reread = reread  # a fresh read of the same records, labelled; None holds signatures instead
+
+    def _analyse(self) -> Analyse:
+        config = self.config
+        return Analyse(self.stage, self.id_field, self.rank, self.text, ngram=config.ngram, num_perm=config.num_perm,
+                       seed=config.seed, batch_size=config.batch_size)
 
     def expand(self, records: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
-        config = self.config
-        analysed = records | "Analyse" >> Analyse(
-            self.stage, self.id_field, self.rank, self.text, ngram=config.ngram, num_perm=config.num_perm, seed=config.seed,
-            batch_size=config.batch_size,
-        )
+        config, id_field = self.config, self.id_field
+        analysed = records | "Analyse" >> self._analyse()
+        reanalysed = None
+        if self.reread is not None:
+            reread = self.reread
+
+            def reanalysed(label: str, wanted: Any) -> beam.PCollection:
+                return (
+                    reread(f"{label}Read")
+                    | f"{label}Wanted" >> beam.Filter(lambda row, ids: row[id_field] in ids, ids=wanted)
+                    | f"{label}Analyse" >> self._analyse()
+                )
+
         exact = (
             analysed
             | "ByTokenSequence" >> beam.Map(lambda doc: (doc[2], (doc[1], doc[0])))
@@ -303,7 +328,7 @@ class FindDuplicates(beam.PTransform):
         )
         edges, lookup = analysed | "SimilarPairs" >> SimilarPairs(
             threshold=config.threshold, num_perm=config.num_perm, max_bucket_pairs=config.max_bucket_pairs,
-            excluded=beam.pvalue.AsDict(exact.decisions),
+            excluded=beam.pvalue.AsDict(exact.decisions), reanalysed=reanalysed,
         )
         near_members = (
             edges
@@ -345,14 +370,17 @@ class Dedup(Stage):
     def build(self, pipeline: beam.Pipeline, inputs: dict[str, beam.PCollection]) -> StageResult:
         config: DedupConfig = self.config  # type: ignore[assignment]
         records = list(inputs.values()) | "AllCandidates" >> beam.Flatten()
+        directories = dict(self.context.input_dirs)
+
+        def reread(label: str) -> beam.PCollection:
+            """The records read again (rather than held while the duplicates are found)."""
+            reads = [pipeline | f"{label}_{name}" >> ReadRecords(directory, Candidate) for name, directory in directories.items()]
+            return reads | f"{label}_All" >> beam.Flatten()
+
         decisions, members = records | "FindDuplicates" >> FindDuplicates(
-            STAGE, "pair_id", candidate_rank, candidate_text(KEYS[config.key]), config
+            STAGE, "pair_id", candidate_rank, candidate_text(KEYS[config.key]), config, reread=reread
         )
-        # The records are read a second time rather than held while the duplicates are found.
-        again = [
-            pipeline | f"Reread_{name}" >> ReadRecords(directory, Candidate) for name, directory in self.context.input_dirs.items()
-        ] | "AllCandidatesAgain" >> beam.Flatten()
-        applied = again | "ApplyDecisions" >> beam.ParDo(_ApplyDecisions(STAGE, "pair_id"), beam.pvalue.AsDict(decisions)).with_outputs(
+        applied = reread("Reread") | "ApplyDecisions" >> beam.ParDo(_ApplyDecisions(STAGE, "pair_id"), beam.pvalue.AsDict(decisions)).with_outputs(
             DROPPED, main="kept"
         )
         return StageResult(applied.kept, [applied[DROPPED]], {"clusters": SideTable(members, ClusterMember, "record_id")})
