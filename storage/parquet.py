@@ -160,7 +160,7 @@ class WriteShardedParquet(beam.PTransform):
     Outputs (file name, row count) per written shard; shards with no rows are not written.
     """
 
-    def __init__(self, directory: str, record_type: type, key_field: str, num_shards: int = 4, spill_rows: int = 2000):
+    def __init__(self, directory: str, record_type: type, key_field: str, num_shards: int = 4, spill_rows: int = 256):
         super().__init__()
         if num_shards < 1:
             raise ValueError(f"num_shards must be at least 1, got {num_shards}")
