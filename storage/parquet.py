@@ -8,7 +8,6 @@ of the same config can be compared file by file.
 from __future__ import annotations
 
 import hashlib
-import json
 import uuid
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -140,16 +139,21 @@ class _MergeShard(beam.DoFn):
     def process(self, element: tuple[int, Iterable[str]]) -> Iterator[tuple[str, int]]:
         shard, spills = element
         spills = sorted(spills)
-        rows: list[dict[str, Any]] = []
+        schema = arrow_schema(self.record_type)
+        tables = []
         for path in spills:
             with FileSystems.open(path) as handle:
-                rows.extend(pq.read_table(handle).to_pylist())
-        # Rows with equal keys are ordered by their whole content, so a shard's bytes never depend on arrival order.
-        rows.sort(key=lambda row: (row[self.key_field], json.dumps(row, sort_keys=True, default=str)))
+                tables.append(pq.read_table(handle, schema=schema))
+        table = pa.concat_tables(tables)
+        # Sorted in Arrow (no Python rows): by key, then by every scalar column, so that rows with
+        # equal keys are ordered by content and a shard's bytes never depend on arrival order.
+        scalar = [f.name for f in schema if f.name != self.key_field and not pa.types.is_nested(f.type)]
+        table = table.sort_by([(self.key_field, "ascending"), *((name, "ascending") for name in scalar)])
         name = shard_name(shard, self.num_shards)
-        count = write_rows(FileSystems.join(self.directory, name), rows, self.record_type)
+        with FileSystems.create(FileSystems.join(self.directory, name)) as handle:
+            pq.write_table(table, handle, compression="zstd", row_group_size=ROW_GROUP_ROWS)
         FileSystems.delete(spills)
-        yield name, count
+        yield name, table.num_rows
 
 
 class WriteShardedParquet(beam.PTransform):
