@@ -72,21 +72,25 @@ def _limit(limits: SandboxLimits) -> None:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
-NAMESPACE_BUSY = "Creating new namespace failed: Resource temporarily unavailable"
+BUSY = ("Resource temporarily unavailable",)  # bubblewrap could not create a namespace or fork (yet)
 
 
 def run_python(program: str, limits: SandboxLimits = SandboxLimits(), interpreter: str = "/usr/bin/python3") -> SandboxResult:
     """Run `program` (Python source) in the sandbox and report how it ended.
 
-    The kernel releases the namespaces of a finished sandbox lazily; a new one that cannot be
-    created yet (EAGAIN) is retried a few times after a short wait.
+    The kernel releases the namespaces and processes of a finished sandbox lazily, and sandboxes
+    running side by side share the process limit of `nobody`: when bubblewrap itself cannot create
+    a namespace or fork (EAGAIN), it is retried after a growing wait; if it never can, that is a
+    SandboxUnavailable, never a failure of the program.
     """
-    for attempt in range(8):
+    for attempt in range(10):
         result = _run_once(program, limits, interpreter)
-        if NAMESPACE_BUSY not in result.stderr:
+        if not (result.stderr.startswith("bwrap:") and any(b in result.stderr for b in BUSY)):
+            if result.stderr.startswith("bwrap:"):
+                raise SandboxUnavailable(f"bubblewrap failed: {result.stderr.strip()[:300]}")
             return result
         time.sleep(0.05 * 2**attempt)
-    return result
+    raise SandboxUnavailable(f"bubblewrap kept failing: {result.stderr.strip()[:300]}")
 
 
 def _run_once(program: str, limits: SandboxLimits, interpreter: str) -> SandboxResult:

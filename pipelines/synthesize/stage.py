@@ -19,7 +19,7 @@ from parsers.mutation import MutationError, mutate
 from pipelines.config import ConfigError
 from pipelines.stage import DROPPED, Stage, StageConfig, StageResult, drop_record, metrics_namespace, register_stage
 from pipelines.synthesize.criteria import SeedTerms
-from pipelines.synthesize.sandbox import SandboxLimits, run_python
+from pipelines.synthesize.sandbox import SandboxLimits, SandboxUnavailable, run_python
 from schemas import Candidate, Commit, Origin, to_row
 
 STAGE = "synthesize"
@@ -128,6 +128,14 @@ class InjectBug(beam.DoFn):
         spec = self.registry[item["language"]]
         solution, tests = item["solution"], item.get("tests")
         region = (len(item.get("solution_prefix", "").encode()), len(solution.encode()))
+        try:
+            yield from self._inject(item, pair_id, brief, spec, solution, tests, region)
+        except SandboxUnavailable as error:
+            yield drop_record(STAGE, pair_id, "sandbox_unavailable", str(error), brief)
+
+    def _inject(self, item: dict[str, Any], pair_id: str, brief: dict[str, Any], spec: Any, solution: str,
+                tests: str | None, region: tuple[int, int]) -> Iterator[Any]:
+        source, row_id = item["source"], item["id"]
         if tests is not None:
             original = run_python(f"{solution}\n\n{tests}\n", self.limits, self.config.sandbox_interpreter)
             if not original.passed:
