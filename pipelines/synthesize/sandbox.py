@@ -9,7 +9,6 @@ processes (a fork bomb stops there). On time-out the whole process group is kill
 from __future__ import annotations
 
 import os
-import resource
 import shutil
 import signal
 import subprocess
@@ -62,14 +61,21 @@ def _read_only_binds() -> list[str]:
     return args
 
 
-def _limit(limits: SandboxLimits) -> None:
-    """Runs in the child before exec: resource limits that the sandboxed program inherits."""
-    resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
-    resource.setrlimit(resource.RLIMIT_NPROC, (limits.processes, limits.processes))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_bytes, limits.file_bytes))
+def _limit_command(limits: SandboxLimits, as_root: bool) -> list[str]:
+    """`prlimit` (and, as root, `setpriv` to become nobody) in front of bubblewrap.
+
+    Limits are set by these small util-linux programs rather than in a `preexec_fn`: a Python
+    callback between fork and exec runs in a copy of a multi-threaded Beam worker, where gRPC's
+    fork handlers can crash the child (seen as SIGABRT/SIGSEGV before the program even starts).
+    """
     cpu = int(limits.seconds) + 1
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    command = [
+        "prlimit", f"--as={limits.memory_bytes}", f"--nproc={limits.processes}", f"--fsize={limits.file_bytes}",
+        f"--cpu={cpu}:{cpu + 1}", "--core=0", "--",
+    ]
+    if as_root:
+        command += ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--"]
+    return command
 
 
 BUSY = ("Resource temporarily unavailable",)  # bubblewrap could not create a namespace or fork (yet)
@@ -97,6 +103,8 @@ def _run_once(program: str, limits: SandboxLimits, interpreter: str) -> SandboxR
     bwrap = shutil.which("bwrap")
     if bwrap is None:
         raise SandboxUnavailable("bubblewrap (bwrap) is not installed; `apt-get install bubblewrap` (the Makefile does it)")
+    if shutil.which("prlimit") is None or shutil.which("setpriv") is None:
+        raise SandboxUnavailable("prlimit and setpriv (util-linux) are needed to limit the sandbox")
     if not os.access(interpreter, os.X_OK):
         raise SandboxUnavailable(f"sandbox interpreter {interpreter} is missing; install Debian's python3")
     workdir = Path(tempfile.mkdtemp(prefix="codepref-sandbox-"))
@@ -107,7 +115,7 @@ def _run_once(program: str, limits: SandboxLimits, interpreter: str) -> SandboxR
             os.chown(workdir, NOBODY, NOBODY)
             os.chown(workdir / "program.py", NOBODY, NOBODY)
         command = [
-            bwrap, *_read_only_binds(),
+            *_limit_command(limits, as_root), bwrap, *_read_only_binds(),
             "--tmpfs", "/tmp", "--bind", str(workdir), "/sandbox", "--dev", "/dev", "--proc", "/proc",
             "--unshare-all", "--die-with-parent", "--new-session", "--clearenv", "--setenv", "PATH", "/usr/bin:/bin",
             "--setenv", "HOME", "/sandbox", "--chdir", "/sandbox", interpreter, "-I", "-B", "program.py",
@@ -119,10 +127,6 @@ def _run_once(program: str, limits: SandboxLimits, interpreter: str) -> SandboxR
             stderr=subprocess.PIPE,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
-            user=NOBODY if as_root else None,
-            group=NOBODY if as_root else None,
-            extra_groups=[] if as_root else None,
-            preexec_fn=lambda: _limit(limits),
         )
         timed_out = False
         try:
