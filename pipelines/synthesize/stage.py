@@ -24,8 +24,6 @@ from schemas import Candidate, Commit, Origin, to_row
 
 STAGE = "synthesize"
 HUMAN_EVAL = "human-eval"
-FALLBACK_PROMPT_VERSION = "subject-v1"
-INSTRUCT_PROMPT = "{instruction}"
 
 
 def _slug(text: str) -> str:
@@ -162,7 +160,7 @@ class InjectBug(beam.DoFn):
             Metrics.counter(metrics_namespace(STAGE), f"mutation_{mutation.operator}").inc()
             yield to_row(Candidate(
                 pair_id=pair_id, source="bug_injection", criterion="Functional Correctness", language=spec.name,
-                prompt=INSTRUCT_PROMPT.format(instruction=item["instruction"]), prompt_origin="instruct",
+                prompt=item["instruction"], prompt_origin="instruct",
                 chosen=solution, rejected=mutation.mutant,
                 origin=Origin(instruct_source=source, instruct_row=str(row_id), mutation_operator=mutation.operator,
                               mutation_start_byte=mutation.start_byte, mutation_end_byte=mutation.end_byte),
