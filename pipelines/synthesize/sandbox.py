@@ -78,25 +78,28 @@ def _limit_command(limits: SandboxLimits, as_root: bool) -> list[str]:
     return command
 
 
-BUSY = ("Resource temporarily unavailable",)  # bubblewrap could not create a namespace or fork (yet)
+BUSY = ("Resource temporarily unavailable",)  # a namespace, fork or exec refused for now (EAGAIN)
+LAUNCHERS = ("bwrap:", "setpriv:", "prlimit:")  # messages of the programs that start the sandbox
 
 
 def run_python(program: str, limits: SandboxLimits = SandboxLimits(), interpreter: str = "/usr/bin/python3") -> SandboxResult:
     """Run `program` (Python source) in the sandbox and report how it ended.
 
     The kernel releases the namespaces and processes of a finished sandbox lazily, and sandboxes
-    running side by side share the process limit of `nobody`: when bubblewrap itself cannot create
-    a namespace or fork (EAGAIN), it is retried after a growing wait; if it never can, that is a
-    SandboxUnavailable, never a failure of the program.
+    running side by side share the process limit of `nobody`: when the launchers (prlimit,
+    setpriv, bubblewrap) cannot exec, fork or create a namespace (EAGAIN), the start is retried
+    after a growing wait; if it never succeeds, that is a SandboxUnavailable, never a failure of
+    the program.
     """
     for attempt in range(10):
         result = _run_once(program, limits, interpreter)
-        if not (result.stderr.startswith("bwrap:") and any(b in result.stderr for b in BUSY)):
-            if result.stderr.startswith("bwrap:"):
-                raise SandboxUnavailable(f"bubblewrap failed: {result.stderr.strip()[:300]}")
+        launcher_failed = result.stderr.startswith(LAUNCHERS)
+        if not (launcher_failed and any(b in result.stderr for b in BUSY)):
+            if launcher_failed:
+                raise SandboxUnavailable(f"the sandbox could not start: {result.stderr.strip()[:300]}")
             return result
         time.sleep(0.05 * 2**attempt)
-    raise SandboxUnavailable(f"bubblewrap kept failing: {result.stderr.strip()[:300]}")
+    raise SandboxUnavailable(f"the sandbox kept failing to start: {result.stderr.strip()[:300]}")
 
 
 def _run_once(program: str, limits: SandboxLimits, interpreter: str) -> SandboxResult:

@@ -175,3 +175,9 @@ def test_cli_run_then_rerun_is_a_no_op(tmp_path, commits_file):
     assert "skip sample_source" in second.stdout and "skip sample_filter" in second.stdout
     bad = subprocess.run([*command[:-1], str(tmp_path / "missing.yaml")], capture_output=True, text=True, env=env, cwd=REPO)
     assert bad.returncode == 2 and "missing.yaml: no such config file" in bad.stderr
+
+
+def test_the_demo_config_is_valid():
+    config = load_config(REPO / "configs" / "demo.yaml")
+    assert stage_order(config) == ["mine", "synthesize", "parse", "dedup"]
+    assert config.stage_config("synthesize").instruct[0].name == "human-eval"
