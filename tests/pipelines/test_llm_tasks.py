@@ -80,8 +80,8 @@ def test_commit_review_renders_the_criterion_checklist():
 
 
 def test_registry_and_versions():
-    assert TASKS.names() == ["instruction_recovery", "bug_introduction", "commit_review"]
+    assert {"instruction_recovery", "bug_introduction", "commit_review"} <= set(TASKS.names())
     assert InstructionRecovery().template_id == "instruction_recovery.v1"
-    with pytest.raises(KeyError, match="unknown LLM task 'judge'"):
-        TASKS["judge"]
+    with pytest.raises(KeyError, match="unknown LLM task 'nope'"):
+        TASKS["nope"]
     assert last_tag("[A]x[/A][A]y[\\A]", "A") == ("y", None)

@@ -1,0 +1,86 @@
+"""The judge answer cache: every raw answer under (model, template version, pair id, order, sample,
+seed), in SQLite, so that a stopped or repeated run never asks for an answer it already has.
+
+The file lives in the run directory (local runs; WAL mode lets several worker processes read and
+write it). Raw texts are kept, so votes can be re-parsed with a newer parser without new calls.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS answers (
+    key TEXT PRIMARY KEY,
+    model TEXT NOT NULL,
+    template TEXT NOT NULL,
+    pair_id TEXT NOT NULL,
+    sample_order TEXT NOT NULL,
+    sample INTEGER NOT NULL,
+    seed INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    created REAL NOT NULL
+)
+"""
+
+
+@dataclass(frozen=True)
+class AnswerKey:
+    model: str
+    template: str
+    pair_id: str
+    order: str
+    sample: int
+    seed: int
+
+    @property
+    def key(self) -> str:
+        identity = [self.model, self.template, self.pair_id, self.order, self.sample, self.seed]
+        return hashlib.sha256(json.dumps(identity).encode("utf-8")).hexdigest()[:32]
+
+
+class AnswerCache:
+    """Raw judge answers by AnswerKey."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._connection = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        self._connection.execute("PRAGMA journal_mode=WAL")
+        self._connection.execute(SCHEMA)
+
+    def get_many(self, keys: Iterable[AnswerKey]) -> dict[str, str]:
+        """Answers already stored, by key string; missing ones are simply absent."""
+        wanted = [k.key for k in keys]
+        found: dict[str, str] = {}
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for key, text in self._connection.execute(f"SELECT key, text FROM answers WHERE key IN ({marks})", chunk):
+                found[key] = text
+        return found
+
+    def put_many(self, answers: Iterable[tuple[AnswerKey, str]]) -> int:
+        """Store answers (an existing key keeps its first answer); returns how many were new."""
+        rows = [(k.key, k.model, k.template, k.pair_id, k.order, k.sample, k.seed, text, time.time()) for k, text in answers]
+        before = len(self)
+        self._connection.execute("BEGIN IMMEDIATE")
+        try:
+            self._connection.executemany("INSERT OR IGNORE INTO answers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            self._connection.execute("COMMIT")
+        except BaseException:
+            self._connection.execute("ROLLBACK")
+            raise
+        return len(self) - before
+
+    def __len__(self) -> int:
+        return self._connection.execute("SELECT COUNT(*) FROM answers").fetchone()[0]
+
+    def close(self) -> None:
+        self._connection.close()
