@@ -1,0 +1,48 @@
+"""Judge backends on the real packaged model: vLLM's engine on CPU, and transformers."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipelines.llm.backends import BACKENDS, Sampling
+from pipelines.llm.judging import ORDERS, VERDICT_PATTERN, JudgeTask, outcome
+
+PAIRS = [
+    {"pair_id": "p1", "prompt": "Check membership fast.", "chosen": "s = set(xs)\nprint(x in s)\n", "rejected": "print(x in xs)\n",
+     "criterion": "Runtime Efficiency", "language": "Python", "fence": "python"},
+    {"pair_id": "p2", "prompt": "Read a file safely.", "chosen": "with open(p) as f:\n    data = f.read()\n",
+     "rejected": "data = open(p).read()\n", "criterion": "Readability and Maintainability", "language": "Python", "fence": "python"},
+]
+
+
+@pytest.fixture(scope="session")
+def smollm2(tmp_path_factory):
+    from pipelines.llm.models import prepare_smollm2
+
+    return str(prepare_smollm2(tmp_path_factory.mktemp("models")))
+
+
+@pytest.fixture(scope="session")
+def vllm_backend(smollm2):
+    backend = BACKENDS["vllm"](smollm2, max_model_len=2048)  # one engine for the whole test session
+    yield backend
+    backend.close()
+
+
+def test_vllm_engine_judges_both_orders_with_constrained_verdicts(vllm_backend):
+    task = JudgeTask()
+    requests = [(pair, order) for pair in PAIRS for order in ORDERS]
+    answers = vllm_backend.generate([task.format_input({**pair, "order": order}) for pair, order in requests],
+                                    Sampling(n=2, max_tokens=16, seed=3, regex=VERDICT_PATTERN))
+    assert len(answers) == 4 and all(len(texts) == 2 for texts in answers)
+    for (pair, order), texts in zip(requests, answers):
+        for text in texts:
+            parsed = task.parse_output(text)
+            assert parsed.fields is not None, text  # constrained decoding: always a verdict
+            assert outcome(order, parsed.fields["verdict"]) in ("match", "contradiction", "tie")
+
+
+def test_transformers_backend_generates_raw_texts(smollm2):
+    backend = BACKENDS["transformers"](smollm2)
+    (texts,) = backend.generate([JudgeTask().format_input({**PAIRS[0], "order": "chosen_first"})], Sampling(n=2, max_tokens=8, seed=1))
+    assert len(texts) == 2 and all(isinstance(t, str) for t in texts)
