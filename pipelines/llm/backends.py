@@ -33,8 +33,8 @@ class JudgeBackend(Protocol):
     name: str
     model: str
 
-    def generate(self, conversations: list[Conversation], sampling: Sampling) -> list[list[str]]:
-        """`sampling.n` answer texts for each conversation, in order."""
+    def generate(self, conversations: list[Conversation], sampling: Sampling, seeds: list[int] | None = None) -> list[list[str]]:
+        """`sampling.n` answer texts for each conversation, in order (`seeds`: one per conversation)."""
         ...
 
 
@@ -78,19 +78,22 @@ class VLLMBackend:
             del engine
             gc.collect()
 
-    def generate(self, conversations: list[Conversation], sampling: Sampling) -> list[list[str]]:
+    def generate(self, conversations: list[Conversation], sampling: Sampling, seeds: list[int] | None = None) -> list[list[str]]:
         from vllm import SamplingParams
 
-        extra: dict[str, Any] = {}
-        if sampling.regex:
-            from vllm.sampling_params import StructuredOutputsParams
+        def params(seed: int) -> Any:
+            extra: dict[str, Any] = {}
+            if sampling.regex:
+                from vllm.sampling_params import StructuredOutputsParams
 
-            extra["structured_outputs"] = StructuredOutputsParams(regex=sampling.regex)
-        params = SamplingParams(
-            n=sampling.n, temperature=sampling.temperature, top_p=sampling.top_p, max_tokens=sampling.max_tokens,
-            seed=sampling.seed, **extra,
-        )
-        outputs = self._engine().chat(conversations, params, use_tqdm=False)
+                extra["structured_outputs"] = StructuredOutputsParams(regex=sampling.regex)
+            return SamplingParams(
+                n=sampling.n, temperature=sampling.temperature, top_p=sampling.top_p, max_tokens=sampling.max_tokens,
+                seed=seed, **extra,
+            )
+
+        per_request = [params(seed) for seed in (seeds or [sampling.seed] * len(conversations))]
+        outputs = self._engine().chat(conversations, per_request, use_tqdm=False)
         return [[choice.text for choice in output.outputs] for output in outputs]
 
 
@@ -104,7 +107,7 @@ class TransformersBackend:
         self.model = model
         self._loaded: Any = None
 
-    def generate(self, conversations: list[Conversation], sampling: Sampling) -> list[list[str]]:
+    def generate(self, conversations: list[Conversation], sampling: Sampling, seeds: list[int] | None = None) -> list[list[str]]:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -112,9 +115,9 @@ class TransformersBackend:
         if self._loaded is None:
             self._loaded = (AutoTokenizer.from_pretrained(self.model), AutoModelForCausalLM.from_pretrained(self.model))
         tokenizer, model = self._loaded
-        torch.manual_seed(sampling.seed)
         answers = []
-        for conversation in conversations:
+        for conversation, seed in zip(conversations, seeds or [sampling.seed] * len(conversations)):
+            torch.manual_seed(seed)
             prompt = tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
             inputs = tokenizer(prompt, return_tensors="pt")
             output = model.generate(

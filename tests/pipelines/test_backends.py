@@ -16,13 +16,6 @@ PAIRS = [
 
 
 @pytest.fixture(scope="session")
-def smollm2(tmp_path_factory):
-    from pipelines.llm.models import prepare_smollm2
-
-    return str(prepare_smollm2(tmp_path_factory.mktemp("models")))
-
-
-@pytest.fixture(scope="session")
 def vllm_backend(smollm2):
     backend = BACKENDS["vllm"](smollm2, max_model_len=2048)  # one engine for the whole test session
     yield backend

@@ -48,7 +48,7 @@ def candidate(pair_id: str = "p1") -> Candidate:
 def judged() -> JudgedPair:
     vote = Vote("smollm2", "judge-v1", "chosen_first", 0, 7, "A", "match", "k1")
     bad = Vote("smollm2", "judge-v1", "chosen_second", 0, 7, None, "error", "k2", error="no verdict tag")
-    return JudgedPair(candidate(), [vote, bad], OrderCounts(matches=1), OrderCounts(errors=1), 0.5, False, "too_few_votes")
+    return JudgedPair("p1", candidate(), [vote, bad], OrderCounts(matches=1), OrderCounts(errors=1), 0.5, False, "too_few_votes")
 
 
 def test_published_vocabularies_in_published_order():

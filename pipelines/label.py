@@ -1,0 +1,174 @@
+"""The `label` stage: LLM judges vote on every candidate pair, in both orders, cache first.
+
+For each pair, each judge and each order, `votes / 2` answers are needed (samples 0..k-1, one
+seed per pair and order). Answers already in the run's answer cache are reused; only the missing
+ones are generated (`n` samples in one request, so the prompt is prefilled once) and stored
+before they are parsed. A rerun, or a run resumed after a crash, therefore asks for nothing it
+already has. Every answer's raw text stays in the cache, linked from the vote by its key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+from pydantic import BaseModel, ConfigDict, Field
+
+from pipelines.llm.backends import BACKENDS, Sampling
+from pipelines.llm.judging import ORDERS, VERDICT_PATTERN, JudgeTask, KeepRule, count, margin, outcome
+from pipelines.stage import Stage, StageConfig, StageResult, metrics_namespace, register_stage
+from schemas import Candidate, JudgedPair, Vote, from_row, to_row
+from storage.answers import AnswerCache, AnswerKey
+
+STAGE = "label"
+CACHE_FILE = "_answers.sqlite"
+
+
+class JudgeConfig(BaseModel):
+    """One judge model."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    backend: str = Field("vllm", description="Judge backend: vllm or transformers.")
+    model: str = Field(description="Model folder or name ('smollm2' = the packaged default CPU judge).")
+    max_model_len: int = Field(2048, description="vLLM: context length.")
+
+
+class LabelConfig(StageConfig):
+    """Who judges, how often, and which pairs are kept."""
+
+    inputs: list[str] = Field(default_factory=lambda: ["dedup"], description="Stages whose Candidate records are judged.")
+    judges: list[JudgeConfig] = Field(default_factory=lambda: [JudgeConfig(model="smollm2")], description="Judge models.")
+    votes: int = Field(8, ge=2, description="Votes per judge and pair, half in each order (must be even).")
+    temperature: float = Field(0.8, ge=0.0, description="Sampling temperature.")
+    top_p: float = Field(0.95, gt=0.0, le=1.0, description="Nucleus sampling.")
+    max_tokens: int = Field(256, ge=1, description="Longest answer.")
+    constrained: bool = Field(False, description="Constrain answers to a bare verdict tag (vLLM structured outputs).")
+    seed: int = Field(0, description="Base seed; each pair and order derive their own from it.")
+    min_matches: int = Field(6, ge=0, description="Keep rule: votes that must agree with the expected direction.")
+    max_contradictions: int = Field(1, ge=0, description="Keep rule: votes that may oppose it.")
+    consensus: str = Field("all", description="Several judges: 'all' must pass, or 'pooled' votes.")
+    batch_size: int = Field(16, ge=1, description="Pairs judged per request batch.")
+
+
+def resolve_model(name: str) -> str:
+    if name == "smollm2":
+        from pipelines.llm.models import prepare_smollm2
+
+        return str(prepare_smollm2())
+    return name
+
+
+def pair_seed(base: int, pair_id: str, order: str) -> int:
+    digest = hashlib.blake2b(f"{base}/{pair_id}/{order}".encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "big")
+
+
+class JudgeBatch(beam.DoFn):
+    """Votes for a batch of pairs: cache first, then one request per (pair, order) for what is missing."""
+
+    def __init__(self, config: LabelConfig, cache_path: str):
+        self.config = config
+        self.cache_path = cache_path
+
+    def setup(self) -> None:
+        self.task = JudgeTask()
+        self.cache = AnswerCache(self.cache_path)
+        self.backends: dict[str, Any] = {}  # created on first need: a fully cached run starts no engine
+        self.rule = KeepRule(self.config.min_matches, self.config.max_contradictions, self.config.consensus)
+
+    def teardown(self) -> None:
+        for backend in self.backends.values():
+            close = getattr(backend, "close", None)
+            if callable(close):
+                close()
+        self.cache.close()
+
+    def _backend(self, judge: JudgeConfig) -> Any:
+        if judge.model not in self.backends:
+            backend_cls = BACKENDS[judge.backend]
+            model = resolve_model(judge.model)
+            self.backends[judge.model] = (
+                backend_cls(model, max_model_len=judge.max_model_len) if judge.backend == "vllm" else backend_cls(model)
+            )
+        return self.backends[judge.model]
+
+    def process(self, batch: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        config, namespace = self.config, metrics_namespace(STAGE)
+        per_order = config.votes // 2
+        template = self.task.template_id
+        texts: dict[str, str] = {}
+        for judge in config.judges:
+            wanted = [(row, order, AnswerKey(judge.model, template, row["pair_id"], order, sample, pair_seed(config.seed, row["pair_id"], order)))
+                      for row in batch for order in ORDERS for sample in range(per_order)]
+            found = self.cache.get_many(key for _, _, key in wanted)
+            Metrics.counter(namespace, "answers_from_cache").inc(len(found))
+            missing = sorted({(row["pair_id"], order): (row, order) for row, order, key in wanted if key.key not in found}.values(),
+                             key=lambda item: (item[0]["pair_id"], item[1]))
+            if missing:
+                conversations = [self.task.format_input({**row, "fence": "", "order": order}) for row, order in missing]
+                seeds = [pair_seed(config.seed, row["pair_id"], order) for row, order in missing]
+                sampling = Sampling(n=per_order, temperature=config.temperature, top_p=config.top_p, max_tokens=config.max_tokens,
+                                    regex=VERDICT_PATTERN if config.constrained else None)
+                answers = self._backend(judge).generate(conversations, sampling, seeds)
+                Metrics.counter(namespace, "backend_requests").inc(len(missing))
+                new = []
+                for (row, order), samples in zip(missing, answers):
+                    seed = pair_seed(config.seed, row["pair_id"], order)
+                    new.extend((AnswerKey(judge.model, template, row["pair_id"], order, i, seed), text) for i, text in enumerate(samples))
+                self.cache.put_many(new)
+                found.update({key.key: text for key, text in new})
+            texts.update(found)
+        for row in batch:
+            yield to_row(self._judged(row, texts))
+
+    def _judged(self, row: dict[str, Any], texts: dict[str, str]) -> JudgedPair:
+        config, namespace = self.config, metrics_namespace(STAGE)
+        votes = []
+        for judge in config.judges:
+            for order in ORDERS:
+                seed = pair_seed(config.seed, row["pair_id"], order)
+                for sample in range(config.votes // 2):
+                    key = AnswerKey(judge.model, self.task.template_id, row["pair_id"], order, sample, seed)
+                    parsed = self.task.parse_output(texts[key.key])
+                    verdict = parsed.fields["verdict"] if parsed.fields else None
+                    result = outcome(order, verdict)
+                    Metrics.counter(namespace, f"votes_{result}").inc()
+                    votes.append(Vote(judge.model, self.task.template_id, order, sample, seed, verdict, result, key.key, parsed.reason))
+        kept, reason = self.rule.decide(votes)
+        Metrics.counter(namespace, "pairs_kept" if kept else "pairs_not_kept").inc()
+        return JudgedPair(
+            pair_id=row["pair_id"], candidate=from_row(Candidate, row), votes=votes, chosen_first=count(votes, "chosen_first"),
+            chosen_second=count(votes, "chosen_second"), margin=margin(votes), kept=kept, keep_reason=reason,
+        )
+
+
+@register_stage
+class Label(Stage):
+    """LLM judges vote on every pair in both orders; every answer cached, every vote kept."""
+
+    name = STAGE
+    Config = LabelConfig
+    inputs = ("dedup",)
+    input_type = Candidate
+    output_type = JudgedPair
+    key_field = "pair_id"
+
+    def build(self, pipeline: beam.Pipeline, inputs: dict[str, beam.PCollection]) -> StageResult:
+        config: LabelConfig = self.config  # type: ignore[assignment]
+        if config.votes % 2:
+            from pipelines.config import ConfigError
+
+            raise ConfigError(f"stages.label.votes: {config.votes} is odd; votes are split evenly over both orders")
+        # The cache sits beside the stage directory, so that it survives the stage being redone.
+        cache_path = FileSystems.join(self.context.run_dir, f"{STAGE}{CACHE_FILE}")
+        return StageResult(
+            list(inputs.values())
+            | "AllCandidates" >> beam.Flatten()
+            | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=config.batch_size)
+            | "Judge" >> beam.ParDo(JudgeBatch(config, cache_path))
+        )
