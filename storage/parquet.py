@@ -45,10 +45,14 @@ def write_rows(path: str, rows: list[dict[str, Any]], record_type: type) -> int:
     except (pa.ArrowInvalid, pa.ArrowTypeError, KeyError) as error:
         bad = _first_bad_row(rows, schema)
         raise SchemaMismatch(f"{path}: rows do not fit {record_type.SCHEMA} v{record_type.VERSION}: {error}{bad}") from None
+    _write_table(path, table)
+    return table.num_rows
+
+
+def _write_table(path: str, table: pa.Table) -> None:
     with FileSystems.create(path) as handle:
         # Small row groups let readers stream a shard instead of loading it whole.
         pq.write_table(table, handle, compression="zstd", row_group_size=ROW_GROUP_ROWS)
-    return table.num_rows
 
 
 def _first_bad_row(rows: list[dict[str, Any]], schema: pa.Schema) -> str:
@@ -150,8 +154,7 @@ class _MergeShard(beam.DoFn):
         scalar = [f.name for f in schema if f.name != self.key_field and not pa.types.is_nested(f.type)]
         table = table.sort_by([(self.key_field, "ascending"), *((name, "ascending") for name in scalar)])
         name = shard_name(shard, self.num_shards)
-        with FileSystems.create(FileSystems.join(self.directory, name)) as handle:
-            pq.write_table(table, handle, compression="zstd", row_group_size=ROW_GROUP_ROWS)
+        _write_table(FileSystems.join(self.directory, name), table)
         FileSystems.delete(spills)
         yield name, table.num_rows
 
