@@ -242,16 +242,18 @@ def synthesize_command(
 def judge_command(
     input_dir: Annotated[str, typer.Option("--in", help="Directory of Candidate shards (a dedup output).")],
     out: Annotated[str, typer.Option(help="Output directory for JudgedPair shards and manifest (the answer cache goes beside it).")],
-    backend: Annotated[str | None, typer.Option(help="vllm or transformers.")] = None,
-    model: Annotated[str | None, typer.Option(help="Model folder or name; 'smollm2' = the packaged CPU judge.")] = None,
+    backend: Annotated[str | None, typer.Option(help="vllm, openai or transformers.")] = None,
+    model: Annotated[str | None, typer.Option(help="Model folder or name; 'smollm2' = the packaged CPU judge; openai: the served name.")] = None,
+    base_url: Annotated[str | None, typer.Option(help="openai: the server's /v1 address (key from $OPENAI_API_KEY).")] = None,
     votes: Annotated[int | None, typer.Option(help="Votes per pair and judge, half in each order (8).")] = None,
     config_file: Annotated[Path | None, typer.Option("--config", help="Run config whose `stages.label` and runner to use.")] = None,
     force: Annotated[bool, typer.Option(help="Judge again (answers still come from the cache).")] = False,
 ) -> None:
     """LLM judges vote on candidate pairs in both orders; answers are cached and reused."""
     judges = None
-    if backend or model:
-        judges = [{"backend": backend or "vllm", "model": model or "smollm2"}]
+    if backend or model or base_url:
+        judges = [{"backend": backend or ("openai" if base_url else "vllm"), "model": model or "smollm2",
+                   **({"base_url": base_url} if base_url else {})}]
     outcome = _run_one_stage("label", {"judges": judges, "votes": votes}, config_file, out, force, input_dir=input_dir)
     _report_one_stage(outcome, out, "in")
 

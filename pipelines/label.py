@@ -16,11 +16,11 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from pipelines.llm.backends import BACKENDS, Sampling
+from pipelines.llm.backends import BACKENDS, Answers, Rejected, Sampling
 from pipelines.llm.judging import ORDERS, VERDICT_PATTERN, JudgeTask, KeepRule, count, margin, outcome
-from pipelines.stage import Stage, StageConfig, StageResult, metrics_namespace, register_stage
+from pipelines.stage import DROPPED, Stage, StageConfig, StageResult, drop_record, metrics_namespace, register_stage
 from schemas import Candidate, JudgedPair, Vote, from_row, to_row
 from storage.answers import AnswerCache, AnswerKey
 
@@ -29,13 +29,38 @@ CACHE_FILE = "_answers.sqlite"
 
 
 class JudgeConfig(BaseModel):
-    """One judge model."""
+    """One judge model and the backend that serves it."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    backend: str = Field("vllm", description="Judge backend: vllm or transformers.")
-    model: str = Field(description="Model folder or name ('smollm2' = the packaged default CPU judge).")
-    max_model_len: int = Field(2048, description="vLLM: context length.")
+    backend: str = Field("vllm", description="Judge backend: vllm, openai or transformers.")
+    model: str = Field(description="Model folder or name ('smollm2' = the packaged default CPU judge); openai: the served name.")
+    max_model_len: int = Field(2048, ge=64, description="vLLM: context length; longer prompts are dropped, counted.")
+    base_url: str = Field("http://127.0.0.1:8000/v1", description="openai: the server's /v1 address.")
+    api_key_env: str = Field("OPENAI_API_KEY", description="openai: environment variable holding the API key (none for a local server).")
+    concurrency: int = Field(8, ge=1, description="openai: requests in flight at once.")
+    timeout: float = Field(300.0, gt=0, description="openai: seconds one request may take.")
+    max_retries: int = Field(10, ge=0, description="openai: retries of a request on 429, 5xx, timeouts and connection errors.")
+    max_backoff: float = Field(30.0, gt=0, description="openai: longest wait between retries, seconds.")
+    n_per_request: bool = Field(True, description="openai: ask for n samples in one request (off: n requests, for servers without n).")
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        if value not in BACKENDS:
+            raise ValueError(f"unknown judge backend {value!r}; known: {', '.join(BACKENDS.names())}")
+        return value
+
+    def create_backend(self) -> Any:
+        """The backend object for this judge (engines start on first use)."""
+        backend_cls = BACKENDS[self.backend]
+        if self.backend == "vllm":
+            return backend_cls(resolve_model(self.model), max_model_len=self.max_model_len)
+        if self.backend == "openai":
+            return backend_cls(self.model, base_url=self.base_url, api_key_env=self.api_key_env, concurrency=self.concurrency,
+                               timeout=self.timeout, max_retries=self.max_retries, max_backoff=self.max_backoff,
+                               n_per_request=self.n_per_request)
+        return backend_cls(resolve_model(self.model))
 
 
 class LabelConfig(StageConfig):
@@ -90,41 +115,57 @@ class JudgeBatch(beam.DoFn):
 
     def _backend(self, judge: JudgeConfig) -> Any:
         if judge.model not in self.backends:
-            backend_cls = BACKENDS[judge.backend]
-            model = resolve_model(judge.model)
-            self.backends[judge.model] = (
-                backend_cls(model, max_model_len=judge.max_model_len) if judge.backend == "vllm" else backend_cls(model)
-            )
+            self.backends[judge.model] = judge.create_backend()
         return self.backends[judge.model]
 
-    def process(self, batch: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    def process(self, batch: list[dict[str, Any]]) -> Iterator[Any]:
         config, namespace = self.config, metrics_namespace(STAGE)
-        per_order = config.votes // 2
-        template = self.task.template_id
         texts: dict[str, str] = {}
+        rejected: dict[str, str] = {}  # pair id -> why a judge's backend refused it
         for judge in config.judges:
-            wanted = [(row, order, AnswerKey(judge.model, template, row["pair_id"], order, sample, pair_seed(config.seed, row["pair_id"], order)))
-                      for row in batch for order in ORDERS for sample in range(per_order)]
-            found = self.cache.get_many(key for _, _, key in wanted)
-            Metrics.counter(namespace, "answers_from_cache").inc(len(found))
-            missing = sorted({(row["pair_id"], order): (row, order) for row, order, key in wanted if key.key not in found}.values(),
-                             key=lambda item: (item[0]["pair_id"], item[1]))
-            if missing:
-                conversations = [self.task.format_input({**row, "fence": "", "order": order}) for row, order in missing]
-                seeds = [pair_seed(config.seed, row["pair_id"], order) for row, order in missing]
-                sampling = Sampling(n=per_order, temperature=config.temperature, top_p=config.top_p, max_tokens=config.max_tokens,
-                                    regex=VERDICT_PATTERN if config.constrained else None)
-                answers = self._backend(judge).generate(conversations, sampling, seeds)
-                Metrics.counter(namespace, "backend_requests").inc(len(missing))
-                new = []
-                for (row, order), samples in zip(missing, answers):
-                    seed = pair_seed(config.seed, row["pair_id"], order)
-                    new.extend((AnswerKey(judge.model, template, row["pair_id"], order, i, seed), text) for i, text in enumerate(samples))
-                self.cache.put_many(new)
-                found.update({key.key: text for key, text in new})
-            texts.update(found)
+            texts.update(self._answers(judge, batch, rejected))
         for row in batch:
-            yield to_row(self._judged(row, texts))
+            if row["pair_id"] in rejected:
+                yield drop_record(STAGE, row["pair_id"], "judge_rejected", rejected[row["pair_id"]],
+                                  {k: row[k] for k in ("pair_id", "criterion", "language", "source")})
+            else:
+                yield to_row(self._judged(row, texts))
+
+    def _answers(self, judge: JudgeConfig, batch: list[dict[str, Any]], rejected: dict[str, str]) -> dict[str, str]:
+        """This judge's raw answers for the batch: from the cache, the missing ones generated and stored as they arrive."""
+        config, namespace, template = self.config, metrics_namespace(STAGE), self.task.template_id
+        per_order = config.votes // 2
+        wanted = [(row, order, AnswerKey(judge.model, template, row["pair_id"], order, sample, pair_seed(config.seed, row["pair_id"], order)))
+                  for row in batch for order in ORDERS for sample in range(per_order)]
+        found = self.cache.get_many(key for _, _, key in wanted)
+        Metrics.counter(namespace, "answers_from_cache").inc(len(found))
+        missing = sorted({(row["pair_id"], order): (row, order) for row, order, key in wanted if key.key not in found}.values(),
+                         key=lambda item: (item[0]["pair_id"], item[1]))
+        if not missing:
+            return found
+
+        def store(index: int, answers: Answers) -> None:
+            row, order = missing[index]
+            if isinstance(answers, Rejected):
+                rejected[row["pair_id"]] = f"{judge.model}, {order}: {answers.reason}"
+                return
+            seed = pair_seed(config.seed, row["pair_id"], order)
+            new = [(AnswerKey(judge.model, template, row["pair_id"], order, i, seed), text) for i, text in enumerate(answers)]
+            self.cache.put_many(new)  # stored at once: a crash later in the batch loses nothing paid for
+            found.update({key.key: text for key, text in new})
+            Metrics.counter(namespace, "backend_requests").inc()
+
+        conversations = [self.task.format_input({**row, "fence": "", "order": order}) for row, order in missing]
+        seeds = [pair_seed(config.seed, row["pair_id"], order) for row, order in missing]
+        sampling = Sampling(n=per_order, temperature=config.temperature, top_p=config.top_p, max_tokens=config.max_tokens,
+                            regex=VERDICT_PATTERN if config.constrained else None)
+        backend = self._backend(judge)
+        retries_before = getattr(backend, "retries", 0)
+        try:
+            backend.generate(conversations, sampling, seeds, on_answer=store)
+        finally:
+            Metrics.counter(namespace, "backend_retries").inc(getattr(backend, "retries", 0) - retries_before)
+        return found
 
     def _judged(self, row: dict[str, Any], texts: dict[str, str]) -> JudgedPair:
         config, namespace = self.config, metrics_namespace(STAGE)
@@ -166,9 +207,10 @@ class Label(Stage):
             raise ConfigError(f"stages.label.votes: {config.votes} is odd; votes are split evenly over both orders")
         # The cache sits beside the stage directory, so that it survives the stage being redone.
         cache_path = FileSystems.join(self.context.run_dir, f"{STAGE}{CACHE_FILE}")
-        return StageResult(
+        judged = (
             list(inputs.values())
             | "AllCandidates" >> beam.Flatten()
             | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=config.batch_size)
-            | "Judge" >> beam.ParDo(JudgeBatch(config, cache_path))
+            | "Judge" >> beam.ParDo(JudgeBatch(config, cache_path)).with_outputs(DROPPED, main="judged")
         )
+        return StageResult(judged.judged, [judged[DROPPED]])

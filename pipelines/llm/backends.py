@@ -3,18 +3,42 @@
 - `vllm`: the in-process engine (`vllm.LLM`), created once per worker on first use; the chat
   template is applied by vLLM; `n` samples per request so each prompt is prefilled once;
   optional constrained decoding with a regular expression (vLLM structured outputs).
+- `openai`: any OpenAI-compatible server (`vllm serve` first): `n` per request where the server
+  takes it, bounded concurrency, timeouts, retries with backoff on 429, 5xx and connection
+  errors, the API key from an environment variable.
 - `transformers`: local generation with `generate(num_return_sequences=n)` for small models.
+
+`generate` returns, per conversation, its `n` answer texts or `Rejected(reason)` when the backend
+refuses that one conversation (a prompt too long for the model, a 400 from a server); errors of
+the backend as a whole raise. `on_answer(index, answers)`, when given, is called as each
+conversation's answers arrive (in the calling thread), so that a caller can store them before
+the rest of the batch is done.
 """
 
 from __future__ import annotations
 
 import os
+import random
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from pipelines.registry import Registry
 
 Conversation = list[dict[str, str]]
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """The backend refused one conversation (e.g. too long for the model); the others go on."""
+
+    reason: str
+
+
+Answers = list[str] | Rejected
+OnAnswer = Callable[[int, Answers], None]
 
 
 @dataclass(frozen=True)
@@ -33,9 +57,14 @@ class JudgeBackend(Protocol):
     name: str
     model: str
 
-    def generate(self, conversations: list[Conversation], sampling: Sampling, seeds: list[int] | None = None) -> list[list[str]]:
-        """`sampling.n` answer texts for each conversation, in order (`seeds`: one per conversation)."""
+    def generate(self, conversations: list[Conversation], sampling: Sampling, seeds: list[int] | None = None,
+                 on_answer: OnAnswer | None = None) -> list[Answers]:
+        """`sampling.n` answer texts (or a rejection) for each conversation, in order (`seeds`: one per conversation)."""
         ...
+
+
+class BackendUnavailable(RuntimeError):
+    """A judge server kept failing after every retry; answers stored so far are kept."""
 
 
 BACKENDS: Registry[type] = Registry("judge backend")
@@ -81,7 +110,8 @@ class VLLMBackend:
             del engine
             gc.collect()
 
-    def generate(self, conversations: list[Conversation], sampling: Sampling, seeds: list[int] | None = None) -> list[list[str]]:
+    def generate(self, conversations: list[Conversation], sampling: Sampling, seeds: list[int] | None = None,
+                 on_answer: OnAnswer | None = None) -> list[Answers]:
         from vllm import SamplingParams
 
         def params(seed: int) -> Any:
@@ -95,9 +125,24 @@ class VLLMBackend:
                 seed=seed, **extra,
             )
 
-        per_request = [params(seed) for seed in (seeds or [sampling.seed] * len(conversations))]
-        outputs = self._engine().chat(conversations, per_request, use_tqdm=False)
-        return [[choice.text for choice in output.outputs] for output in outputs]
+        llm = self._engine()
+        tokenizer, limit = llm.get_tokenizer(), self.options["max_model_len"]
+        answers: list[Answers] = []
+        for conversation in conversations:
+            text = tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
+            length = len(tokenizer.encode(text, add_special_tokens=False))
+            fits = length + sampling.max_tokens <= limit
+            answers.append([] if fits else Rejected(f"prompt of {length} tokens + {sampling.max_tokens} to generate exceeds max_model_len {limit}"))
+        accepted = [index for index, answer in enumerate(answers) if not isinstance(answer, Rejected)]
+        all_seeds = seeds or [sampling.seed] * len(conversations)
+        if accepted:
+            outputs = llm.chat([conversations[i] for i in accepted], [params(all_seeds[i]) for i in accepted], use_tqdm=False)
+            for index, output in zip(accepted, outputs):
+                answers[index] = [choice.text for choice in output.outputs]
+        for index, texts in enumerate(answers):
+            if on_answer is not None:
+                on_answer(index, texts)
+        return answers
 
 
 @BACKENDS.register("transformers")
@@ -110,7 +155,8 @@ class TransformersBackend:
         self.model = model
         self._loaded: Any = None
 
-    def generate(self, conversations: list[Conversation], sampling: Sampling, seeds: list[int] | None = None) -> list[list[str]]:
+    def generate(self, conversations: list[Conversation], sampling: Sampling, seeds: list[int] | None = None,
+                 on_answer: OnAnswer | None = None) -> list[Answers]:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -129,4 +175,125 @@ class TransformersBackend:
             )
             start = inputs["input_ids"].shape[1]
             answers.append([tokenizer.decode(row[start:], skip_special_tokens=True) for row in output])
+            if on_answer is not None:
+                on_answer(len(answers) - 1, answers[-1])
         return answers
+
+
+RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
+REJECT_STATUS = frozenset({400, 413, 422})
+
+
+@BACKENDS.register("openai")
+class OpenAIBackend:
+    """An OpenAI-compatible chat completions server (`vllm serve`, or a hosted API).
+
+    Requests run `concurrency` at a time. A request that fails with a connection error, a
+    timeout, 408, 429 or 5xx is retried after an exponential, jittered delay (a `Retry-After`
+    header is honoured), up to `max_retries` times; then `BackendUnavailable` is raised. The key is
+    read from the environment variable `api_key_env` (never logged); a local server needs none.
+    """
+
+    name = "openai"
+
+    def __init__(self, model: str, base_url: str = "http://127.0.0.1:8000/v1", api_key_env: str = "OPENAI_API_KEY",
+                 concurrency: int = 8, timeout: float = 300.0, max_retries: int = 10, backoff: float = 1.0,
+                 max_backoff: float = 30.0, n_per_request: bool = True):
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+        self.model = model
+        self.base_url = base_url
+        self.api_key_env = api_key_env
+        self.concurrency = concurrency
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.n_per_request = n_per_request
+        self.retries = 0  # requests retried so far (for counters)
+        self._client: Any = None
+
+    def _openai(self) -> Any:
+        if self._client is None:
+            from openai import OpenAI
+
+            # Retries are ours (below), so that their number and wait are configured in one place.
+            self._client = OpenAI(base_url=self.base_url, api_key=os.environ.get(self.api_key_env) or "no-key",
+                                  timeout=self.timeout, max_retries=0)
+        return self._client
+
+    def generate(self, conversations: list[Conversation], sampling: Sampling, seeds: list[int] | None = None,
+                 on_answer: OnAnswer | None = None) -> list[Answers]:
+        seeds = seeds or [sampling.seed] * len(conversations)
+        # One request per conversation with n samples, or n requests of one sample (seed + i) for
+        # servers that do not take `n`.
+        requests = [(index, sample, seed) for index, seed in enumerate(seeds)
+                    for sample in ([None] if self.n_per_request else range(sampling.n))]
+        parts: dict[int, dict[int | None, list[str]]] = {index: {} for index in range(len(conversations))}
+        answers: list[Answers | None] = [None] * len(conversations)
+        with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="openai-judge") as pool:
+            running: dict[Future[list[str]], tuple[int, int | None]] = {}
+            for index, sample, seed in requests:
+                n, request_seed = (sampling.n, seed) if sample is None else (1, seed + sample)
+                future = pool.submit(self._complete, conversations[index], sampling, n, request_seed)
+                running[future] = (index, sample)
+            try:
+                while running:
+                    done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        index, sample = running.pop(future)
+                        if answers[index] is not None:
+                            continue  # another sample of this conversation was rejected already
+                        result = future.result()
+                        if isinstance(result, Rejected):
+                            answers[index] = result
+                            if on_answer is not None:
+                                on_answer(index, result)
+                            continue
+                        parts[index][sample] = result
+                        if len(parts[index]) == (1 if self.n_per_request else sampling.n):
+                            texts = [text for key in sorted(parts[index], key=lambda k: k or 0) for text in parts[index][key]]
+                            answers[index] = texts
+                            if on_answer is not None:
+                                on_answer(index, texts)
+            except BaseException:
+                for future in running:
+                    future.cancel()
+                raise
+        return [texts if texts is not None else [] for texts in answers]
+
+    def _complete(self, conversation: Conversation, sampling: Sampling, n: int, seed: int) -> list[str] | Rejected:
+        import openai
+
+        extra = {"structured_outputs": {"regex": sampling.regex}} if sampling.regex else None
+        for attempt in range(self.max_retries + 1):
+            try:
+                response = self._openai().chat.completions.create(
+                    model=self.model, messages=conversation, n=n, temperature=sampling.temperature, top_p=sampling.top_p,
+                    max_tokens=sampling.max_tokens, seed=seed, extra_body=extra,
+                )
+                choices = sorted(response.choices, key=lambda choice: choice.index)
+                return [choice.message.content or "" for choice in choices]
+            except (openai.APIConnectionError, openai.APIStatusError) as error:
+                status = getattr(error, "status_code", None)
+                if status in REJECT_STATUS:  # this request is at fault (too long, say): the others go on
+                    return Rejected(f"{status}: {error.message}"[:500])
+                if status is not None and status not in RETRY_STATUS:  # 401, 403, 404: every request would fail
+                    raise BackendUnavailable(f"{self.base_url}: {status} {error.message}") from error
+                if attempt == self.max_retries:
+                    raise BackendUnavailable(
+                        f"{self.base_url}: still failing after {self.max_retries} retries ({type(error).__name__}: {error})"
+                    ) from error
+                self.retries += 1
+                time.sleep(self._delay(attempt, error))
+        raise AssertionError("unreachable")
+
+    def _delay(self, attempt: int, error: Exception) -> float:
+        response = getattr(error, "response", None)
+        after = response.headers.get("retry-after") if response is not None else None
+        if after is not None:
+            try:
+                return min(float(after), self.max_backoff)
+            except ValueError:
+                pass
+        return min(self.max_backoff, self.backoff * 2**attempt) * random.uniform(0.5, 1.0)

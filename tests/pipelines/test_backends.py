@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.llm.backends import BACKENDS, Sampling
+from pipelines.llm.backends import BACKENDS, Rejected, Sampling
 from pipelines.llm.judging import ORDERS, VERDICT_PATTERN, JudgeTask, outcome
 
 PAIRS = [
@@ -39,3 +39,16 @@ def test_transformers_backend_generates_raw_texts(smollm2):
     backend = BACKENDS["transformers"](smollm2)
     (texts,) = backend.generate([JudgeTask().format_input({**PAIRS[0], "order": "chosen_first"})], Sampling(n=2, max_tokens=8, seed=1))
     assert len(texts) == 2 and all(isinstance(t, str) for t in texts)
+
+
+def test_vllm_rejects_a_prompt_too_long_for_the_model_and_answers_the_rest(vllm_backend):
+    task = JudgeTask()
+    long_pair = {**PAIRS[0], "chosen": "x = 1\n" * 1500}  # about 4,500 tokens > max_model_len 2048
+    seen: dict[int, object] = {}
+    answers = vllm_backend.generate(
+        [task.format_input({**long_pair, "order": "chosen_first"}), task.format_input({**PAIRS[1], "order": "chosen_first"})],
+        Sampling(n=1, max_tokens=8, seed=1, regex=VERDICT_PATTERN), on_answer=lambda index, texts: seen.__setitem__(index, texts),
+    )
+    assert isinstance(answers[0], Rejected) and "exceeds max_model_len 2048" in answers[0].reason
+    assert isinstance(answers[1], list) and len(answers[1]) == 1
+    assert seen == {0: answers[0], 1: answers[1]}
