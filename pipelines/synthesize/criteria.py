@@ -56,6 +56,12 @@ class SeedTerms:
                 found[criterion] = re.sub(r"\s+", " ", hit.group(0).lower())
         return found
 
+    def spans(self, text: str) -> list[tuple[int, int, str]]:
+        """(start, end, criterion) of every term occurrence in `text`, by start; spans of two criteria may overlap."""
+        found = [(hit.start(), hit.end(), criterion)
+                 for criterion, pattern in self._patterns.items() for hit in pattern.finditer(text)]
+        return sorted(found)
+
     def criteria(self, text: str) -> list[str]:
         """The matched criteria, in the published criterion order."""
         found = self.match(text)
