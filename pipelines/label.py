@@ -16,9 +16,10 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field
 
-from pipelines.llm.backends import BACKENDS, Answers, Rejected, Sampling
+from pipelines.llm.backends import BackendConfig, Rejected, Sampling, acquire_backend, release_backend
+from pipelines.llm.generation import CachedGenerator, Request
 from pipelines.llm.judging import ORDERS, VERDICT_PATTERN, JudgeTask, KeepRule, count, margin, outcome
 from pipelines.stage import DROPPED, Stage, StageConfig, StageResult, drop_record, metrics_namespace, register_stage
 from schemas import Candidate, JudgedPair, Vote, from_row, to_row
@@ -28,39 +29,8 @@ STAGE = "label"
 CACHE_FILE = "_answers.sqlite"
 
 
-class JudgeConfig(BaseModel):
+class JudgeConfig(BackendConfig):
     """One judge model and the backend that serves it."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    backend: str = Field("vllm", description="Judge backend: vllm, openai or transformers.")
-    model: str = Field(description="Model folder or name ('smollm2' = the packaged default CPU judge); openai: the served name.")
-    max_model_len: int = Field(2048, ge=64, description="vLLM: context length; longer prompts are dropped, counted.")
-    base_url: str = Field("http://127.0.0.1:8000/v1", description="openai: the server's /v1 address.")
-    api_key_env: str = Field("OPENAI_API_KEY", description="openai: environment variable holding the API key (none for a local server).")
-    concurrency: int = Field(8, ge=1, description="openai: requests in flight at once.")
-    timeout: float = Field(300.0, gt=0, description="openai: seconds one request may take.")
-    max_retries: int = Field(10, ge=0, description="openai: retries of a request on 429, 5xx, timeouts and connection errors.")
-    max_backoff: float = Field(30.0, gt=0, description="openai: longest wait between retries, seconds.")
-    n_per_request: bool = Field(True, description="openai: ask for n samples in one request (off: n requests, for servers without n).")
-
-    @field_validator("backend")
-    @classmethod
-    def _known_backend(cls, value: str) -> str:
-        if value not in BACKENDS:
-            raise ValueError(f"unknown judge backend {value!r}; known: {', '.join(BACKENDS.names())}")
-        return value
-
-    def create_backend(self) -> Any:
-        """The backend object for this judge (engines start on first use)."""
-        backend_cls = BACKENDS[self.backend]
-        if self.backend == "vllm":
-            return backend_cls(resolve_model(self.model), max_model_len=self.max_model_len)
-        if self.backend == "openai":
-            return backend_cls(self.model, base_url=self.base_url, api_key_env=self.api_key_env, concurrency=self.concurrency,
-                               timeout=self.timeout, max_retries=self.max_retries, max_backoff=self.max_backoff,
-                               n_per_request=self.n_per_request)
-        return backend_cls(resolve_model(self.model))
 
 
 class LabelConfig(StageConfig):
@@ -78,14 +48,6 @@ class LabelConfig(StageConfig):
     max_contradictions: int = Field(1, ge=0, description="Keep rule: votes that may oppose it.")
     consensus: str = Field("all", description="Several judges: 'all' must pass, or 'pooled' votes.")
     batch_size: int = Field(16, ge=1, description="Pairs judged per request batch.")
-
-
-def resolve_model(name: str) -> str:
-    if name == "smollm2":
-        from pipelines.llm.models import prepare_smollm2
-
-        return str(prepare_smollm2())
-    return name
 
 
 def pair_seed(base: int, pair_id: str, order: str) -> int:
@@ -107,15 +69,15 @@ class JudgeBatch(beam.DoFn):
         self.rule = KeepRule(self.config.min_matches, self.config.max_contradictions, self.config.consensus)
 
     def teardown(self) -> None:
-        for backend in self.backends.values():
-            close = getattr(backend, "close", None)
-            if callable(close):
-                close()
+        for judge in self.config.judges:
+            if judge.model in self.backends:
+                release_backend(judge)
+        self.backends.clear()
         self.cache.close()
 
     def _backend(self, judge: JudgeConfig) -> Any:
         if judge.model not in self.backends:
-            self.backends[judge.model] = judge.create_backend()
+            self.backends[judge.model] = acquire_backend(judge)
         return self.backends[judge.model]
 
     def process(self, batch: list[dict[str, Any]]) -> Iterator[Any]:
@@ -132,40 +94,21 @@ class JudgeBatch(beam.DoFn):
                 yield to_row(self._judged(row, texts))
 
     def _answers(self, judge: JudgeConfig, batch: list[dict[str, Any]], rejected: dict[str, str]) -> dict[str, str]:
-        """This judge's raw answers for the batch: from the cache, the missing ones generated and stored as they arrive."""
-        config, namespace, template = self.config, metrics_namespace(STAGE), self.task.template_id
-        per_order = config.votes // 2
-        wanted = [(row, order, AnswerKey(judge.model, template, row["pair_id"], order, sample, pair_seed(config.seed, row["pair_id"], order)))
-                  for row in batch for order in ORDERS for sample in range(per_order)]
-        found = self.cache.get_many(key for _, _, key in wanted)
-        Metrics.counter(namespace, "answers_from_cache").inc(len(found))
-        missing = sorted({(row["pair_id"], order): (row, order) for row, order, key in wanted if key.key not in found}.values(),
-                         key=lambda item: (item[0]["pair_id"], item[1]))
-        if not missing:
-            return found
-
-        def store(index: int, answers: Answers) -> None:
-            row, order = missing[index]
-            if isinstance(answers, Rejected):
-                rejected[row["pair_id"]] = f"{judge.model}, {order}: {answers.reason}"
-                return
-            seed = pair_seed(config.seed, row["pair_id"], order)
-            new = [(AnswerKey(judge.model, template, row["pair_id"], order, i, seed), text) for i, text in enumerate(answers)]
-            self.cache.put_many(new)  # stored at once: a crash later in the batch loses nothing paid for
-            found.update({key.key: text for key, text in new})
-            Metrics.counter(namespace, "backend_requests").inc()
-
-        conversations = [self.task.format_input({**row, "fence": "", "order": order}) for row, order in missing]
-        seeds = [pair_seed(config.seed, row["pair_id"], order) for row, order in missing]
-        sampling = Sampling(n=per_order, temperature=config.temperature, top_p=config.top_p, max_tokens=config.max_tokens,
+        """This judge's raw answers for the batch by answer key, cache first; refused pairs go to `rejected`."""
+        config = self.config
+        requests = [Request(row["pair_id"], order, pair_seed(config.seed, row["pair_id"], order),
+                            self.task.format_input({**row, "fence": "", "order": order}))
+                    for row in batch for order in ORDERS]
+        sampling = Sampling(n=config.votes // 2, temperature=config.temperature, top_p=config.top_p, max_tokens=config.max_tokens,
                             regex=VERDICT_PATTERN if config.constrained else None)
-        backend = self._backend(judge)
-        retries_before = getattr(backend, "retries", 0)
-        try:
-            backend.generate(conversations, sampling, seeds, on_answer=store)
-        finally:
-            Metrics.counter(namespace, "backend_retries").inc(getattr(backend, "retries", 0) - retries_before)
-        return found
+        generator = CachedGenerator(self.cache, self._backend(judge), judge.model, self.task.template_id, metrics_namespace(STAGE))
+        texts = {}
+        for request, answers in zip(requests, generator.answers(requests, sampling)):
+            if isinstance(answers, Rejected):
+                rejected[request.pair_id] = f"{judge.model}, {request.variant}: {answers.reason}"
+                continue
+            texts.update({request.key(judge.model, self.task.template_id, i).key: text for i, text in enumerate(answers)})
+        return texts
 
     def _judged(self, row: dict[str, Any], texts: dict[str, str]) -> JudgedPair:
         config, namespace = self.config, metrics_namespace(STAGE)

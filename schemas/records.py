@@ -40,6 +40,7 @@ class Origin:
     mutation_operator: str | None = None
     mutation_start_byte: int | None = None
     mutation_end_byte: int | None = None
+    instruction_style: str | None = None  # style of a recovered instruction (see pipelines.llm.tasks)
 
 
 @dataclass(frozen=True)
@@ -83,14 +84,14 @@ class Candidate:
     """A preference pair before judging: a prompt, a chosen and a rejected side, one criterion."""
 
     SCHEMA: ClassVar[str] = "Candidate"
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
 
     pair_id: str  # stable, derived from the origin; carried unchanged to the corpus
     source: str  # e.g. "commit", "bug_injection", "external:venus"
     criterion: str  # one of vocab.CRITERIA
     language: str  # registry canonical name
     prompt: Text
-    prompt_origin: str  # "recovered", "subject_fallback", "instruct"
+    prompt_origin: str  # "recovered" (LLM instruction recovery), "subject_fallback", "instruct"
     chosen: Text
     rejected: Text
     origin: Origin
@@ -100,6 +101,8 @@ class Candidate:
     verification: str | None = None
     chosen_facts: CodeSummary | None = None
     rejected_facts: CodeSummary | None = None
+    review_rating: int | None = None  # the LLM commit review (1-5) when one was asked for
+    criterion_origin: str | None = None  # commit pairs: "seed_terms", or "classifier" (the second pass)
 
 
 @dataclass(frozen=True)

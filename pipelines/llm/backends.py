@@ -19,11 +19,14 @@ from __future__ import annotations
 
 import os
 import random
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pipelines.registry import Registry
 
@@ -297,3 +300,81 @@ class OpenAIBackend:
             except ValueError:
                 pass
         return min(self.max_backoff, self.backoff * 2**attempt) * random.uniform(0.5, 1.0)
+
+
+class BackendConfig(BaseModel):
+    """One model and the backend that serves it (a judge, or the model of the synthesis tasks)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    backend: str = Field("vllm", description="Backend: vllm, openai or transformers.")
+    model: str = Field(description="Model folder or name ('smollm2' = the packaged CPU model); openai: the served name.")
+    max_model_len: int = Field(2048, ge=64, description="vLLM: context length; longer prompts are refused (their pairs dropped, counted).")
+    base_url: str = Field("http://127.0.0.1:8000/v1", description="openai: the server's /v1 address.")
+    api_key_env: str = Field("OPENAI_API_KEY", description="openai: environment variable holding the API key (none for a local server).")
+    concurrency: int = Field(8, ge=1, description="openai: requests in flight at once.")
+    timeout: float = Field(300.0, gt=0, description="openai: seconds one request may take.")
+    max_retries: int = Field(10, ge=0, description="openai: retries of a request on 429, 5xx, timeouts and connection errors.")
+    max_backoff: float = Field(30.0, gt=0, description="openai: longest wait between retries, seconds.")
+    n_per_request: bool = Field(True, description="openai: ask for n samples in one request (off: n requests, for servers without n).")
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        if value not in BACKENDS:
+            raise ValueError(f"unknown backend {value!r}; known: {', '.join(BACKENDS.names())}")
+        return value
+
+    def create_backend(self) -> Any:
+        """The backend object for this judge (engines start on first use)."""
+        backend_cls = BACKENDS[self.backend]
+        if self.backend == "vllm":
+            return backend_cls(_resolve_model(self.model), max_model_len=self.max_model_len)
+        if self.backend == "openai":
+            return backend_cls(self.model, base_url=self.base_url, api_key_env=self.api_key_env, concurrency=self.concurrency,
+                               timeout=self.timeout, max_retries=self.max_retries, max_backoff=self.max_backoff,
+                               n_per_request=self.n_per_request)
+        return backend_cls(_resolve_model(self.model))
+
+
+
+
+def _resolve_model(name: str) -> str:
+    """A model folder: 'smollm2' is the packaged CPU model, prepared once; anything else as given."""
+    if name == "smollm2":
+        from pipelines.llm.models import prepare_smollm2
+
+        return str(prepare_smollm2())
+    return name
+
+
+_SHARED: dict[str, list[Any]] = {}  # config JSON -> [backend, users]
+_SHARED_LOCK = threading.Lock()
+
+
+def acquire_backend(config: BackendConfig) -> Any:
+    """The worker process's backend for `config`, shared by every DoFn that uses the same model
+    (one engine per process, however many stages or steps ask it)."""
+    key = config.model_dump_json()
+    with _SHARED_LOCK:
+        entry = _SHARED.setdefault(key, [None, 0])
+        if entry[0] is None:
+            entry[0] = config.create_backend()
+        entry[1] += 1
+        return entry[0]
+
+
+def release_backend(config: BackendConfig) -> None:
+    """One user lets go; the last one closes the backend (stopping its engine)."""
+    key = config.model_dump_json()
+    with _SHARED_LOCK:
+        entry = _SHARED.get(key)
+        if entry is None:
+            return
+        entry[1] -= 1
+        if entry[1] > 0:
+            return
+        del _SHARED[key]
+    close = getattr(entry[0], "close", None)
+    if callable(close):
+        close()

@@ -7,6 +7,7 @@ occurrence and tolerate `[/TAG]`, `[\\TAG]`, any case and inner white space.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from functools import cache
@@ -82,6 +83,8 @@ class Task:
 
     name: ClassVar[str]
     version: ClassVar[int] = 1
+    # The shape of a parseable answer, for constrained decoding (vLLM structured outputs); None: free text only.
+    answer_pattern: ClassVar[str | None] = None
 
     @property
     def template_id(self) -> str:
@@ -105,12 +108,19 @@ class InstructionRecovery(Task):
     """The task a commit's improved version solves, in one of five styles."""
 
     name = "instruction_recovery"
+    answer_pattern = r"\[DESCRIPTION\][^\[\]]+\[/DESCRIPTION\]\n\[PROBLEM_STATEMENT\][^\[\]]+\[/PROBLEM_STATEMENT\]"
 
     def format_input(self, record: dict[str, Any]) -> list[dict[str, str]]:
         return self.messages(
             language=record["language"], fence=record.get("fence", ""), chosen=record["chosen"], rejected=record["rejected"],
             style=record["style"],
         )
+
+    @staticmethod
+    def style_for(key: str) -> str:
+        """One of the five styles, chosen from `key` (stable across runs and machines)."""
+        digest = hashlib.blake2b(key.encode("utf-8"), digest_size=4).digest()
+        return INSTRUCTION_STYLES[int.from_bytes(digest, "big") % len(INSTRUCTION_STYLES)]
 
     def parse_output(self, text: str) -> Parsed:
         statement, reason = last_tag(text, "PROBLEM_STATEMENT")
@@ -127,6 +137,7 @@ class BugIntroduction(Task):
     """A subtly wrong variant of a correct solution (an alternative to tree-sitter mutation)."""
 
     name = "bug_introduction"
+    answer_pattern = r"\[BUGGY_CODE\]\n[\s\S]+\n\[/BUGGY_CODE\]"
 
     def format_input(self, record: dict[str, Any]) -> list[dict[str, str]]:
         return self.messages(
@@ -148,6 +159,7 @@ class CommitReview(Task):
     """A 1-5 rating of how much a commit improves its criterion; `keep` applies the cut-off."""
 
     name = "commit_review"
+    answer_pattern = r"\[RATING\][1-5]\[/RATING\]"
 
     def __init__(self, cutoff: int = 4):
         if not 1 <= cutoff <= 5:

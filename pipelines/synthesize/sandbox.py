@@ -45,6 +45,33 @@ class SandboxResult:
     def passed(self) -> bool:
         return self.returncode == 0 and not self.timed_out
 
+    @property
+    def last_line(self) -> str:
+        """The last line of the output (where a test failure says what failed)."""
+        if self.timed_out:
+            return "timed out"
+        lines = [line for line in (self.stderr or self.stdout).strip().splitlines() if line.strip()]
+        return lines[-1][:300] if lines else f"exit status {self.returncode}"
+
+
+@dataclass(frozen=True)
+class BugCheck:
+    """Whether a buggy variant is a verified bug: the solution passes the tests, the variant fails."""
+
+    drop_reason: str | None  # "original_fails_tests", "passes_tests", or None for a verified bug
+    verification: str
+
+
+def check_bug(solution: str, buggy: str, tests: str, limits: SandboxLimits, interpreter: str) -> BugCheck:
+    """Run the tests after the solution, then after the buggy variant, each in the sandbox."""
+    original = run_python(f"{solution}\n\n{tests}\n", limits, interpreter)
+    if not original.passed:
+        return BugCheck("original_fails_tests", original.last_line)
+    outcome = run_python(f"{buggy}\n\n{tests}\n", limits, interpreter)
+    if outcome.passed:
+        return BugCheck("passes_tests", "the buggy variant passes the tests")
+    return BugCheck(None, f"solution passed; mutant failed: {outcome.last_line}")
+
 
 def _read_only_binds() -> list[str]:
     """The system directories a Python program needs, bound read-only (merged-/usr aware)."""

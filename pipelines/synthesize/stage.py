@@ -7,7 +7,8 @@ import hashlib
 import json
 import re
 from collections.abc import Iterator
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -18,7 +19,10 @@ from parsers import LanguageRegistry
 from parsers.mutation import MutationError, mutate
 from pipelines.config import ConfigError
 from pipelines.stage import DROPPED, Stage, StageConfig, StageResult, drop_record, metrics_namespace, register_stage
+from pipelines.synthesize.classifier import commit_text
 from pipelines.synthesize.criteria import SeedTerms
+from pipelines.synthesize.llm import CACHE_FILE as LLM_CACHE_FILE
+from pipelines.synthesize.llm import CommitTasks, IntroduceBugs, LLMTasksConfig
 from pipelines.synthesize.sandbox import SandboxLimits, SandboxUnavailable, run_python
 from schemas import Candidate, Commit, Origin, to_row
 
@@ -45,6 +49,19 @@ class InstructSource(BaseModel):
         None, description="Column with a Python test program run after the solution (exit status 0 = pass); Python only."
     )
     limit: int | None = Field(None, ge=1, description="Use at most this many rows.")
+    bug_injection: Literal["mutation", "llm"] = Field(
+        "mutation", description="How the bug is made: tree-sitter mutation, or an LLM (needs `llm`)."
+    )
+
+
+class ClassifierConfig(BaseModel):
+    """The second criteria pass: a trained classifier tags commits the seed terms missed."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: str = Field("tfidf-logreg", description="Classifier kind: tfidf-logreg, or transformers (a local model folder).")
+    path: str = Field(description="Folder of the trained classifier (`codepref criteria train`); load only ones you trained.")
+    threshold: float = Field(0.5, gt=0.0, lt=1.0, description="Probability from which a criterion is tagged.")
 
 
 class SynthesizeConfig(StageConfig):
@@ -56,22 +73,41 @@ class SynthesizeConfig(StageConfig):
     sandbox_seconds: float = Field(10.0, gt=0, description="Time limit of one sandboxed test run.")
     sandbox_memory_mb: int = Field(512, ge=64, description="Memory limit of one sandboxed test run.")
     sandbox_interpreter: str = Field("/usr/bin/python3", description="Python interpreter inside the sandbox.")
+    classifier: ClassifierConfig | None = Field(
+        None, description="Tag commits without a seed term with a trained classifier (none: seed terms only)."
+    )
+    llm: LLMTasksConfig | None = Field(
+        None, description="A model for instruction recovery, commit review and LLM bug introduction (none: subject fallback)."
+    )
 
 
 class CommitPairs(beam.DoFn):
     """One candidate per criterion a commit's message speaks of: chosen = after, rejected = before."""
 
-    def __init__(self, registry: LanguageRegistry):
+    def __init__(self, registry: LanguageRegistry, with_message: bool = False, classifier: ClassifierConfig | None = None):
         self.registry = registry
+        self.with_message = with_message  # emit (row, commit message) for the LLM tasks that read it
+        self.classifier_config = classifier
 
     def setup(self) -> None:
         self.terms = SeedTerms()
+        self.classifier = None
+        if self.classifier_config is not None:
+            from pipelines.synthesize.classifier import load_classifier
+
+            self.classifier = load_classifier(self.classifier_config.kind, self.classifier_config.path)
 
     def process(self, row: dict[str, Any]) -> Iterator[Any]:
-        text = f"{row['subject']}\n{row['message']}"
-        criteria = self.terms.criteria(text)
+        text = commit_text(row)
+        criteria, criterion_origin = self.terms.criteria(text), "seed_terms"
+        if not criteria and self.classifier is not None:
+            assert self.classifier_config is not None
+            criteria, criterion_origin = self.classifier.criteria(text, self.classifier_config.threshold), "classifier"
+            if criteria:
+                Metrics.counter(metrics_namespace(STAGE), "criteria_from_classifier").inc()
         if not criteria:
-            yield drop_record(STAGE, row["commit"], "no_criterion", "no seed term in subject or message", _commit_brief(row))
+            detail = "no seed term in subject or message" + (", and the classifier tags none" if self.classifier else "")
+            yield drop_record(STAGE, row["commit"], "no_criterion", detail, _commit_brief(row))
             return
         fence = self.registry[row["language"]].fence if row["language"] in self.registry else ""
         for criterion in criteria:
@@ -88,8 +124,9 @@ class CommitPairs(beam.DoFn):
                 origin=Origin(repo=row["repo"], commit=row["commit"], path=row["path"]),
                 license=row["license"],
                 committed_at=row["committed_at"],
+                criterion_origin=criterion_origin,
             )
-            yield to_row(candidate)
+            yield (to_row(candidate), text) if self.with_message else to_row(candidate)
 
 
 def fallback_prompt(subject: str, path: str, language: str, fence: str) -> str:
@@ -137,7 +174,7 @@ class InjectBug(beam.DoFn):
         if tests is not None:
             original = run_python(f"{solution}\n\n{tests}\n", self.limits, self.config.sandbox_interpreter)
             if not original.passed:
-                yield drop_record(STAGE, pair_id, "original_fails_tests", _last_line(original), brief)
+                yield drop_record(STAGE, pair_id, "original_fails_tests", original.last_line, brief)
                 return
         for attempt in range(self.config.max_mutation_attempts):
             try:
@@ -155,8 +192,7 @@ class InjectBug(beam.DoFn):
                 if outcome.passed:
                     continue  # this mutant does not change tested behaviour: try the next one
                 verified = True
-                failure = "timed out" if outcome.timed_out else _last_line(outcome)
-                verification = f"solution passed; mutant failed: {failure}"
+                verification = f"solution passed; mutant failed: {outcome.last_line}"
             Metrics.counter(metrics_namespace(STAGE), f"mutation_{mutation.operator}").inc()
             yield to_row(Candidate(
                 pair_id=pair_id, source="bug_injection", criterion="Functional Correctness", language=spec.name,
@@ -168,11 +204,6 @@ class InjectBug(beam.DoFn):
             ))
             return
         yield drop_record(STAGE, pair_id, "mutants_pass_tests", f"{self.config.max_mutation_attempts} mutants tried, all passed", brief)
-
-
-def _last_line(result: Any) -> str:
-    lines = [line for line in (result.stderr or result.stdout).strip().splitlines() if line.strip()]
-    return lines[-1][:300] if lines else f"exit status {result.returncode}"
 
 
 def human_eval_rows(limit: int | None) -> list[dict[str, Any]]:
@@ -204,19 +235,42 @@ class Synthesize(Stage):
     input_type = Commit
     output_type = Candidate
     key_field = "pair_id"
+    version = 2  # Candidate v2: review rating, instruction style
 
     @classmethod
     def input_stages(cls, config: StageConfig) -> tuple[str, ...]:
         return tuple(getattr(config, "inputs", ()))  # an empty list means: instruction data only
 
+    @classmethod
+    def fingerprint(cls, config: SynthesizeConfig) -> dict[str, Any]:  # type: ignore[override]
+        """Size and time of the instruction files and of the classifier's files: a new one redoes the stage."""
+        paths = [Path(s.path) for s in config.instruct if s.path and "://" not in s.path]
+        if config.classifier is not None:
+            folder = Path(config.classifier.path)
+            paths += sorted(folder.iterdir()) if folder.is_dir() else [folder]
+        return {str(p): [p.stat().st_size, p.stat().st_mtime_ns] if p.is_file() else None for p in paths}
+
     def build(self, pipeline: beam.Pipeline, inputs: dict[str, beam.PCollection]) -> StageResult:
         config: SynthesizeConfig = self.config  # type: ignore[assignment]
         outputs, dropped = [], []
+        cache_path = FileSystems.join(self.context.run_dir, LLM_CACHE_FILE)
         if inputs:
             commits = list(inputs.values()) | "AllCommits" >> beam.Flatten()
-            pairs = commits | "CommitPairs" >> beam.ParDo(CommitPairs(self.context.registry)).with_outputs(DROPPED, main="pairs")
-            outputs.append(pairs.pairs)
+            pairs = commits | "CommitPairs" >> beam.ParDo(
+                CommitPairs(self.context.registry, with_message=config.llm is not None, classifier=config.classifier)
+            ).with_outputs(DROPPED, main="pairs")
             dropped.append(pairs[DROPPED])
+            if config.llm is None:
+                outputs.append(pairs.pairs)
+            else:
+                prompted = (
+                    pairs.pairs
+                    | "BatchCommitPairs" >> beam.BatchElements(min_batch_size=1, max_batch_size=config.llm.batch_size)
+                    | "ReviewAndRecover" >> beam.ParDo(CommitTasks(config.llm, cache_path, self.context.registry)).with_outputs(
+                        DROPPED, main="pairs")
+                )
+                outputs.append(prompted.pairs)
+                dropped.append(prompted[DROPPED])
         for index, source in enumerate(config.instruct):
             label = f"{_slug(source.name)}-{index}"
             if source.name == HUMAN_EVAL and source.path is None:
@@ -226,10 +280,18 @@ class Synthesize(Stage):
                     raise ConfigError(f"stages.synthesize.instruct[{index}]: {source.path!r} is not a file")
                 items, malformed = _read_instruct(pipeline, source, label)
                 dropped.append(malformed)
+            if source.bug_injection == "llm":
+                if config.llm is None:
+                    raise ConfigError(f"stages.synthesize.instruct[{index}]: bug_injection 'llm' needs `stages.synthesize.llm`")
+                limits = SandboxLimits(seconds=config.sandbox_seconds, memory_bytes=config.sandbox_memory_mb * 2**20)
+                bugs: beam.DoFn = IntroduceBugs(config.llm, cache_path, self.context.registry, limits, config.sandbox_interpreter)
+                items = items | f"Batch_{label}" >> beam.BatchElements(min_batch_size=1, max_batch_size=config.llm.batch_size)
+            else:
+                bugs = InjectBug(config, self.context.registry)
             injected = (
                 items
                 | f"Spread_{label}" >> beam.Reshuffle()
-                | f"InjectBugs_{label}" >> beam.ParDo(InjectBug(config, self.context.registry)).with_outputs(DROPPED, main="pairs")
+                | f"InjectBugs_{label}" >> beam.ParDo(bugs).with_outputs(DROPPED, main="pairs")
             )
             outputs.append(injected.pairs)
             dropped.append(injected[DROPPED])

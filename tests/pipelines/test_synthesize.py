@@ -164,3 +164,29 @@ def test_cli_synthesize_from_instruction_file(tmp_path):
     assert "synthesize: 1 in, 1 kept" in result.stdout
     (pair,) = read_rows(str(out), Candidate)
     assert pair["pair_id"] == "instruct/tasks/t1" and pair["rejected"] != pair["chosen"]
+
+
+def test_classifier_second_pass_tags_commits_without_seed_terms(tmp_path):
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+    from tests.pipelines.test_classifier import MESSAGES, UNSEEN
+
+    training = [Commit(repo="octo/train", commit=f"{i:040x}", parent=None, path="f.py", language="Python", license="mit",
+                       committed_at=None, subject=subject, message=body, before="x = 1\n", after="x = 2\n", split="train")
+                for i, (_, subject, body) in enumerate(MESSAGES * 3)]
+    write_stage(tmp_path / "train", "mine", training, Commit)
+    model = tmp_path / "classifier"
+    result = CliRunner().invoke(app, ["criteria", "train", "--in", str(tmp_path / "train" / "mine"), "--out", str(model)])
+    assert result.exit_code == 0, result.output
+    assert "Memory Efficiency" in result.output and (model / "held_out.json").exists()
+
+    criterion, subject, body = UNSEEN[0]  # no seed term: the terms alone drop it
+    assert not SeedTerms().criteria(f"{subject}\n{body}")
+    commits = [commit("c" * 40, subject), commit("d" * 40, "Fix broken parser")]
+    commits[0] = Commit(**{**commits[0].__dict__, "message": f"{subject}\n{body}"})
+    pairs, drops, manifest = run_synthesize(tmp_path, commits, classifier={"path": str(model), "threshold": 0.5})
+    tagged = [p for p in pairs.values() if p["origin"]["commit"] == "c" * 40]
+    assert [p["criterion"] for p in tagged] == [criterion] and tagged[0]["criterion_origin"] == "classifier"
+    assert pairs[f"commit/octo/demo/{'d' * 40}/functional-correctness"]["criterion_origin"] == "seed_terms"
+    assert manifest.counters["criteria_from_classifier"] == 1
