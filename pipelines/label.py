@@ -9,17 +9,16 @@ already has. Every answer's raw text stays in the cache, linked from the vote by
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from typing import Any
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from pipelines.llm.backends import BackendConfig, Rejected, Sampling, acquire_backend, release_backend
-from pipelines.llm.generation import CachedGenerator, Request
+from pipelines.llm.generation import CachedGenerator, Request, request_seed
 from pipelines.llm.judging import ORDERS, VERDICT_PATTERN, JudgeTask, KeepRule, count, margin, outcome
 from pipelines.stage import DROPPED, Stage, StageConfig, StageResult, drop_record, metrics_namespace, register_stage
 from schemas import Candidate, JudgedPair, Vote, from_row, to_row
@@ -30,7 +29,13 @@ CACHE_FILE = "_answers.sqlite"
 
 
 class JudgeConfig(BackendConfig):
-    """One judge model and the backend that serves it."""
+    """One judge: a model, the backend that serves it, and the name its votes and cached answers go under."""
+
+    name: str | None = Field(None, description="The judge's name on votes and in the cache (default: the model).")
+
+    @property
+    def judge(self) -> str:
+        return self.name or self.model
 
 
 class LabelConfig(StageConfig):
@@ -38,6 +43,14 @@ class LabelConfig(StageConfig):
 
     inputs: list[str] = Field(default_factory=lambda: ["dedup"], description="Stages whose Candidate records are judged.")
     judges: list[JudgeConfig] = Field(default_factory=lambda: [JudgeConfig(model="smollm2")], description="Judge models.")
+
+    @field_validator("judges")
+    @classmethod
+    def _distinct_judges(cls, judges: list[JudgeConfig]) -> list[JudgeConfig]:
+        names = [judge.judge for judge in judges]
+        if not judges or len(set(names)) != len(names):
+            raise ValueError(f"judges need distinct names (give `name` to tell apart judges of one model): {names}")
+        return judges
     votes: int = Field(8, ge=2, description="Votes per judge and pair, half in each order (must be even).")
     temperature: float = Field(0.8, ge=0.0, description="Sampling temperature.")
     top_p: float = Field(0.95, gt=0.0, le=1.0, description="Nucleus sampling.")
@@ -48,11 +61,6 @@ class LabelConfig(StageConfig):
     max_contradictions: int = Field(1, ge=0, description="Keep rule: votes that may oppose it.")
     consensus: str = Field("all", description="Several judges: 'all' must pass, or 'pooled' votes.")
     batch_size: int = Field(16, ge=1, description="Pairs judged per request batch.")
-
-
-def pair_seed(base: int, pair_id: str, order: str) -> int:
-    digest = hashlib.blake2b(f"{base}/{pair_id}/{order}".encode(), digest_size=4).digest()
-    return int.from_bytes(digest, "big")
 
 
 class JudgeBatch(beam.DoFn):
@@ -70,15 +78,15 @@ class JudgeBatch(beam.DoFn):
 
     def teardown(self) -> None:
         for judge in self.config.judges:
-            if judge.model in self.backends:
+            if judge.judge in self.backends:
                 release_backend(judge)
         self.backends.clear()
         self.cache.close()
 
     def _backend(self, judge: JudgeConfig) -> Any:
-        if judge.model not in self.backends:
-            self.backends[judge.model] = acquire_backend(judge)
-        return self.backends[judge.model]
+        if judge.judge not in self.backends:
+            self.backends[judge.judge] = acquire_backend(judge)
+        return self.backends[judge.judge]
 
     def process(self, batch: list[dict[str, Any]]) -> Iterator[Any]:
         config, namespace = self.config, metrics_namespace(STAGE)
@@ -96,18 +104,18 @@ class JudgeBatch(beam.DoFn):
     def _answers(self, judge: JudgeConfig, batch: list[dict[str, Any]], rejected: dict[str, str]) -> dict[str, str]:
         """This judge's raw answers for the batch by answer key, cache first; refused pairs go to `rejected`."""
         config = self.config
-        requests = [Request(row["pair_id"], order, pair_seed(config.seed, row["pair_id"], order),
+        requests = [Request(row["pair_id"], order, request_seed(config.seed, row["pair_id"], order),
                             self.task.format_input({**row, "fence": "", "order": order}))
                     for row in batch for order in ORDERS]
         sampling = Sampling(n=config.votes // 2, temperature=config.temperature, top_p=config.top_p, max_tokens=config.max_tokens,
                             regex=VERDICT_PATTERN if config.constrained else None)
-        generator = CachedGenerator(self.cache, self._backend(judge), judge.model, self.task.template_id, metrics_namespace(STAGE))
+        generator = CachedGenerator(self.cache, self._backend(judge), judge.judge, self.task.template_id, metrics_namespace(STAGE))
         texts = {}
         for request, answers in zip(requests, generator.answers(requests, sampling)):
             if isinstance(answers, Rejected):
-                rejected[request.pair_id] = f"{judge.model}, {request.variant}: {answers.reason}"
+                rejected[request.pair_id] = f"{judge.judge}, {request.variant}: {answers.reason}"
                 continue
-            texts.update({request.key(judge.model, self.task.template_id, i).key: text for i, text in enumerate(answers)})
+            texts.update({request.key(judge.judge, self.task.template_id, i).key: text for i, text in enumerate(answers)})
         return texts
 
     def _judged(self, row: dict[str, Any], texts: dict[str, str]) -> JudgedPair:
@@ -115,14 +123,14 @@ class JudgeBatch(beam.DoFn):
         votes = []
         for judge in config.judges:
             for order in ORDERS:
-                seed = pair_seed(config.seed, row["pair_id"], order)
+                seed = request_seed(config.seed, row["pair_id"], order)
                 for sample in range(config.votes // 2):
-                    key = AnswerKey(judge.model, self.task.template_id, row["pair_id"], order, sample, seed)
+                    key = AnswerKey(judge.judge, self.task.template_id, row["pair_id"], order, sample, seed)
                     parsed = self.task.parse_output(texts[key.key])
                     verdict = parsed.fields["verdict"] if parsed.fields else None
                     result = outcome(order, verdict)
                     Metrics.counter(namespace, f"votes_{result}").inc()
-                    votes.append(Vote(judge.model, self.task.template_id, order, sample, seed, verdict, result, key.key, parsed.reason))
+                    votes.append(Vote(judge.judge, self.task.template_id, order, sample, seed, verdict, result, key.key, parsed.reason))
         kept, reason = self.rule.decide(votes)
         Metrics.counter(namespace, "pairs_kept" if kept else "pairs_not_kept").inc()
         return JudgedPair(

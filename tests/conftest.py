@@ -19,3 +19,15 @@ def smollm2(tmp_path_factory):
     from pipelines.llm.models import prepare_smollm2
 
     return str(prepare_smollm2(tmp_path_factory.mktemp("models")))
+
+
+@pytest.fixture(scope="session")
+def vllm_engine(smollm2):
+    """One vLLM engine on CPU for the whole test session: backends and stages configured with this
+    entry (`{"backend": "vllm", "model": smollm2}`, context 2048) share it instead of starting their own."""
+    from pipelines.llm.backends import BackendConfig, acquire_backend, release_backend
+
+    config = BackendConfig(backend="vllm", model=smollm2, max_model_len=2048)
+    backend = acquire_backend(config)
+    yield backend
+    release_backend(config)

@@ -17,6 +17,7 @@ the rest of the batch is done.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import threading
@@ -352,10 +353,15 @@ _SHARED: dict[str, list[Any]] = {}  # config JSON -> [backend, users]
 _SHARED_LOCK = threading.Lock()
 
 
+def _shared_key(config: BackendConfig) -> str:
+    # The backend's own fields only: a judge's name (a subclass field) does not make another engine.
+    return json.dumps({field: getattr(config, field) for field in BackendConfig.model_fields}, sort_keys=True)
+
+
 def acquire_backend(config: BackendConfig) -> Any:
     """The worker process's backend for `config`, shared by every DoFn that uses the same model
     (one engine per process, however many stages or steps ask it)."""
-    key = config.model_dump_json()
+    key = _shared_key(config)
     with _SHARED_LOCK:
         entry = _SHARED.setdefault(key, [None, 0])
         if entry[0] is None:
@@ -366,7 +372,7 @@ def acquire_backend(config: BackendConfig) -> Any:
 
 def release_backend(config: BackendConfig) -> None:
     """One user lets go; the last one closes the backend (stopping its engine)."""
-    key = config.model_dump_json()
+    key = _shared_key(config)
     with _SHARED_LOCK:
         entry = _SHARED.get(key)
         if entry is None:

@@ -5,6 +5,7 @@ is stored the moment it arrives, so a crash or a rerun never pays twice for an a
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +13,12 @@ from apache_beam.metrics import Metrics
 
 from pipelines.llm.backends import Answers, Conversation, Rejected, Sampling
 from storage.answers import AnswerCache, AnswerKey
+
+
+def request_seed(base: int, key: str, variant: str) -> int:
+    """The seed of one request: stable for a (base seed, pair or commit, variant), so reruns ask the same."""
+    digest = hashlib.blake2b(f"{base}/{key}/{variant}".encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "big")
 
 
 @dataclass(frozen=True)

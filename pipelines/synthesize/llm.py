@@ -12,7 +12,6 @@ from the solution and, where the data has tests, fail them while the solution pa
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from parsers import LanguageRegistry
 from parsers.facts import parse
 from pipelines.llm.backends import BackendConfig, Rejected, Sampling, acquire_backend, release_backend
-from pipelines.llm.generation import CachedGenerator, Request
+from pipelines.llm.generation import CachedGenerator, Request, request_seed
 from pipelines.llm.tasks import BugIntroduction, CommitReview, InstructionRecovery, Task
 from pipelines.stage import drop_record, metrics_namespace
 from pipelines.synthesize.sandbox import SandboxLimits, SandboxUnavailable, check_bug
@@ -50,11 +49,6 @@ class LLMTasksConfig(BaseModel):
     constrained: bool = Field(False, description="Constrain answers to the tasks' tag shape (vLLM structured outputs).")
     seed: int = Field(0, description="Base seed; each request derives its own from it.")
     batch_size: int = Field(16, ge=1, description="Records per request batch.")
-
-
-def request_seed(base: int, key: str, variant: str) -> int:
-    digest = hashlib.blake2b(f"{base}/{key}/{variant}".encode(), digest_size=4).digest()
-    return int.from_bytes(digest, "big")
 
 
 class _TaskRunner(beam.DoFn):

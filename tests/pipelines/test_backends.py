@@ -15,11 +15,9 @@ PAIRS = [
 ]
 
 
-@pytest.fixture(scope="session")
-def vllm_backend(smollm2):
-    backend = BACKENDS["vllm"](smollm2, max_model_len=2048)  # one engine for the whole test session
-    yield backend
-    backend.close()
+@pytest.fixture
+def vllm_backend(vllm_engine):
+    return vllm_engine  # the test session's one engine (tests/conftest.py)
 
 
 def test_vllm_engine_judges_both_orders_with_constrained_verdicts(vllm_backend):

@@ -10,7 +10,7 @@ from storage.answers import AnswerCache
 from tests.stage_fixtures import candidate, write_stage
 
 
-def test_label_votes_in_both_orders_and_a_rerun_asks_for_nothing(tmp_path, smollm2):
+def test_label_votes_in_both_orders_and_a_rerun_asks_for_nothing(tmp_path, smollm2, vllm_engine):
     import_builtin_stages()
     run_dir = tmp_path / "run"
     pairs = [
@@ -46,3 +46,39 @@ def test_label_votes_in_both_orders_and_a_rerun_asks_for_nothing(tmp_path, smoll
     assert again.manifest.counters["answers_from_cache"] == 12
     rerun = {row["pair_id"]: row for row in read_rows(str(run_dir / "label"), JudgedPair)}
     assert rerun == judged
+
+
+def test_two_judges_vote_apart_and_the_consensus_rule_decides(tmp_path, smollm2, vllm_engine):
+    from pipelines.llm.judging import KeepRule
+    from schemas import Vote
+
+    import_builtin_stages()
+    run_dir = tmp_path / "run"
+    pairs = [candidate("p1", "s = set(xs)\nprint(x in s)\n", "print(x in xs)\n"),
+             candidate("p2", "total = sum(xs)\n", "total = 0\nfor x in xs:\n    total = total + x\n")]
+    write_stage(run_dir, "dedup", pairs, Candidate)
+    judges = [{"backend": "vllm", "model": smollm2, "name": "smollm2-vllm"},
+              {"backend": "transformers", "model": smollm2, "name": "smollm2-hf"}]
+
+    def label(consensus: str, force: bool = False):
+        stage = {"judges": judges, "votes": 2, "max_tokens": 16, "constrained": True, "min_matches": 1,
+                 "max_contradictions": 0, "consensus": consensus}
+        config = RunConfig(run_dir=str(run_dir), num_shards=1, runner={"running_mode": "in_memory", "workers": 1},
+                           stages={"label": stage})
+        (outcome,) = run(config, force=force)
+        return outcome, {row["pair_id"]: row for row in read_rows(str(run_dir / "label"), JudgedPair)}
+
+    outcome, judged = label("all")
+    assert outcome.manifest.counters["backend_requests"] == 2 * 2 * 2  # judges x pairs x orders
+    assert len(AnswerCache(run_dir / "label_answers.sqlite")) == 8
+    for row in judged.values():
+        by_judge = {name: [v for v in row["votes"] if v["judge"] == name] for name in ("smollm2-vllm", "smollm2-hf")}
+        for votes in by_judge.values():
+            assert sorted(v["order"] for v in votes) == ["chosen_first", "chosen_second"]
+        votes = [Vote(**v) for v in row["votes"]]
+        assert (row["kept"], row["keep_reason"]) == KeepRule(1, 0, "all").decide(votes)
+
+    again, pooled = label("pooled", force=True)  # another rule over the same answers: nothing asked again
+    assert again.manifest.counters.get("backend_requests", 0) == 0
+    for row in pooled.values():
+        assert (row["kept"], row["keep_reason"]) == KeepRule(1, 0, "pooled").decide([Vote(**v) for v in row["votes"]])

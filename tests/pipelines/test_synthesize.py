@@ -190,3 +190,20 @@ def test_classifier_second_pass_tags_commits_without_seed_terms(tmp_path):
     assert [p["criterion"] for p in tagged] == [criterion] and tagged[0]["criterion_origin"] == "classifier"
     assert pairs[f"commit/octo/demo/{'d' * 40}/functional-correctness"]["criterion_origin"] == "seed_terms"
     assert manifest.counters["criteria_from_classifier"] == 1
+
+
+def test_instruction_data_from_a_datasets_folder(tmp_path):
+    import datasets
+
+    rows = {"task_id": ["a", "b"], "question": ["Return the larger of two numbers.", "Count the even numbers."],
+            "answer": ["def bigger(a, b):\n    if a > b:\n        return a\n    return b\n",
+                       "def evens(xs):\n    return sum(1 for x in xs if x % 2 == 0)\n"]}
+    datasets.DatasetDict({"train": datasets.Dataset.from_dict(rows)}).save_to_disk(str(tmp_path / "instruct"))
+    source = {"name": "mini", "path": str(tmp_path / "instruct"), "split": "train", "id_column": "task_id",
+              "instruction_column": "question", "solution_column": "answer"}
+    pairs, drops, _ = run_synthesize(tmp_path, instruct=[source])
+    assert set(pairs) == {"instruct/mini/a", "instruct/mini/b"}
+    assert all(p["verified"] is None and p["verification"].startswith("unverified") for p in pairs.values())
+    assert pairs["instruct/mini/a"]["prompt"] == rows["question"][0] and pairs["instruct/mini/a"]["chosen"] == rows["answer"][0]
+    with pytest.raises(ConfigError, match="holds splits"):
+        run_synthesize(tmp_path, instruct=[{**source, "split": None}])
