@@ -262,6 +262,38 @@ def judge_command(
     _report_one_stage(outcome, out, "in")
 
 
+@app.command("external")
+def external_command(
+    out: Annotated[str, typer.Option(help="Output directory for the Candidate shards, drops and manifest.")],
+    config_file: Annotated[Path, typer.Option("--config", help="Run config whose `stages.external` (the sources) and runner to use.")],
+    force: Annotated[bool, typer.Option(help="Read the sets again even when the output's manifest matches.")] = False,
+) -> None:
+    """Candidate pairs from local copies of public preference sets (CodeNet, Venus, ECCO, PIE, RunBugRun, ...)."""
+    outcome = _run_one_stage("external", {}, config_file, out, force)
+    _report_one_stage(outcome, out, "rows read")
+
+
+@app.command("assemble")
+def assemble_command(
+    input_dir: Annotated[str, typer.Option("--in", help="Directory of JudgedPair (a label output) or Candidate shards.")],
+    out: Annotated[str, typer.Option(help="Output directory for the corpus shards, its card, report, drops and manifest.")],
+    benchmarks: Annotated[
+        list[str] | None,
+        typer.Option("--benchmarks", help="Benchmark file to decontaminate against (a `prompt` column; NAME=PATH to name it); repeatable."),
+    ] = None,
+    config_file: Annotated[Path | None, typer.Option("--config", help="Run config whose `stages.assemble` and runner to use.")] = None,
+    force: Annotated[bool, typer.Option(help="Assemble again even when the output's manifest matches.")] = False,
+) -> None:
+    """The corpus: final filters, decontamination, final near-dedup, system prompts, Parquet shards and a dataset card."""
+    files = None
+    if benchmarks:
+        files = [{"name": item.split("=", 1)[0], "path": item.split("=", 1)[1]} if "=" in item else {"name": Path(item).stem, "path": item}
+                 for item in benchmarks]
+    outcome = _run_one_stage("assemble", {"benchmarks": files}, config_file, out, force, input_dir=input_dir)
+    _report_one_stage(outcome, out, "in")
+    stdout.print(f"card: {Path(out) / 'README.md'}", highlight=False)
+
+
 @app.command("dedup")
 def dedup_command(
     input_dir: Annotated[str, typer.Option("--in", help="Directory of Candidate shards (a parse stage output).")],

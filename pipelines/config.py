@@ -78,7 +78,10 @@ def import_plugins(modules: list[str]) -> None:
             raise ConfigError(f"plugins: cannot import {module!r}: {error}") from None
 
 
-BUILTIN_STAGE_MODULES = ("pipelines.mine", "pipelines.synthesize", "pipelines.parse", "pipelines.dedup", "pipelines.label")
+BUILTIN_STAGE_MODULES = (
+    "pipelines.mine", "pipelines.synthesize", "pipelines.external", "pipelines.parse", "pipelines.dedup", "pipelines.label",
+    "pipelines.assemble",
+)
 
 
 def import_builtin_stages() -> None:

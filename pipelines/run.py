@@ -29,7 +29,7 @@ from parsers import LanguageRegistry
 from parsers.registry import DEFAULT_REGISTRY, registry_files
 from pipelines.config import ConfigError, RunConfig, RunnerConfig
 from pipelines.stage import STAGES, Stage, StageContext, metrics_namespace
-from schemas import Drop
+from schemas import RECORD_TYPES, Drop
 from storage import ReadRecords, StageManifest, WriteShardedParquet, list_parts, package_versions, shard_name, write_rows
 
 ATTEMPT_DIR = "_attempt"
@@ -192,11 +192,14 @@ def run_stage(
         input_dirs = {up: FileSystems.join(config.run_dir, up) for up in stage_cls.input_stages(stage_config)}
 
     upstream: dict[str, str] = {}
+    input_types: dict[str, type] = {}
     for up, directory in input_dirs.items():
         manifest = StageManifest.read(directory)
         if manifest is None:
             raise StageOrderError(f"stage {name!r} reads {up!r}, which has no finished output in {directory}; run it first")
         upstream[up] = manifest.config_hash
+        # The record type: the stage's, else the upstream stage's, else what the directory's manifest says it holds.
+        input_types[up] = stage_cls.input_type or (STAGES[up].output_type if up in STAGES else _record_type(manifest, directory))
     wanted = config_hash(stage_cls, stage_config, upstream, registry_id)
     existing = StageManifest.read(stage_dir)
     if not force and _done(existing, wanted, stage_dir):
@@ -212,7 +215,7 @@ def run_stage(
     pipeline = pipeline_for(config.runner, f"codepref-{name}")
     inputs = {
         up: pipeline
-        | f"Read_{up}" >> ReadRecords(directory, stage_cls.input_type or STAGES[up].output_type)
+        | f"Read_{up}" >> ReadRecords(directory, input_types[up])
         | _count(f"Count_{up}", namespace, "records_in")
         for up, directory in input_dirs.items()
     }
@@ -257,8 +260,16 @@ def run_stage(
         inputs=upstream,
         counters={key: value for key, value in sorted(counters.items()) if not key.startswith("dropped_")},
     )
+    manifest.files.extend(stage.finish(stage_dir, manifest))  # before the manifest: a failure here leaves the stage undone
     manifest.write(stage_dir)
     return StageOutcome(name, skipped=False, manifest=manifest)
+
+
+def _record_type(manifest: StageManifest, directory: str) -> type:
+    name = manifest.schema.split(" v")[0]
+    if name not in RECORD_TYPES:
+        raise StageOrderError(f"{directory}: holds {manifest.schema!r} records, which no stage reads")
+    return RECORD_TYPES[name]
 
 
 def _counters(result: Any, namespace: str) -> dict[str, int]:

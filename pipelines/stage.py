@@ -94,6 +94,11 @@ class Stage:
         """Apply this stage to its input records (rows of the upstream stages)."""
         raise NotImplementedError
 
+    def finish(self, stage_dir: str, manifest: Any) -> list[str]:
+        """After the pipeline, before the manifest is written: write files that summarise the output
+        (e.g. a dataset card) and return their names relative to `stage_dir` (default: none)."""
+        return []
+
 
 STAGES: Registry[type[Stage]] = Registry("stage")
 

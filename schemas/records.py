@@ -202,8 +202,23 @@ class ClusterMember:
     kept: bool
 
 
+@dataclass(frozen=True)
+class ContaminationReport:
+    """One benchmark's decontamination result (written beside the corpus)."""
+
+    SCHEMA: ClassVar[str] = "ContaminationReport"
+    VERSION: ClassVar[int] = 1
+
+    benchmark: str
+    prompts_checked: int  # prompts of the benchmark whose n-grams were indexed
+    pairs_removed: int
+    examples: list[str]  # up to five "pair id: shared n-gram"
+
+
 CORPUS_COLUMNS: tuple[str, ...] = ("system", "input", "chosen", "rejected", "language", "aspect", "source", "idx")
-RECORD_TYPES: dict[str, type] = {cls.SCHEMA: cls for cls in (Commit, Candidate, JudgedPair, CorpusRow, Drop, ClusterMember)}
+RECORD_TYPES: dict[str, type] = {
+    cls.SCHEMA: cls for cls in (Commit, Candidate, JudgedPair, CorpusRow, Drop, ClusterMember, ContaminationReport)
+}
 
 _SCALARS: dict[Any, pa.DataType] = {str: pa.string(), int: pa.int64(), float: pa.float64(), bool: pa.bool_()}
 _CLASS_LABELS = {"ClassLabel:language": LANGUAGES, "ClassLabel:aspect": ASPECTS}
@@ -316,6 +331,7 @@ __all__ = [
     "Candidate",
     "ClusterMember",
     "CodeSummary",
+    "ContaminationReport",
     "Commit",
     "CorpusRow",
     "Drop",

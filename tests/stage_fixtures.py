@@ -25,8 +25,6 @@ def write_stage(run_dir: Path, name: str, records: list, record_type: type, conf
 
 def candidate(pair_id: str, chosen: str, rejected: str, language: str = "Python", committed_at: int | None = 1_600_000_000,
               **fields) -> Candidate:
-    return Candidate(
-        pair_id=pair_id, source="commit", criterion="Functional Correctness", language=language,
-        prompt="Fix the function.", prompt_origin="subject_fallback", chosen=chosen, rejected=rejected,
-        origin=Origin(repo="octo/demo", commit=pair_id), committed_at=committed_at, **fields,
-    )
+    values = {"source": "commit", "criterion": "Functional Correctness", "prompt": "Fix the function.",
+              "prompt_origin": "subject_fallback", "origin": Origin(repo="octo/demo", commit=pair_id), **fields}
+    return Candidate(pair_id=pair_id, language=language, chosen=chosen, rejected=rejected, committed_at=committed_at, **values)

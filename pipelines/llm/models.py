@@ -62,3 +62,23 @@ def prepare_smollm2(cache_dir: Path | None = None) -> Path:
     shutil.rmtree(target, ignore_errors=True)  # an incomplete folder from an interrupted run
     partial.rename(target)
     return target
+
+
+def smollm2_tokenizer(cache_dir: Path | None = None) -> Path:
+    """The `tokenizer.json` of SmolLM2 (the assemble stage's default length tokenizer), from the
+    prepared model folder when there is one, else converted alone from the packaged GGUF."""
+    base = cache_dir or model_cache_dir()
+    for folder in (base / SMOLLM2, base / f"{SMOLLM2}-tokenizer"):
+        if (folder / "tokenizer.json").is_file():
+            return folder / "tokenizer.json"
+    gguf = smollm2_gguf()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from transformers import AutoTokenizer
+
+    target = base / f"{SMOLLM2}-tokenizer"
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(partial)
+    shutil.rmtree(target, ignore_errors=True)
+    partial.rename(target)
+    return target / "tokenizer.json"

@@ -1,0 +1,5 @@
+"""The `assemble` stage (registers itself on import)."""
+
+from pipelines.assemble.stage import Assemble
+
+__all__ = ["Assemble"]

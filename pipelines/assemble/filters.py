@@ -1,0 +1,124 @@
+"""The final filters of the corpus, each a counted drop reason: conversation length in tokens,
+tree depth of the code responses, English prompts, benchmark decontamination."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from apache_beam.metrics import Metrics
+
+from parsers import LanguageRegistry
+from parsers.facts import parse
+from pipelines.assemble.decontaminate import BenchmarkFile, BenchmarkIndex
+from pipelines.stage import RecordFilter, Rejection, metrics_namespace
+
+STAGE = "assemble"
+_FENCED = re.compile(r"```.*?(```|\Z)", re.DOTALL)
+_INLINE = re.compile(r"`[^`\n]*`")
+
+
+def tokenizer_file(name: str) -> Path:
+    """'smollm2' (packaged, offline), a tokenizer.json, or a folder holding one."""
+    if name == "smollm2":
+        from pipelines.llm.models import smollm2_tokenizer
+
+        return smollm2_tokenizer()
+    path = Path(name)
+    path = path / "tokenizer.json" if path.is_dir() else path
+    if not path.is_file():
+        raise FileNotFoundError(f"tokenizer {name!r}: no tokenizer.json there")
+    return path
+
+
+class TokenLength(RecordFilter):
+    """Each conversation (system + input + one response) within `max_tokens` of a local tokenizer."""
+
+    def __init__(self, tokenizer: str, max_tokens: int):
+        super().__init__(STAGE, "pair_id")
+        self.tokenizer_name, self.max_tokens = tokenizer, max_tokens
+
+    def setup(self) -> None:
+        from tokenizers import Tokenizer
+
+        self.tokenizer = Tokenizer.from_file(str(tokenizer_file(self.tokenizer_name)))
+
+    def check(self, record: dict[str, Any]) -> Rejection | None:
+        shared = len(self.tokenizer.encode(f"{record['system']}\n{record['prompt']}", add_special_tokens=False).ids)
+        for side in ("chosen", "rejected"):
+            total = shared + len(self.tokenizer.encode(record[side], add_special_tokens=False).ids)
+            if total > self.max_tokens:
+                return Rejection("too_many_tokens", f"{side} conversation has {total} tokens > {self.max_tokens}")
+        return None
+
+
+class CodeDepth(RecordFilter):
+    """Both code responses parse to a tree at least `min_depth` deep (named nodes on one path)."""
+
+    def __init__(self, registry: LanguageRegistry, min_depth: int):
+        super().__init__(STAGE, "pair_id")
+        self.registry, self.min_depth = registry, min_depth
+
+    def check(self, record: dict[str, Any]) -> Rejection | None:
+        for side in ("chosen", "rejected"):
+            facts = record.get(f"{side}_facts")
+            if facts is not None:
+                depth = facts["depth"]
+            elif record["language"] in self.registry:
+                depth = parse(record[side], self.registry[record["language"]]).depth
+            else:
+                return Rejection("unknown_language", record["language"])
+            if depth < self.min_depth:
+                return Rejection("too_shallow", f"{side} tree depth {depth} < {self.min_depth}")
+        return None
+
+
+def prose(text: str) -> str:
+    """`text` without fenced code blocks and inline code: what a language detector should read."""
+    return _INLINE.sub(" ", _FENCED.sub(" ", text))
+
+
+class EnglishPrompt(RecordFilter):
+    """The prompt's prose is English (py3langid, whose model ships in its wheel). A prompt is
+    dropped only when another language is detected with at least `min_confidence`; too little
+    prose, or an unsure detection, keeps it (counted: `prompt_language_unknown`, `_uncertain`)."""
+
+    def __init__(self, min_chars: int = 20, min_confidence: float = 0.9):
+        super().__init__(STAGE, "pair_id")
+        self.min_chars, self.min_confidence = min_chars, min_confidence
+
+    def setup(self) -> None:
+        from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+        self.identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+
+    def check(self, record: dict[str, Any]) -> Rejection | None:
+        text = prose(record["prompt"]).strip()
+        if len(text) < self.min_chars:
+            Metrics.counter(metrics_namespace(STAGE), "prompt_language_unknown").inc()
+            return None
+        language, confidence = self.identifier.classify(text.lower())  # case carries no language; SHOUTED English reads as another
+        if language == "en":
+            return None
+        if confidence < self.min_confidence:
+            Metrics.counter(metrics_namespace(STAGE), "prompt_language_uncertain").inc()
+            return None
+        return Rejection("prompt_not_english", f"detected {language!r} ({confidence:.2f}): {text[:120]!r}")
+
+
+class Decontaminate(RecordFilter):
+    """No prompt shares a word n-gram with a benchmark prompt."""
+
+    def __init__(self, benchmarks: list[BenchmarkFile], ngram: int):
+        super().__init__(STAGE, "pair_id")
+        self.benchmarks, self.ngram = benchmarks, ngram
+
+    def setup(self) -> None:
+        self.index = BenchmarkIndex(self.benchmarks, self.ngram)
+
+    def check(self, record: dict[str, Any]) -> Rejection | None:
+        hit = self.index.find(record["prompt"])
+        if hit is None:
+            return None
+        return Rejection("benchmark_contamination", f"{hit.benchmark}: shares the {self.ngram}-gram {hit.ngram!r}")

@@ -1,0 +1,162 @@
+"""The `assemble` stage: the corpus users download.
+
+Recipe: judged pairs the judges kept (and candidate pairs of stages that are not judged, such as
+`external`) -> a system prompt drawn per pair -> final filters (tokens per conversation, tree
+depth, English prompt, benchmark decontamination) -> final near-dedup (the dedup stage's
+transforms, 20-token shingles, 0.75) -> `CorpusRow` in the Themis-CodePreference layout with
+provenance. Beside the shards: the decontamination report and a dataset card (README.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+from pydantic import Field
+
+from pipelines.assemble.card import write_card
+from pipelines.assemble.decontaminate import BenchmarkFile, benchmark_prompts
+from pipelines.assemble.filters import STAGE, CodeDepth, Decontaminate, EnglishPrompt, TokenLength
+from pipelines.assemble.system_prompts import SystemPromptShares, draw
+from pipelines.dedup.stage import KEYS, DedupConfig, FindDuplicates, candidate_rank, candidate_text
+from pipelines.stage import DROPPED, SideTable, Stage, StageConfig, StageResult, apply_filter, drop_record, metrics_namespace, register_stage
+from schemas import ASPECTS, LANGUAGES, ContaminationReport, CorpusRow, Origin, from_row, to_row
+from storage import StageManifest
+
+
+class AssembleConfig(StageConfig):
+    """Final filters, decontamination, system prompts."""
+
+    inputs: list[str] = Field(default_factory=lambda: ["label"], description="Stages read: label (kept pairs), or Candidate stages.")
+    tokenizer: str = Field("smollm2", description="Length tokenizer: 'smollm2' (packaged), a tokenizer.json or a folder with one.")
+    max_tokens: int = Field(4096, ge=16, description="Most tokens in one conversation (system + input + response).")
+    min_depth: int = Field(3, ge=0, description="Least tree depth of each code response.")
+    english_only: bool = Field(True, description="Keep only pairs whose prompt prose is English.")
+    benchmarks: list[BenchmarkFile] = Field(default_factory=list, description="Benchmarks to decontaminate against.")
+    contamination_ngram: int = Field(13, ge=3, description="Words in a shared n-gram that marks a prompt as contaminated.")
+    dedup: DedupConfig = Field(
+        default_factory=lambda: DedupConfig(ngram=20, threshold=0.75, key="pair"), description="The final near-dedup."
+    )
+    system_prompts: SystemPromptShares = Field(default_factory=SystemPromptShares, description="Shares of the system prompt kinds.")
+    seed: int = Field(0, description="Seed of the system-prompt draws.")
+
+
+class Prepare(beam.DoFn):
+    """A kept judged pair, or an unjudged candidate, as one flat entry with its vote totals and system prompt."""
+
+    def __init__(self, config: AssembleConfig):
+        self.config = config
+
+    def process(self, row: dict[str, Any]) -> Iterator[Any]:
+        namespace = metrics_namespace(STAGE)
+        if "candidate" in row:  # a JudgedPair
+            if not row["kept"]:
+                yield drop_record(STAGE, row["pair_id"], "not_kept_by_judges", row["keep_reason"],
+                                  {"pair_id": row["pair_id"], "margin": row["margin"]})
+                return
+            entry = dict(row["candidate"])
+            counts = [row["chosen_first"], row["chosen_second"]]
+            votes = {key: sum(c[key] for c in counts) for key in ("matches", "contradictions", "ties", "errors")}
+        else:
+            entry, votes = dict(row), {"matches": 0, "contradictions": 0, "ties": 0, "errors": 0}
+        if entry["language"] not in LANGUAGES:
+            yield drop_record(STAGE, entry["pair_id"], "language_not_in_corpus_labels",
+                              f"{entry['language']!r} is not one of the corpus's ClassLabel names", {"pair_id": entry["pair_id"]})
+            return
+        mode, system = draw(entry["pair_id"], entry["criterion"], self.config.system_prompts, self.config.seed)
+        Metrics.counter(namespace, f"system_prompt_{mode}").inc()
+        yield {**entry, "system": system, "votes": votes}
+
+
+def to_corpus_row(entry: dict[str, Any]) -> dict[str, Any]:
+    votes = entry["votes"]
+    return to_row(CorpusRow(
+        system=entry["system"], input=entry["prompt"], chosen=entry["chosen"], rejected=entry["rejected"],
+        language=LANGUAGES.index(entry["language"]), aspect=ASPECTS.index(entry["criterion"]), source=entry["source"],
+        idx=entry["pair_id"], origin=from_row(Origin, entry["origin"]), license=entry.get("license"),
+        prompt_origin=entry["prompt_origin"], verified=entry.get("verified"), votes_matches=votes["matches"],
+        votes_contradictions=votes["contradictions"], votes_ties=votes["ties"], votes_errors=votes["errors"],
+    ))
+
+
+def _contamination_report(benchmarks: list[BenchmarkFile], ngram: int) -> beam.PTransform:
+    """Drop records of the decontamination filter -> one ContaminationReport per benchmark."""
+
+    @beam.ptransform_fn
+    def report(drops: beam.PCollection) -> beam.PCollection:
+        def per_benchmark(drop: dict[str, Any]) -> tuple[str, str]:
+            benchmark, _, gram = drop["detail"].partition(": shares the ")
+            return benchmark, f"{drop['key']}: {gram.split(' ', 1)[-1]}"
+
+        def rows(_: Any, hits: dict[str, list[str]]) -> Iterator[dict[str, Any]]:
+            for benchmark in benchmarks:
+                found = sorted(hits.get(benchmark.name, []))
+                yield to_row(ContaminationReport(benchmark.name, len(benchmark_prompts(benchmark)), len(found), found[:5]))
+
+        hits = drops | "ByBenchmark" >> beam.Map(per_benchmark) | "GroupHits" >> beam.GroupByKey() | "Listed" >> beam.MapTuple(
+            lambda benchmark, found: (benchmark, list(found)))
+        return drops.pipeline | "Once" >> beam.Create([None]) | "Report" >> beam.FlatMap(rows, beam.pvalue.AsDict(hits))
+
+    return report()  # type: ignore[no-any-return]
+
+
+class _ApplyDecisions(beam.DoFn):
+    def process(self, entry: dict[str, Any], decisions: dict[str, tuple[str, str]]) -> Iterator[Any]:
+        decision = decisions.get(entry["pair_id"])
+        if decision is None:
+            yield entry
+        else:
+            yield drop_record(STAGE, entry["pair_id"], decision[0], decision[1], {"pair_id": entry["pair_id"]})
+
+
+@register_stage
+class Assemble(Stage):
+    """The corpus: final filters, decontamination, final near-dedup, system prompts, card."""
+
+    name = STAGE
+    Config = AssembleConfig
+    inputs = ("label",)
+    output_type = CorpusRow
+    key_field = "idx"
+
+    @classmethod
+    def fingerprint(cls, config: AssembleConfig) -> dict[str, Any]:  # type: ignore[override]
+        from storage.tables import fingerprint_files
+
+        return fingerprint_files([b.path for b in config.benchmarks])
+
+    def build(self, pipeline: beam.Pipeline, inputs: dict[str, beam.PCollection]) -> StageResult:
+        config: AssembleConfig = self.config  # type: ignore[assignment]
+        prepared = (
+            list(inputs.values())
+            | "AllPairs" >> beam.Flatten()
+            | "Prepare" >> beam.ParDo(Prepare(config)).with_outputs(DROPPED, main="entries")
+        )
+        dropped = [prepared[DROPPED]]
+        entries = prepared.entries
+        filters = [("TokenLength", TokenLength(config.tokenizer, config.max_tokens)),
+                   ("CodeDepth", CodeDepth(self.context.registry, config.min_depth))]
+        if config.english_only:
+            filters.append(("EnglishPrompt", EnglishPrompt()))
+        for label, fn in filters:
+            entries, drops = apply_filter(entries, label, fn)
+            dropped.append(drops)
+        tables = {}
+        if config.benchmarks:
+            entries, contaminated = apply_filter(entries, "Decontaminate", Decontaminate(config.benchmarks, config.contamination_ngram))
+            dropped.append(contaminated)
+            report = contaminated | "ContaminationReport" >> _contamination_report(config.benchmarks, config.contamination_ngram)
+            tables["decontamination"] = SideTable(report, ContaminationReport, "benchmark")
+        decisions, members = entries | "FinalDedup" >> FindDuplicates(
+            STAGE, "pair_id", candidate_rank, candidate_text(KEYS[config.dedup.key]), config.dedup
+        )
+        deduped = entries | "ApplyDedup" >> beam.ParDo(_ApplyDecisions(), beam.pvalue.AsDict(decisions)).with_outputs(
+            DROPPED, main="kept")
+        dropped.append(deduped[DROPPED])
+        rows = deduped.kept | "CorpusRows" >> beam.Map(to_corpus_row)
+        return StageResult(rows, dropped, tables)
+
+    def finish(self, stage_dir: str, manifest: StageManifest) -> list[str]:
+        return [write_card(self.context.run_dir, stage_dir, manifest)]
