@@ -152,7 +152,7 @@ class CorpusRow:
     """A row of the final corpus: the Themis-CodePreference columns, then provenance."""
 
     SCHEMA: ClassVar[str] = "CorpusRow"
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2  # v2: verification
 
     system: Text
     input: Text
@@ -167,6 +167,7 @@ class CorpusRow:
     license: str | None
     prompt_origin: str
     verified: bool | None
+    verification: str | None  # what the execution check (or the source's own measurement) said
     votes_matches: int
     votes_contradictions: int
     votes_ties: int

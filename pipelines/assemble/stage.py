@@ -76,7 +76,8 @@ def to_corpus_row(entry: dict[str, Any]) -> dict[str, Any]:
         system=entry["system"], input=entry["prompt"], chosen=entry["chosen"], rejected=entry["rejected"],
         language=LANGUAGES.index(entry["language"]), aspect=ASPECTS.index(entry["criterion"]), source=entry["source"],
         idx=entry["pair_id"], origin=from_row(Origin, entry["origin"]), license=entry.get("license"),
-        prompt_origin=entry["prompt_origin"], verified=entry.get("verified"), votes_matches=votes["matches"],
+        prompt_origin=entry["prompt_origin"], verified=entry.get("verified"), verification=entry.get("verification"),
+        votes_matches=votes["matches"],
         votes_contradictions=votes["contradictions"], votes_ties=votes["ties"], votes_errors=votes["errors"],
     ))
 

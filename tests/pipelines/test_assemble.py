@@ -78,7 +78,7 @@ def test_assemble_filters_decontaminates_and_writes_the_published_layout(assembl
     row = rows["ok1"]
     assert LANGUAGES.names[row["language"]] == "Python" and ASPECTS.names[row["aspect"]] == "Functional Correctness"
     assert row["input"] == "Compute the weighted total of values above 1." and row["votes_matches"] == 6
-    assert row["origin"]["commit"] == "ok1" and row["source"] == "commit"
+    assert row["origin"]["commit"] == "ok1" and row["source"] == "commit" and row["verification"] is None
 
     (report,) = read_rows(str(out / "decontamination"), ContaminationReport)
     assert report["benchmark"] == "CRB" and report["prompts_checked"] == 2 and report["pairs_removed"] == 1

@@ -88,7 +88,7 @@ def test_parquet_round_trip_keeps_records_and_schema_metadata(tmp_path, record):
     path = str(tmp_path / "part-00000-of-00001.parquet")
     write_rows(path, [to_row(record)], type(record))
     table = pq.read_table(path)
-    assert schema_of(table.schema.metadata) == (type(record).SCHEMA, 1)
+    assert schema_of(table.schema.metadata) == (type(record).SCHEMA, type(record).VERSION)
     assert from_row(type(record), table.to_pylist()[0]) == record
 
 
@@ -108,7 +108,7 @@ def test_corpus_rows_load_with_datasets_class_labels(tmp_path):
     row = CorpusRow(
         system="", input="Fix the bug.", chosen="a", rejected="b", language=LANGUAGES.index("C#"),
         aspect=ASPECTS.index("Security Hardness"), source="commit", idx="p1", origin=Origin(repo="r"),
-        license="mit", prompt_origin="recovered", verified=None, votes_matches=6, votes_contradictions=1,
+        license="mit", prompt_origin="recovered", verified=None, verification=None, votes_matches=6, votes_contradictions=1,
         votes_ties=1, votes_errors=0,
     )
     path = tmp_path / "part-00000-of-00001.parquet"
