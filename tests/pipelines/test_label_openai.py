@@ -35,7 +35,7 @@ def test_a_server_killed_mid_run_and_restarted_leaves_every_pair_judged_once(tmp
     server = VLLMServer(smollm2, tmp_path / "serve.log")
     server.start()
     judge = {"backend": "openai", "model": "smollm2", "base_url": server.base_url, "concurrency": 1, "timeout": 60,
-             "max_retries": 40, "max_backoff": 4}
+             "max_retries": 150, "max_backoff": 4}  # rides out a restart of minutes on a busy machine
     config = RunConfig(run_dir=str(run_dir), num_shards=1, runner={"running_mode": "in_memory", "workers": 1},
                        stages={"label": {"judges": [judge], "votes": VOTES, "max_tokens": 16, "constrained": True, "batch_size": 2,
                                          "min_matches": 3, "max_contradictions": 1}})

@@ -41,7 +41,7 @@ def test_reading_the_wrong_record_type_names_the_file(tmp_path):
     path = tmp_path / "part-00000-of-00001.parquet"
     write_rows(str(path), [commit_row(1, "a message here")], Commit)
     check_schema(str(path), Commit)
-    with pytest.raises(SchemaMismatch, match=r"part-00000-of-00001\.parquet: holds \('Commit', 1\), expected Candidate v1"):
+    with pytest.raises(SchemaMismatch, match=r"part-00000-of-00001\.parquet: holds \('Commit', 1\), expected Candidate v2"):
         list(read_rows(str(tmp_path), Candidate))
 
 
