@@ -28,7 +28,7 @@ from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from parsers import LanguageRegistry
 from parsers.registry import DEFAULT_REGISTRY, registry_files
 from pipelines.config import ConfigError, RunConfig, RunnerConfig
-from pipelines.stage import STAGES, Stage, StageContext, metrics_namespace
+from pipelines.stage import STAGES, Stage, StageContext, TaskStage, metrics_namespace
 from schemas import RECORD_TYPES, Drop
 from storage import ReadRecords, StageManifest, WriteShardedParquet, list_parts, package_versions, shard_name, write_rows
 
@@ -115,7 +115,7 @@ def config_hash(stage: type[Stage], stage_config: Any, upstream: dict[str, str],
     identity = {
         "stage": stage.name,
         "stage_version": stage.version,
-        "schema": [stage.output_type.SCHEMA, stage.output_type.VERSION],
+        "schema": [stage.output_type.SCHEMA, stage.output_type.VERSION] if stage.output_type else stage.output_kind,  # type: ignore[attr-defined]
         "config": stage_config.model_dump(mode="json"),
         "inputs": upstream,
         "languages": registry,
@@ -198,8 +198,9 @@ def run_stage(
         if manifest is None:
             raise StageOrderError(f"stage {name!r} reads {up!r}, which has no finished output in {directory}; run it first")
         upstream[up] = manifest.config_hash
-        # The record type: the stage's, else the upstream stage's, else what the directory's manifest says it holds.
-        input_types[up] = stage_cls.input_type or (STAGES[up].output_type if up in STAGES else _record_type(manifest, directory))
+        if not issubclass(stage_cls, TaskStage):
+            # The record type: the stage's, else the upstream stage's, else what the directory's manifest says it holds.
+            input_types[up] = stage_cls.input_type or (STAGES[up].output_type if up in STAGES else _record_type(manifest, directory))
     wanted = config_hash(stage_cls, stage_config, upstream, registry_id)
     existing = StageManifest.read(stage_dir)
     if not force and _done(existing, wanted, stage_dir):
@@ -207,6 +208,8 @@ def run_stage(
         return StageOutcome(name, skipped=True, manifest=existing)
 
     _reset_dir(stage_dir)
+    if issubclass(stage_cls, TaskStage):
+        return _run_task(stage_cls, config, stage_config, registry, stage_dir, dict(input_dirs), wanted, upstream)
     attempt = FileSystems.join(stage_dir, ATTEMPT_DIR)
     FileSystems.mkdirs(attempt)
     namespace = metrics_namespace(name)
@@ -263,6 +266,25 @@ def run_stage(
     manifest.files.extend(stage.finish(stage_dir, manifest))  # before the manifest: a failure here leaves the stage undone
     manifest.write(stage_dir)
     return StageOutcome(name, skipped=False, manifest=manifest)
+
+
+def _run_task(stage_cls: type[TaskStage], config: RunConfig, stage_config: Any, registry: LanguageRegistry, stage_dir: str,
+              input_dirs: dict[str, str], wanted: str, upstream: dict[str, str]) -> StageOutcome:
+    """A task stage: its own program in place of a Beam pipeline, then the manifest (last, so a crash leaves it undone)."""
+    if not FileSystems.exists(stage_dir):
+        FileSystems.mkdirs(stage_dir)
+    started, clock = datetime.now(timezone.utc), time.monotonic()
+    stage = stage_cls(stage_config, StageContext(run_dir=config.run_dir, registry=registry, input_dirs=input_dirs))
+    result = stage.execute(stage_dir)
+    manifest = StageManifest(
+        stage=stage_cls.name, config_hash=wanted, schema=stage_cls.output_kind, records_in=result.records_in,
+        records_out=result.records_out, dropped=dict(sorted(result.dropped.items())), started=started.isoformat(timespec="seconds"),
+        finished=datetime.now(timezone.utc).isoformat(timespec="seconds"), seconds=round(time.monotonic() - clock, 3),
+        files=result.files, versions=package_versions(), config=stage_config.model_dump(mode="json"), inputs=upstream,
+        counters=dict(sorted(result.counters.items())),
+    )
+    manifest.write(stage_dir)
+    return StageOutcome(stage_cls.name, skipped=False, manifest=manifest)
 
 
 def _record_type(manifest: StageManifest, directory: str) -> type:

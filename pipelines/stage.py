@@ -100,6 +100,30 @@ class Stage:
         return []
 
 
+@dataclass
+class TaskResult:
+    """What a task stage did: the manifest's counts, and the files it wrote (relative to its directory)."""
+
+    records_in: int
+    records_out: int
+    files: list[str]
+    counters: dict[str, int] = field(default_factory=dict)
+    dropped: dict[str, int] = field(default_factory=dict)
+
+
+class TaskStage(Stage):
+    """A stage that is a plain program (PyTorch training, scoring) rather than a Beam pipeline. The run
+    still orders it by its inputs, skips it when its manifest matches, and writes that manifest."""
+
+    output_type: ClassVar[type | None] = None  # type: ignore[assignment]
+    output_kind: ClassVar[str]  # what the manifest says the directory holds, e.g. "RewardModel v1"
+    key_field = ""
+
+    def execute(self, stage_dir: str) -> TaskResult:
+        """Do the work, writing into `stage_dir` (empty); the upstream directories are in `self.context.input_dirs`."""
+        raise NotImplementedError
+
+
 STAGES: Registry[type[Stage]] = Registry("stage")
 
 
@@ -165,6 +189,8 @@ __all__ = [
     "StageConfig",
     "StageContext",
     "StageResult",
+    "TaskResult",
+    "TaskStage",
     "apply_filter",
     "drop_record",
     "metrics_namespace",

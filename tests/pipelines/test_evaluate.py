@@ -290,3 +290,30 @@ def test_a_folder_that_is_not_a_reward_model_is_refused(reward_model, tmp_path):
         score(str(tmp_path / "nowhere"), bench, device="cpu")
     with pytest.raises(ModelError, match="max_length 4096 is over the model's 1024 positions"):
         score(reward_model["rm"], bench, max_length=4096, device="cpu")
+
+
+def test_cli_eval_and_the_eval_stage_write_the_same_results(reward_model, tmp_path):
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+    from pipelines.config import RunConfig, import_builtin_stages
+    from pipelines.run import run
+
+    bench = write_bench(tmp_path / "crb.parquet")
+    result = CliRunner().invoke(app, ["eval", "--model", reward_model["rm"], "--bench", bench, "--out", str(tmp_path / "cli"),
+                                      "--device", "cpu", "--max-length", "1024"])
+    assert result.exit_code == 0, result.output
+    assert "accuracy" in result.output and (tmp_path / "cli" / SCORES_FILE).is_file()
+    again = CliRunner().invoke(app, ["eval", "--scores", str(tmp_path / "cli" / SCORES_FILE), "--out", str(tmp_path / "re")])
+    assert again.exit_code == 0, again.output
+    cli_results = json.loads((tmp_path / "cli" / RESULTS_FILE).read_text())
+    assert json.loads((tmp_path / "re" / RESULTS_FILE).read_text())["overall"] == cli_results["overall"]
+
+    import_builtin_stages()
+    config = RunConfig(run_dir=str(tmp_path / "run"), stages={"eval": {"inputs": [], "model": reward_model["rm"], "benchmark": bench,
+                                                                     "device": "cpu", "max_length": 1024}})
+    (outcome,) = run(config)
+    stage_results = json.loads((tmp_path / "run" / "eval" / RESULTS_FILE).read_text())
+    assert stage_results["overall"]["accuracy"] == cli_results["overall"]["accuracy"]
+    assert outcome.manifest.schema == "EvalResults v1" and outcome.manifest.records_in == len(BENCH)
+    assert run(config)[0].skipped

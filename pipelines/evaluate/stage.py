@@ -1,0 +1,61 @@
+"""The optional `eval` stage: score a reward model on a CRB-format benchmark (by default the model the
+`train` stage wrote), writing scores.parquet and results.json like `codepref eval`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from pipelines.evaluate.evaluation import EvaluateConfig, evaluate
+from pipelines.evaluate.metrics import RESULTS_FILE
+from pipelines.evaluate.scoring import SCORES_FILE
+from pipelines.stage import StageConfig, TaskResult, TaskStage, register_stage
+
+TRAINED_MODEL = "model"  # the train stage's final model folder, inside its directory
+
+
+class EvalStageConfig(StageConfig):
+    """The benchmark, and the model when it is not the run's trained one."""
+
+    inputs: list[str] = Field(default_factory=lambda: ["train"], description="Stages read: train (its model), or [] with `model`.")
+    model: str | None = Field(None, description="A reward model folder; default: the train stage's model.")
+    benchmark: str = Field(description="CRB-format benchmark file, folder or datasets folder.")
+    split: str | None = Field(None, description="Split of a datasets folder that holds several.")
+    system_mode: str = Field("none", description="System prompt: none, full or per-criterion.")
+    batch_size: int = Field(8, ge=1, description="Conversations per forward pass.")
+    max_length: int = Field(4096, ge=16, description="Tokens per conversation.")
+    device: str = Field("auto", description="torch device.")
+    dtype: str = Field("float32", description="Weights' dtype while scoring.")
+
+
+@register_stage
+class Eval(TaskStage):
+    """Preference accuracy of a reward model, overall and by aspect, language and subset."""
+
+    name = "eval"
+    Config = EvalStageConfig
+    inputs = ("train",)
+    output_kind = "EvalResults v1"
+
+    @classmethod
+    def input_stages(cls, config: StageConfig) -> tuple[str, ...]:
+        return tuple(getattr(config, "inputs", ()))
+
+    @classmethod
+    def fingerprint(cls, config: EvalStageConfig) -> dict[str, Any]:  # type: ignore[override]
+        from storage.tables import fingerprint_files
+
+        return fingerprint_files([p for p in (config.benchmark, config.model) if p])
+
+    def execute(self, stage_dir: str) -> TaskResult:
+        config: EvalStageConfig = self.config  # type: ignore[assignment]
+        model = config.model or str(Path(self.context.input_dirs["train"]) / TRAINED_MODEL)
+        options = config.model_dump(exclude={"inputs", "model"})
+        summary = evaluate(EvaluateConfig(model=model, **options), stage_dir)
+        overall = summary["overall"]
+        return TaskResult(
+            records_in=int(overall["total_examples"]), records_out=int(overall["total_examples"]), files=[SCORES_FILE, RESULTS_FILE],
+            counters={"correct": int(overall["correct_predictions"]), "ties": int(overall["ties"])},
+        )
