@@ -309,8 +309,10 @@ document.getElementById("page").addEventListener("load", function () {
   try {
     doc.getElementById("reviewer").value = "tester";
     CLICKS.forEach(function (click) { doc.querySelector('input[name="verdict-' + click[0] + '"][value="' + click[1] + '"]').click(); });
+    // The Blob is read where the page makes its URL; the click that would start a download only records the file name.
     var original = page.URL.createObjectURL;
     page.URL.createObjectURL = function (blob) { blob.text().then(function (text) { out.textContent = text; }); return original.call(page.URL, blob); };
+    page.HTMLAnchorElement.prototype.click = function () { document.body.dataset.download = this.download; };
     page.save();
     document.body.dataset.progress = doc.getElementById("progress").dataset.answered;
   } catch (error) { out.textContent = "error: " + error; }
@@ -324,7 +326,7 @@ def test_review_page_saves_verdicts_that_import_reads(review_sample, tmp_path):
     clicks = [[key["items"][0]["item_id"], "B"], [key["items"][3]["item_id"], "TIE"], [key["items"][5]["item_id"], "A"]]
     (folder / "harness.html").write_text(HARNESS.replace("CLICKS", json.dumps(clicks)))
     dom = run_chromium(tmp_path, "--allow-file-access-from-files", "--dump-dom", (folder / "harness.html").as_uri()).stdout
-    assert 'data-progress="3"' in dom
+    assert 'data-progress="3"' in dom and f'data-download="verdicts-{key["sample"]}.jsonl"' in dom
     saved = re.search(r'<pre id="out">(.*?)</pre>', dom, re.S).group(1).replace("&quot;", '"')
     verdicts = folder / "from-page.jsonl"
     verdicts.write_text(saved)

@@ -1,0 +1,139 @@
+"""The label stage's judged pairs in DuckDB: one row per pair, one per vote, and per-subject vote counts.
+
+`open_judged(run_dir)` reads RUN_DIR/label/part-*.parquet (schema checked first) into temporary
+tables of an in-memory DuckDB connection:
+
+- `raw`: a view of the shards as written, with `pair_key` (shard and row) beside every pair;
+- `judged`: one row per pair, its criterion, language,
+  source, ground truth flags, code lengths, margin and keep decision;
+- `votes`: the UNNESTed votes, one row per vote;
+- `pair_subjects` / `judge_subjects`: vote counts and the derived per-pair facts every metric is
+  built from, for each pair (all judges pooled) and for each pair and judge.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from schemas import JudgedPair
+from storage import SchemaMismatch, check_schema, list_parts
+
+if TYPE_CHECKING:
+    import duckdb
+
+LABEL_STAGE = "label"
+OUTCOMES = ("match", "contradiction", "tie")  # the categories raters choose from; "error" is no rating
+SIDES = ("chosen", "rejected")
+
+
+class AuditError(ValueError):
+    """The run cannot be audited as asked (no label output, a bad key or verdict file)."""
+
+
+def label_parts(run_dir: str | Path) -> list[str]:
+    """The label stage's shards of a run, schema checked; fails with what to do when there are none."""
+    directory = Path(run_dir) / LABEL_STAGE
+    parts = list_parts(str(directory))
+    if not parts:
+        raise AuditError(f"{directory}: no part-*.parquet files; run the label stage first (codepref run CONFIG --stages label)")
+    for part in parts:
+        try:
+            check_schema(part, JudgedPair)
+        except SchemaMismatch as error:
+            raise AuditError(f"{error}; audit reads the label stage's output") from None
+    return parts
+
+
+def _sql_list(paths: list[str]) -> str:
+    return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
+
+
+# Counts of one subject's votes and what follows from them. Sides: the majority of matches against
+# contradictions (ties do not pick a side); no strict majority leaves the side NULL.
+_SUBJECT_COUNTS = """
+    count(v.outcome) AS n_votes,
+    count_if(v.outcome = 'match') AS m,
+    count_if(v.outcome = 'contradiction') AS c,
+    count_if(v.outcome = 'tie') AS t,
+    count_if(v.outcome = 'error') AS e,
+    count_if(v.outcome = 'match' AND v.vote_order = 'chosen_first') AS m_cf,
+    count_if(v.outcome = 'contradiction' AND v.vote_order = 'chosen_first') AS c_cf,
+    count_if(v.outcome = 'match' AND v.vote_order = 'chosen_second') AS m_cs,
+    count_if(v.outcome = 'contradiction' AND v.vote_order = 'chosen_second') AS c_cs,
+    count_if(v.verdict = 'A') AS a,
+    count_if(v.verdict = 'B') AS b,
+    count_if(v.verdict = 'TIE') AS tie_verdicts
+"""
+
+_SUBJECT_FACTS = """
+    SELECT *,
+        m + c + t AS valid,
+        CASE WHEN m > c THEN 'chosen' WHEN c > m THEN 'rejected' END AS side,
+        CASE WHEN m_cf > c_cf THEN 'chosen' WHEN c_cf > m_cf THEN 'rejected' END AS side_cf,
+        CASE WHEN m_cs > c_cs THEN 'chosen' WHEN c_cs > m_cs THEN 'rejected' END AS side_cs,
+        CASE WHEN m + c + t = 0 THEN NULL
+             WHEN m > c AND m > t THEN 'match' WHEN c > m AND c > t THEN 'contradiction' ELSE 'tie' END AS majority,
+        CASE WHEN chosen_chars > rejected_chars THEN 'chosen' WHEN rejected_chars > chosen_chars THEN 'rejected' END AS longer,
+        m + c + t >= 2 AND greatest(m, c, t) = m + c + t AS unanimous,
+        CASE WHEN m + c + t > 0 THEN -(
+            CASE WHEN m > 0 THEN m / (m + c + t) * log2(m / (m + c + t)) ELSE 0 END +
+            CASE WHEN c > 0 THEN c / (m + c + t) * log2(c / (m + c + t)) ELSE 0 END +
+            CASE WHEN t > 0 THEN t / (m + c + t) * log2(t / (m + c + t)) ELSE 0 END) END AS entropy,
+        CASE WHEN m + c + t >= 2 THEN (m * (m - 1) + c * (c - 1) + t * (t - 1)) / ((m + c + t) * (m + c + t - 1)) END AS agreement
+    FROM counted
+"""
+
+
+def open_judged(run_dir: str | Path) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection holding the tables described in the module docstring."""
+    import duckdb
+
+    parts = label_parts(run_dir)
+    db = duckdb.connect()
+    # A view, not a table: the code texts stay in the files and are read only where a query needs them.
+    # pair_key = (shard's position in `parts`) << 32 | row in the shard: stable, and needs no window over all rows.
+    files = _sql_list(parts)
+    db.execute(f"""
+        CREATE TEMP VIEW raw AS
+        SELECT (list_position({files}, filename)::BIGINT << 32) + file_row_number AS pair_key, *
+        FROM read_parquet({files}, filename = true, file_row_number = true)
+    """)
+    db.execute("""
+        CREATE TEMP TABLE judged AS
+        SELECT pair_key, pair_id,
+            candidate.criterion AS criterion, candidate.language AS language, candidate.source AS source,
+            coalesce(candidate.verified, false) AS verified, candidate.source = 'commit' AS commit_direction,
+            length(candidate.chosen) AS chosen_chars, length(candidate.rejected) AS rejected_chars,
+            margin, kept, keep_reason
+        FROM raw
+    """)
+    (unkeyed,) = db.execute("SELECT count(*) FROM judged WHERE pair_key IS NULL").fetchone()
+    if unkeyed:
+        raise AuditError(f"{unkeyed} rows of {parts[0]} ... could not be told apart (DuckDB renamed the shard paths)")
+    db.execute("""
+        CREATE TEMP TABLE votes AS
+        SELECT pair_key, v.judge AS judge, v."order" AS vote_order, v.verdict AS verdict, v.outcome AS outcome, v.error AS error
+        FROM (SELECT pair_key, UNNEST(votes) AS v FROM raw)
+    """)
+    # Pairs without votes stay (LEFT JOIN): they count as pairs with no rating.
+    db.execute(f"""
+        CREATE TEMP TABLE pair_subjects AS
+        WITH counted AS (
+            SELECT j.*, {_SUBJECT_COUNTS} FROM judged j LEFT JOIN votes v USING (pair_key) GROUP BY ALL
+        ) {_SUBJECT_FACTS}
+    """)
+    db.execute(f"""
+        CREATE TEMP TABLE judge_subjects AS
+        WITH counted AS (
+            SELECT j.*, v.judge, {_SUBJECT_COUNTS} FROM judged j JOIN votes v USING (pair_key) GROUP BY ALL
+        ) {_SUBJECT_FACTS}
+    """)
+    return db
+
+
+def fetch_dicts(db: duckdb.DuckDBPyConnection, sql: str, parameters: list | None = None) -> list[dict[str, Any]]:
+    """Rows of a query as dicts keyed by column name."""
+    cursor = db.execute(sql, parameters or [])
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row)) for row in cursor.fetchall()]
