@@ -13,6 +13,8 @@ $(STAMP): pyproject.toml Makefile
 	# The execution sandbox (bug-injection verification) runs untrusted code under bubblewrap.
 	command -v bwrap >/dev/null || { apt-get update -qq && apt-get install -y -qq bubblewrap; }
 	test -x /usr/bin/python3 || { apt-get update -qq && apt-get install -y -qq python3; }
+	# The audit report's browser test opens the page in headless Chromium.
+	command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e ".[cpu,test]"

@@ -367,3 +367,24 @@ def test_report_renders_tables_and_figures_in_chromium(hand_run, tmp_path):
     finally:
         shutil.move(moved, str(out / "figures"))
     assert 'data-images-loaded="0/3"' in dom and "Missing figures" in dom
+
+
+def test_cli_audit_run_sample_and_import(hand_run, tmp_path):
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    hand_run = hand_run[0]
+    runner = CliRunner()
+    result = runner.invoke(app, ["audit", "run", str(hand_run), "--out", str(tmp_path / "audit")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "audit" / "report.html").is_file() and json.loads((tmp_path / "audit" / "metrics.json").read_text())["pairs"] == 4
+    result = runner.invoke(app, ["audit", "sample", str(hand_run), "--out", str(tmp_path / "sample"), "--size", "4"])
+    assert result.exit_code == 0, result.output
+    items = [json.loads(line) for line in (tmp_path / "sample" / "items.jsonl").read_text().splitlines()]
+    verdicts = tmp_path / "verdicts.jsonl"
+    sample_id = json.loads((tmp_path / "sample" / "review_key.json").read_text())["sample"]
+    verdicts.write_text("\n".join(json.dumps({"sample": sample_id, "item_id": i["item_id"], "verdict": "A"}) for i in items)
+                        + "\nnot json\n")
+    result = runner.invoke(app, ["audit", "import", str(tmp_path / "sample"), str(verdicts)])
+    assert result.exit_code == 1 and f"line {len(items) + 1}" in result.output  # the bad line is named, and fails the command
