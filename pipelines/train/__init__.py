@@ -30,7 +30,17 @@ reward head and the (|r_w| + |r_l|)^2 magnitude form are from the same runbook's
 The runbook's LM term covers the whole chosen sequence; here it covers the chosen response only.
 """
 
+from typing import Any
+
 from pipelines.train.config import TrainConfig
-from pipelines.train.trainer import TrainResult, train
 
 __all__ = ["TrainConfig", "TrainResult", "train"]
+
+
+def __getattr__(name: str) -> Any:
+    """`train` and `TrainResult` load the trainer (torch, transformers) on first use, so reading the config stays light."""
+    if name in ("train", "TrainResult"):
+        from pipelines.train import trainer
+
+        return getattr(trainer, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
