@@ -294,6 +294,40 @@ def assemble_command(
     stdout.print(f"card: {Path(out) / 'README.md'}", highlight=False)
 
 
+@app.command("train")
+def train_command(
+    model: Annotated[str, typer.Option(help="Local folder of the causal LM to start from (with a chat template).")],
+    data: Annotated[list[str], typer.Option("--data", help="Corpus Parquet files or folders (an assemble output); repeatable.")],
+    out: Annotated[str, typer.Option(help="Folder for checkpoints, metrics.jsonl and the final model (model/).")],
+    config_file: Annotated[Path | None, typer.Option("--config", help="Run config whose `stages.train` options to use.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue from the newest checkpoint in --out.")] = False,
+    max_steps: Annotated[int | None, typer.Option(help="Optimizer steps of the whole run (default: one epoch).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Pairs per process and micro-step.")] = None,
+    learning_rate: Annotated[float | None, typer.Option(help="Peak learning rate.")] = None,
+) -> None:
+    """Train a Bradley-Terry reward model on the corpus (run under `accelerate launch` or `torchrun` for several GPUs)."""
+    from pydantic import ValidationError
+
+    from pipelines.config import ConfigError, load_config
+    from pipelines.train import TrainConfig, train
+
+    try:
+        options = dict((load_config(config_file).stages.get("train") or {}) if config_file else {})
+    except ConfigError as error:
+        _fail(str(error))
+    options.pop("inputs", None)
+    flags = {"max_steps": max_steps, "batch_size": batch_size, "learning_rate": learning_rate}
+    try:
+        config = TrainConfig(**{**options, **{k: v for k, v in flags.items() if v is not None}}, model=model, data=data,
+                             output_dir=out, resume=resume)
+    except ValidationError as error:
+        _fail(str(error))
+    result = train(config)
+    drops = ", ".join(f"{k} {v}" for k, v in result.dropped.items()) or "none"
+    stdout.print(f"{result.steps}/{result.total_steps} steps; {result.pairs_kept} of {result.pairs_read} pairs kept "
+                 f"(dropped: {drops}; truncated {result.truncated}); model: {result.model_dir}", highlight=False)
+
+
 @app.command("eval")
 def eval_command(
     out: Annotated[Path, typer.Option(help="Folder for scores.parquet and results.json.")],

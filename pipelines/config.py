@@ -80,7 +80,7 @@ def import_plugins(modules: list[str]) -> None:
 
 BUILTIN_STAGE_MODULES = (
     "pipelines.mine", "pipelines.synthesize", "pipelines.external", "pipelines.parse", "pipelines.dedup", "pipelines.label",
-    "pipelines.assemble", "pipelines.evaluate.stage",
+    "pipelines.assemble", "pipelines.train.stage", "pipelines.evaluate.stage",
 )
 
 

@@ -33,6 +33,7 @@ from schemas import RECORD_TYPES, Drop
 from storage import ReadRecords, StageManifest, WriteShardedParquet, list_parts, package_versions, shard_name, write_rows
 
 ATTEMPT_DIR = "_attempt"
+ATTEMPT_MARKER = "_attempt_config"  # a task stage's unfinished attempt: the config hash it runs under
 DROPPED_DIR = "_dropped"
 
 
@@ -207,9 +208,9 @@ def run_stage(
         assert existing is not None
         return StageOutcome(name, skipped=True, manifest=existing)
 
-    _reset_dir(stage_dir)
     if issubclass(stage_cls, TaskStage):
         return _run_task(stage_cls, config, stage_config, registry, stage_dir, dict(input_dirs), wanted, upstream)
+    _reset_dir(stage_dir)
     attempt = FileSystems.join(stage_dir, ATTEMPT_DIR)
     FileSystems.mkdirs(attempt)
     namespace = metrics_namespace(name)
@@ -270,9 +271,17 @@ def run_stage(
 
 def _run_task(stage_cls: type[TaskStage], config: RunConfig, stage_config: Any, registry: LanguageRegistry, stage_dir: str,
               input_dirs: dict[str, str], wanted: str, upstream: dict[str, str]) -> StageOutcome:
-    """A task stage: its own program in place of a Beam pipeline, then the manifest (last, so a crash leaves it undone)."""
-    if not FileSystems.exists(stage_dir):
-        FileSystems.mkdirs(stage_dir)
+    """A task stage: its own program in place of a Beam pipeline, then the manifest (last, so a crash leaves it undone).
+
+    A resumable stage keeps what an unfinished attempt with the same config hash left (its checkpoints);
+    anything else starts from an empty directory.
+    """
+    attempt = Path(stage_dir) / ATTEMPT_MARKER
+    resuming = stage_cls.resumable and attempt.is_file() and attempt.read_text().strip() == wanted
+    if not resuming:
+        _reset_dir(stage_dir)
+        Path(stage_dir).mkdir(parents=True, exist_ok=True)
+        attempt.write_text(wanted)
     started, clock = datetime.now(timezone.utc), time.monotonic()
     stage = stage_cls(stage_config, StageContext(run_dir=config.run_dir, registry=registry, input_dirs=input_dirs))
     result = stage.execute(stage_dir)
@@ -284,6 +293,7 @@ def _run_task(stage_cls: type[TaskStage], config: RunConfig, stage_config: Any, 
         counters=dict(sorted(result.counters.items())),
     )
     manifest.write(stage_dir)
+    attempt.unlink(missing_ok=True)
     return StageOutcome(stage_cls.name, skipped=False, manifest=manifest)
 
 

@@ -118,6 +118,7 @@ class TaskStage(Stage):
     output_type: ClassVar[type | None] = None  # type: ignore[assignment]
     output_kind: ClassVar[str]  # what the manifest says the directory holds, e.g. "RewardModel v1"
     key_field = ""
+    resumable: ClassVar[bool] = False  # True: an unfinished attempt with the same config keeps its files (checkpoints)
 
     def execute(self, stage_dir: str) -> TaskResult:
         """Do the work, writing into `stage_dir` (empty); the upstream directories are in `self.context.input_dirs`."""

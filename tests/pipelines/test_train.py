@@ -240,3 +240,46 @@ def test_config_is_typed(tiny_lm, corpus, tmp_path):
     config = TrainConfig(model=tiny_lm, data=corpus, output_dir=str(tmp_path))
     assert config.data == [corpus] and config.learning_rate == 1e-5 and config.adam_betas == (0.9, 0.95)
     assert all(field.description for field in TrainConfig.model_fields.values())
+
+
+def test_train_and_eval_stages_in_a_run_and_the_cli(tiny_lm, corpus, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+    from pipelines.config import RunConfig, import_builtin_stages
+    from pipelines.run import run
+
+    import_builtin_stages()
+    run_dir = tmp_path / "run"
+    assembled = run_dir / "assemble"
+    assembled.mkdir(parents=True)
+    for part in sorted(Path(corpus).glob("*.parquet")):
+        (assembled / part.name).write_bytes(part.read_bytes())
+    from storage import StageManifest
+
+    StageManifest(stage="assemble", config_hash="fixture", schema="CorpusRow v2", records_in=24, records_out=24, dropped={},
+                  started="", finished="", seconds=0.0, files=[p.name for p in assembled.glob("*.parquet")], versions={},
+                  config={}).write(str(assembled))
+    bench = tmp_path / "crb.parquet"
+    pq.write_table(pa.table({"prompt": ["Write the mean."] * 2, "chosen": ["def mean(xs):\n    return sum(xs) / len(xs)\n"] * 2,
+                             "rejected": ["int mean(int *xs) { return 0; }\n"] * 2, "language": ["Python", "Cpp"],
+                             "aspect": ["Runtime_Efficiency"] * 2, "subset": ["s"] * 2, "id": ["a", "b"]}), bench)
+    train_options = {"model": tiny_lm, "max_steps": 2, "batch_size": 2, "gradient_accumulation": 1, "max_length": 256,
+                     "gradient_checkpointing": False, "save_every": 0, "learning_rate": 1e-3, "cache_dir": str(tmp_path / "cache")}
+    config = RunConfig(run_dir=str(run_dir), stages={"train": train_options,
+                                                     "eval": {"benchmark": str(bench), "device": "cpu", "max_length": 256}})
+    trained, evaluated = run(config)
+    manifest = trained.manifest
+    assert trained.stage == "train" and manifest.counters["steps"] == 2 and manifest.records_in == 27
+    assert manifest.records_out + sum(manifest.dropped.values()) == 27 and manifest.dropped  # the unfit pairs, counted
+    assert (run_dir / "train" / "model" / "config.json").is_file()
+    results = json.loads((run_dir / "eval" / "results.json").read_text())
+    assert results["overall"]["total_examples"] == 2
+    assert all(outcome.skipped for outcome in run(config))  # both done: nothing redone
+
+    result = CliRunner().invoke(app, ["train", "--model", tiny_lm, "--data", str(assembled), "--out", str(tmp_path / "cli"),
+                                      "--max-steps", "1", "--batch-size", "2"])
+    assert result.exit_code == 0, result.output
+    assert "1/1 steps" in result.output and (tmp_path / "cli" / "model" / "config.json").is_file()

@@ -1,0 +1,56 @@
+"""The optional `train` stage: the bundled reward-model trainer on the run's corpus (the `assemble`
+output). A killed run resumes from its newest checkpoint rather than starting over."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, create_model
+
+from pipelines.stage import StageConfig, TaskResult, TaskStage, register_stage
+from pipelines.train.config import TrainConfig
+
+# Every training option of TrainConfig, except what the run decides (data, output folder, resuming).
+_RUN_DECIDES = ("data", "output_dir", "resume", "stop_after_steps")
+TrainStageConfig = create_model(
+    "TrainStageConfig",
+    __base__=StageConfig,
+    __doc__="The trainer's options (see pipelines.train.TrainConfig); the data are the input stages' shards.",
+    inputs=(list[str], Field(default_factory=lambda: ["assemble"], description="Stages whose corpus shards are trained on.")),
+    **{name: (field.annotation, field) for name, field in TrainConfig.model_fields.items() if name not in _RUN_DECIDES},
+)
+
+
+@register_stage
+class Train(TaskStage):
+    """A Bradley-Terry reward model trained on the corpus; exported as a sequence classifier in `model/`."""
+
+    name = "train"
+    Config = TrainStageConfig
+    inputs = ("assemble",)
+    output_kind = "RewardModel v1"
+    resumable = True  # an unfinished attempt with the same config hash keeps its checkpoints
+
+    @classmethod
+    def fingerprint(cls, config: Any) -> dict[str, Any]:
+        from storage.tables import fingerprint_files
+
+        return fingerprint_files([config.model])
+
+    def execute(self, stage_dir: str) -> TaskResult:
+        options = self.config.model_dump(exclude={"inputs"})
+        data = list(self.context.input_dirs.values())
+        result = train(TrainConfig(**options, data=data, output_dir=stage_dir, resume=True))
+        (Path(stage_dir) / "train_result.json").write_text(json.dumps(result.__dict__, indent=2, default=str))
+        return TaskResult(
+            records_in=result.pairs_read, records_out=result.pairs_kept, files=["model", "metrics.jsonl", "train_result.json"],
+            counters={"steps": result.steps, "truncated": result.truncated}, dropped=dict(result.dropped),
+        )
+
+
+def train(config: TrainConfig) -> Any:
+    from pipelines.train.trainer import train as run_training
+
+    return run_training(config)
