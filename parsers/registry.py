@@ -337,3 +337,24 @@ def languages() -> LanguageRegistry:
     if key not in _REGISTRY_CACHE:
         _REGISTRY_CACHE[key] = LanguageRegistry.from_files(paths)
     return _REGISTRY_CACHE[key]
+
+
+def add_user_language(entry: dict[str, Any], path: Path | None = None) -> Path:
+    """Write (or replace, by name) `entry` in the user registry file, after checking that it loads:
+    the entry parses, its grammar imports, its ABI fits and its node types exist in the grammar."""
+    target = path or user_registry_path()
+    spec = LanguageSpec.from_entry(entry, str(target))
+    spec.language  # loads the grammar and checks the node types; raises GrammarError naming the package
+    document: dict[str, Any] = {"languages": []}
+    if target.is_file():
+        loaded = yaml.safe_load(target.read_text(encoding="utf-8")) or {}
+        if not isinstance(loaded, dict) or not isinstance(loaded.get("languages"), list):
+            raise RegistryError(f"{target}: expected a top-level 'languages:' list")
+        document = loaded
+    document["languages"] = [e for e in document["languages"] if _fold(str(e.get("name", ""))) != _fold(spec.name)] + [entry]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".partial")
+    partial.write_text(yaml.safe_dump(document, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    partial.replace(target)
+    _REGISTRY_CACHE.clear()
+    return target

@@ -73,6 +73,36 @@ SAMPLES = {
 }
 
 
+@languages_app.command("add")
+def languages_add(
+    name: Annotated[str, typer.Argument(help="Canonical name, e.g. Rust.")],
+    grammar: Annotated[str, typer.Option(help="The grammar's PyPI package, e.g. tree-sitter-rust (install it first).")],
+    ext: Annotated[list[str], typer.Option("--ext", help="File extension, e.g. .rs; repeatable.")],
+    module: Annotated[str | None, typer.Option(help="Import name (default: the package name with _ for -).")] = None,
+    entry: Annotated[str, typer.Option(help="Function of the module that returns the grammar.")] = "language",
+    alias: Annotated[list[str] | None, typer.Option("--alias", help="Another spelling; repeatable.")] = None,
+    comment: Annotated[list[str] | None, typer.Option("--comment", help="Node type of comments (default: comment); repeatable.")] = None,
+    function: Annotated[list[str] | None, typer.Option("--function", help="Node type of functions; repeatable.")] = None,
+    class_: Annotated[list[str] | None, typer.Option("--class", help="Node type of classes/types; repeatable.")] = None,
+    fence: Annotated[str | None, typer.Option(help="Markdown code-fence tag (default: the name, lower-case).")] = None,
+) -> None:
+    """Add a language to the user registry ($XDG_CONFIG_HOME/codepref/languages.yaml), checked before it is written."""
+    from parsers.registry import add_user_language
+
+    record = {
+        "name": name, "aliases": alias or [], "extensions": [e if e.startswith(".") else f".{e}" for e in ext],
+        "grammar": {"package": grammar, "module": module or grammar.replace("-", "_"), "entry": entry},
+        "nodes": {"comment": comment or ["comment"], "function": function or [], "class": class_ or []},
+        "fence": fence or name.lower(),
+    }
+    try:
+        path = add_user_language(record)
+    except (RegistryError, GrammarError) as error:
+        _fail(str(error))
+    stdout.print(f"{name} added to {path}; no mutation block yet, so bug injection skips it (counted as "
+                 f"no_mutation_operators). `codepref languages check` loads it.", highlight=False)
+
+
 @languages_app.command("check")
 def languages_check() -> None:
     """Load every grammar (ABI and node types checked) and parse a sample."""

@@ -79,3 +79,26 @@ def test_parse_a_ninth_language_from_a_user_registry(tmp_path):
     assert result.returncode == 0, result.stderr
     facts = json.loads(result.stdout)
     assert facts["language"] == "Rust" and facts["functions"][0]["name"] == "add"
+
+
+def test_languages_add_writes_a_checked_user_entry_and_rust_code_parses(tmp_path):
+    from typer.testing import CliRunner
+
+    from parsers import languages, parse
+    from parsers.registry import user_registry_path
+    from pipelines.cli import app
+
+    runner = CliRunner()
+    bad = runner.invoke(app, ["languages", "add", "Rust", "--grammar", "tree-sitter-rust", "--ext", ".rs", "--comment", "line_comment",
+                              "--function", "no_such_node"])
+    assert bad.exit_code != 0 and "no_such_node" in bad.output and not user_registry_path().exists()
+    result = runner.invoke(app, ["languages", "add", "Rust", "--grammar", "tree-sitter-rust", "--ext", ".rs", "--alias", "rs",
+                                 "--comment", "line_comment", "--comment", "block_comment", "--function", "function_item",
+                                 "--class", "struct_item"])
+    assert result.exit_code == 0, result.output
+    assert "Rust" in languages() and languages()["rs"].name == "Rust"
+    facts = parse("// sum\nstruct P { x: i32 }\nfn add(a: i32, b: i32) -> i32 { a + b }\n", "Rust")
+    assert [f.name for f in facts.functions] == ["add"] and len(facts.classes) == 1 and len(facts.comments) == 1
+    again = runner.invoke(app, ["languages", "add", "Rust", "--grammar", "tree-sitter-rust", "--ext", ".rs", "--comment", "line_comment",
+                                "--function", "function_item"])
+    assert again.exit_code == 0 and user_registry_path().read_text().count("name: Rust") == 1  # replaced, not doubled

@@ -207,3 +207,16 @@ def test_instruction_data_from_a_datasets_folder(tmp_path):
     assert pairs["instruct/mini/a"]["prompt"] == rows["question"][0] and pairs["instruct/mini/a"]["chosen"] == rows["answer"][0]
     with pytest.raises(ConfigError, match="holds splits"):
         run_synthesize(tmp_path, instruct=[{**source, "split": None}])
+
+
+def test_a_language_without_mutation_operators_is_a_counted_drop(tmp_path):
+    from parsers.registry import add_user_language
+
+    add_user_language({"name": "Rust", "extensions": [".rs"], "fence": "rust",
+                       "grammar": {"package": "tree-sitter-rust", "module": "tree_sitter_rust", "entry": "language"},
+                       "nodes": {"comment": ["line_comment"], "function": ["function_item"], "class": ["struct_item"]}})
+    rows = tmp_path / "rust.jsonl"
+    rows.write_text(json.dumps({"id": "r1", "instruction": "Add two numbers.", "solution": "fn add(a: i32, b: i32) -> i32 { a + b }\n"}) + "\n")
+    pairs, drops, manifest = run_synthesize(tmp_path, instruct=[{"name": "rusty", "path": str(rows), "language": "Rust"}])
+    assert pairs == {} and drops["instruct/rusty/r1"][0] == "no_mutation_operators"
+    assert manifest.dropped == {"no_mutation_operators": 1}
