@@ -174,6 +174,8 @@ def parse_files(
 def run_command(
     config_file: Annotated[Path, typer.Argument(metavar="CONFIG", help="Run config (YAML).")],
     stages: Annotated[str | None, typer.Option(help="Comma-separated stages to run (default: all configured).")] = None,
+    from_stage: Annotated[str | None, typer.Option("--from", help="First stage to run (in run order).")] = None,
+    to_stage: Annotated[str | None, typer.Option("--to", help="Last stage to run (in run order).")] = None,
     run_dir: Annotated[str | None, typer.Option(help="Override the config's run_dir.")] = None,
     force: Annotated[bool, typer.Option(help="Rerun stages even when their manifest matches.")] = False,
 ) -> None:
@@ -181,11 +183,15 @@ def run_command(
     # Beam is slow to import and noisy about optional cloud clients; only this command needs it.
     logging.getLogger().setLevel(logging.ERROR)
     from pipelines.config import ConfigError, load_config
-    from pipelines.run import run
+    from pipelines.run import run, stage_range
 
+    if stages and (from_stage or to_stage):
+        _fail("give either --stages or --from/--to, not both")
     try:
         config = load_config(config_file, {"run_dir": run_dir} if run_dir else None)
         selected = [s.strip() for s in stages.split(",") if s.strip()] if stages else None
+        if from_stage or to_stage:
+            selected = stage_range(config, from_stage, to_stage)
 
         def report(outcome) -> None:  # type: ignore[no-untyped-def]
             m = outcome.manifest
@@ -198,6 +204,12 @@ def run_command(
         outcomes = run(config, selected=selected, force=force, on_stage=report)
     except (ConfigError, RegistryError, GrammarError) as error:
         _fail(str(error))
+    summary = Table("stage", "state", "in", "out", "dropped", "seconds", "output", title=f"run {config.run_dir}")
+    for outcome in outcomes:
+        m = outcome.manifest
+        summary.add_row(m.stage, "skipped" if outcome.skipped else "done", f"{m.records_in:,}", f"{m.records_out:,}",
+                        f"{sum(m.dropped.values()):,}", f"{m.seconds:.1f}", str(Path(config.run_dir) / m.stage))
+    stdout.print(summary)
     stdout.print(f"run directory: {config.run_dir} ({len(outcomes)} stages)")
 
 

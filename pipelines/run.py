@@ -104,6 +104,19 @@ def stage_order(config: RunConfig, selected: list[str] | None = None) -> list[st
     return order
 
 
+def stage_range(config: RunConfig, start: str | None, end: str | None) -> list[str]:
+    """The configured stages from `start` to `end` (both included) in run order."""
+    order = stage_order(config)
+    for name in (start, end):
+        if name is not None and name not in order:
+            raise ConfigError(f"stage {name!r} is not in the config; configured: {', '.join(order)}")
+    first = order.index(start) if start else 0
+    last = order.index(end) if end else len(order) - 1
+    if first > last:
+        raise ConfigError(f"--from {start} comes after --to {end} in the run order ({', '.join(order)})")
+    return order[first : last + 1]
+
+
 def _registry_fingerprint(paths: list[Any]) -> str:
     digest = hashlib.sha256()
     for path in paths:

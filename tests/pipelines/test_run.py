@@ -181,3 +181,26 @@ def test_the_demo_config_is_valid():
     config = load_config(REPO / "configs" / "demo.yaml")
     assert stage_order(config) == ["mine", "synthesize", "parse", "dedup"]
     assert config.stage_config("synthesize").instruct[0].name == "human-eval"
+
+
+def test_from_and_to_select_a_range_in_run_order(tmp_path, commits_file):
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+    from pipelines.run import stage_range
+
+    path = write_config(tmp_path, commits_file)
+    config = load_config(path)
+    assert stage_range(config, None, "sample_source") == ["sample_source"]
+    assert stage_range(config, "sample_filter", None) == ["sample_filter"]
+    assert stage_range(config, None, None) == ["sample_source", "sample_filter"]
+    with pytest.raises(ConfigError, match="comes after"):
+        stage_range(config, "sample_filter", "sample_source")
+    with pytest.raises(ConfigError, match="'nope' is not in the config"):
+        stage_range(config, "nope", None)
+    result = CliRunner().invoke(app, ["run", str(path), "--to", "sample_source"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "run" / "sample_source" / MANIFEST_NAME).is_file() and not (tmp_path / "run" / "sample_filter").exists()
+    assert "sample_source" in result.output and "done" in result.output  # the summary table
+    result = CliRunner().invoke(app, ["run", str(path), "--from", "sample_source"])
+    assert result.exit_code == 0 and "skipped" in result.output and (tmp_path / "run" / "sample_filter" / MANIFEST_NAME).is_file()
