@@ -30,6 +30,7 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/codepref run configs/demo.yaml
+	$(BIN)/codepref audit run runs/demo
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/parse_throughput.py

@@ -9,6 +9,7 @@ already has. Every answer's raw text stays in the cache, linked from the vote by
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -61,6 +62,9 @@ class LabelConfig(StageConfig):
     max_contradictions: int = Field(1, ge=0, description="Keep rule: votes that may oppose it.")
     consensus: str = Field("all", description="Several judges: 'all' must pass, or 'pooled' votes.")
     batch_size: int = Field(16, ge=1, description="Pairs judged per request batch.")
+    sample: int | None = Field(
+        None, ge=1, description="Judge only this many pairs, those whose pair-id hash is lowest (the rest dropped as not_sampled)."
+    )
 
 
 class JudgeBatch(beam.DoFn):
@@ -139,6 +143,19 @@ class JudgeBatch(beam.DoFn):
         )
 
 
+def sample_rank(pair_id: str) -> int:
+    """A pair's place in the sample order: a stable hash, so the same pairs are picked on every run."""
+    return int.from_bytes(hashlib.blake2b(pair_id.encode("utf-8"), digest_size=8).digest(), "big")
+
+
+class _Sampled(beam.DoFn):
+    def process(self, row: dict[str, Any], lowest: list[tuple[int, str]]) -> Iterator[Any]:
+        if row["pair_id"] in {pair_id for _, pair_id in lowest}:
+            yield row
+        else:
+            yield drop_record(STAGE, row["pair_id"], "not_sampled", f"outside the sample of {len(lowest)}", {"pair_id": row["pair_id"]})
+
+
 @register_stage
 class Label(Stage):
     """LLM judges vote on every pair in both orders; every answer cached, every vote kept."""
@@ -158,10 +175,19 @@ class Label(Stage):
             raise ConfigError(f"stages.label.votes: {config.votes} is odd; votes are split evenly over both orders")
         # The cache sits beside the stage directory, so that it survives the stage being redone.
         cache_path = FileSystems.join(self.context.run_dir, f"{STAGE}{CACHE_FILE}")
+        candidates = list(inputs.values()) | "AllCandidates" >> beam.Flatten()
+        dropped = []
+        if config.sample:
+            lowest = (
+                candidates
+                | "SampleRanks" >> beam.Map(lambda row: (sample_rank(row["pair_id"]), row["pair_id"]))
+                | "Lowest" >> beam.combiners.Top.Smallest(config.sample)
+            )
+            sampled = candidates | "Sample" >> beam.ParDo(_Sampled(), beam.pvalue.AsSingleton(lowest)).with_outputs(DROPPED, main="kept")
+            candidates, dropped = sampled.kept, [sampled[DROPPED]]
         judged = (
-            list(inputs.values())
-            | "AllCandidates" >> beam.Flatten()
+            candidates
             | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=config.batch_size)
             | "Judge" >> beam.ParDo(JudgeBatch(config, cache_path)).with_outputs(DROPPED, main="judged")
         )
-        return StageResult(judged.judged, [judged[DROPPED]])
+        return StageResult(judged.judged, [*dropped, judged[DROPPED]])

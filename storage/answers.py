@@ -51,7 +51,9 @@ class AnswerCache:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._connection = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        # Beam may call a DoFn's setup and its process methods from different threads (one at a time):
+        # the connection is not bound to the thread that opened it.
+        self._connection = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
         self._connection.execute("PRAGMA journal_mode=WAL")
         self._connection.execute(SCHEMA)
 

@@ -41,6 +41,10 @@ class Train(TaskStage):
 
     def execute(self, stage_dir: str) -> TaskResult:
         options = self.config.model_dump(exclude={"inputs"})
+        if options["model"] == "smollm2":  # the packaged SmolLM2-135M-Instruct, prepared offline once
+            from pipelines.llm.models import prepare_smollm2
+
+            options["model"] = str(prepare_smollm2())
         data = list(self.context.input_dirs.values())
         result = train(TrainConfig(**options, data=data, output_dir=stage_dir, resume=True))
         (Path(stage_dir) / "train_result.json").write_text(json.dumps(result.__dict__, indent=2, default=str))

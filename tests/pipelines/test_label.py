@@ -82,3 +82,22 @@ def test_two_judges_vote_apart_and_the_consensus_rule_decides(tmp_path, smollm2,
     assert again.manifest.counters.get("backend_requests", 0) == 0
     for row in pooled.values():
         assert (row["kept"], row["keep_reason"]) == KeepRule(1, 0, "pooled").decide([Vote(**v) for v in row["votes"]])
+
+
+def test_label_judges_only_its_sample_of_pairs(tmp_path, smollm2, vllm_engine):
+    from pipelines.label import sample_rank
+    from schemas import Drop
+
+    import_builtin_stages()
+    run_dir = tmp_path / "run"
+    pairs = [candidate(f"s{i}", f"def f(xs):\n    return sorted(xs)[:{i}]\n", f"def f(xs):\n    return xs[:{i}]\n") for i in range(5)]
+    write_stage(run_dir, "dedup", pairs, Candidate)
+    stage = {"judges": [{"backend": "vllm", "model": smollm2}], "votes": 2, "max_tokens": 16, "constrained": True, "sample": 2,
+             "min_matches": 1}
+    config = RunConfig(run_dir=str(run_dir), num_shards=1, runner={"running_mode": "in_memory", "workers": 1}, stages={"label": stage})
+    (outcome,) = run(config)
+    expected = sorted((p.pair_id for p in pairs), key=sample_rank)[:2]
+    assert sorted(row["pair_id"] for row in read_rows(str(run_dir / "label"), JudgedPair)) == sorted(expected)
+    drops = {d["key"]: d["reason"] for d in read_rows(str(run_dir / "label" / "_dropped"), Drop)}
+    assert set(drops) == {p.pair_id for p in pairs} - set(expected) and set(drops.values()) == {"not_sampled"}
+    assert outcome.manifest.counters["backend_requests"] == 4  # 2 pairs x 2 orders

@@ -179,7 +179,7 @@ def test_cli_run_then_rerun_is_a_no_op(tmp_path, commits_file):
 
 def test_the_demo_config_is_valid():
     config = load_config(REPO / "configs" / "demo.yaml")
-    assert stage_order(config) == ["mine", "synthesize", "parse", "dedup"]
+    assert stage_order(config) == ["mine", "synthesize", "parse", "dedup", "label", "assemble", "train"]
     assert config.stage_config("synthesize").instruct[0].name == "human-eval"
 
 
