@@ -3,8 +3,6 @@ output). A killed run resumes from its newest checkpoint rather than starting ov
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 from pydantic import Field, create_model
@@ -46,15 +44,11 @@ class Train(TaskStage):
 
             options["model"] = str(prepare_smollm2())
         data = list(self.context.input_dirs.values())
+        from pipelines.train.trainer import RESULT_FILE, train  # loads torch and transformers only now
+
         result = train(TrainConfig(**options, data=data, output_dir=stage_dir, resume=True))
-        (Path(stage_dir) / "train_result.json").write_text(json.dumps(result.__dict__, indent=2, default=str))
         return TaskResult(
-            records_in=result.pairs_read, records_out=result.pairs_kept, files=["model", "metrics.jsonl", "train_result.json"],
+            records_in=result.pairs_read, records_out=result.pairs_kept, files=["model", "metrics.jsonl", RESULT_FILE],
             counters={"steps": result.steps, "truncated": result.truncated}, dropped=dict(result.dropped),
         )
 
-
-def train(config: TrainConfig) -> Any:
-    from pipelines.train.trainer import train as run_training
-
-    return run_training(config)
