@@ -118,3 +118,85 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ru
         except ConfigError as error:
             raise ConfigError(f"{path}: {error}") from None
     return config
+
+
+# --- the documented reference: every key, its default and its meaning, as YAML -------------------------------------
+
+REQUIRED = "<required>"
+_WRAP = 100
+
+
+def reference_yaml(stages: list[str] | None = None) -> str:
+    """A commented YAML run config: every key of the run and of each stage (the built-in stages by
+    default, in registration order) at its default, each under its description."""
+    import_builtin_stages()
+    builtin = [name for name in STAGES.names() if STAGES[name].__module__.startswith("pipelines.")]
+    names = stages if stages is not None else builtin
+    unknown = [name for name in names if name not in STAGES]
+    if unknown:
+        raise ConfigError(f"unknown stages {unknown}; known: {', '.join(STAGES.names())}")
+    lines = ["# codepref run config: every key at its default, under what it means. Keys marked <required> have no",
+             "# default. Generated from the typed configs by `codepref config init`; validate with `codepref config check`."]
+    lines += _model_lines(RunConfig, {}, "", skip={"stages"})
+    lines += _comment(RunConfig.model_fields["stages"].description or "", "")
+    lines.append("stages:")
+    for name in names:
+        stage = STAGES[name]
+        lines += _comment(f"{name}: {(stage.__doc__ or '').strip().splitlines()[0]}", "  ")
+        lines.append(f"  {name}:")
+        lines += _model_lines(stage.Config, {}, "    ")
+    return "\n".join(lines) + "\n"
+
+
+def _comment(text: str, indent: str) -> list[str]:
+    import textwrap
+
+    return [f"{indent}# {line}" for line in textwrap.wrap(text, _WRAP - len(indent) - 2)]
+
+
+def _model_lines(model: type[BaseModel], values: dict[str, Any], indent: str, skip: set[str] = frozenset()) -> list[str]:  # type: ignore[assignment]
+    from pydantic import TypeAdapter
+
+    lines: list[str] = []
+    for name, field in model.model_fields.items():
+        if name in skip:
+            continue
+        lines += _comment(field.description or "", indent)
+        if field.is_required() and name not in values:
+            lines.append(f"{indent}{name}: {REQUIRED}")
+            continue
+        value = values[name] if name in values else field.get_default(call_default_factory=True)
+        if isinstance(value, BaseModel):
+            lines.append(f"{indent}{name}:")
+            lines += _model_lines(type(value), value.model_dump(), indent + "  ")
+            continue
+        if value and isinstance(value, list) and all(isinstance(item, BaseModel) for item in value):
+            lines.append(f"{indent}{name}:")
+            for item in value:
+                body = _model_lines(type(item), item.model_dump(), indent + "    ")
+                first = next(i for i, line in enumerate(body) if not line.lstrip().startswith("#"))
+                body[first] = f"{indent}  - {body[first].lstrip()}"
+                lines += body
+            continue
+        plain = TypeAdapter(field.annotation).dump_python(value, mode="json")
+        text = yaml.safe_dump({name: plain}, default_flow_style=True, sort_keys=False, width=10_000).strip()
+        lines.append(f"{indent}{text[1:-1]}")  # {key: value} -> key: value
+        item_model = _inner_model(field.annotation)
+        if item_model is not None and not value:  # show what one entry holds
+            example = _model_lines(item_model, {}, "")
+            lines.append(f"{indent}#   {'one entry' if isinstance(value, list) else 'when set'}, {item_model.__name__}:")
+            lines += [f"{indent}#     {line}" for line in example]
+    return lines
+
+
+def _inner_model(annotation: Any) -> type[BaseModel] | None:
+    """The model a field holds when it is list[M], M | None or a union of models (the first)."""
+    import typing
+
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for argument in typing.get_args(annotation):
+        found = _inner_model(argument)
+        if found is not None:
+            return found
+    return None

@@ -3,6 +3,7 @@
 from schemas.records import (
     CORPUS_COLUMNS,
     RECORD_TYPES,
+    BenchRow,
     Candidate,
     ClusterMember,
     ContaminationReport,
@@ -28,6 +29,7 @@ __all__ = [
     "CRITERIA",
     "LANGUAGES",
     "RECORD_TYPES",
+    "BenchRow",
     "Candidate",
     "ClusterMember",
     "ContaminationReport",

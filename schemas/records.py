@@ -216,9 +216,25 @@ class ContaminationReport:
     examples: list[str]  # up to five "pair id: shared n-gram"
 
 
+@dataclass(frozen=True)
+class BenchRow:
+    """A held-out pair in the Themis-CodeRewardBench (CRB) layout, which `codepref eval` reads."""
+
+    SCHEMA: ClassVar[str] = "BenchRow"
+    VERSION: ClassVar[int] = 1
+
+    prompt: Text
+    chosen: Text
+    rejected: Text
+    language: str  # the corpus's name, e.g. "C++"
+    aspect: str  # e.g. "Functional Correctness"
+    subset: str  # the pair's source
+    id: str  # the pair id
+
+
 CORPUS_COLUMNS: tuple[str, ...] = ("system", "input", "chosen", "rejected", "language", "aspect", "source", "idx")
 RECORD_TYPES: dict[str, type] = {
-    cls.SCHEMA: cls for cls in (Commit, Candidate, JudgedPair, CorpusRow, Drop, ClusterMember, ContaminationReport)
+    cls.SCHEMA: cls for cls in (Commit, Candidate, JudgedPair, CorpusRow, BenchRow, Drop, ClusterMember, ContaminationReport)
 }
 
 _SCALARS: dict[Any, pa.DataType] = {str: pa.string(), int: pa.int64(), float: pa.float64(), bool: pa.bool_()}
@@ -329,6 +345,7 @@ def schema_of(metadata: dict[bytes, bytes] | None) -> tuple[str, int] | None:
 __all__ = [
     "CORPUS_COLUMNS",
     "RECORD_TYPES",
+    "BenchRow",
     "Candidate",
     "ClusterMember",
     "CodeSummary",

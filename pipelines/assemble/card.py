@@ -66,6 +66,15 @@ def _decontamination(stage_dir: Path) -> str:
                   [[b, f"{p:,}", f"{r:,}", "; ".join(e)[:300] or "-"] for b, p, r, e in rows])
 
 
+def _held_out(manifest: StageManifest) -> list[str]:
+    count = manifest.counters.get("held_out", 0)
+    if not count:
+        return []
+    return [f"## Held-out pairs\n\n{count:,} pairs are held out of the corpus, after the final dedup, in `holdout/` in the "
+            "Themis-CodeRewardBench layout (`prompt`, `chosen`, `rejected`, `language`, `aspect`, `subset`, `id`): the "
+            "`eval` stage scores the trained reward model on them."]
+
+
 def write_card(run_dir: str, stage_dir: str, manifest: StageManifest) -> str:
     """Write README.md into `stage_dir`; returns its name."""
     run, out = Path(run_dir), Path(stage_dir)
@@ -85,6 +94,7 @@ def write_card(run_dir: str, stage_dir: str, manifest: StageManifest) -> str:
         f"{datetime.now(timezone.utc).strftime('%Y-%m-%d')} (stage config hash `{manifest.config_hash}`).",
         "## Funnel\n\n" + _funnel(run, out, manifest),
         "## Composition\n\n" + composition,
+        *_held_out(manifest),
         "## Decontamination\n\n" + _decontamination(out),
         "## Config\n\n```yaml\n" + yaml.safe_dump({"assemble": manifest.config, "inputs": manifest.inputs}, sort_keys=False) + "```",
         "## Licences\n\nEach row keeps the licence of the repository it came from in `license` (null where the source "

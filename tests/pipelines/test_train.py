@@ -262,14 +262,15 @@ def test_train_and_eval_stages_in_a_run_and_the_cli(tiny_lm, corpus, tmp_path):
     StageManifest(stage="assemble", config_hash="fixture", schema="CorpusRow v2", records_in=24, records_out=24, dropped={},
                   started="", finished="", seconds=0.0, files=[p.name for p in assembled.glob("*.parquet")], versions={},
                   config={}).write(str(assembled))
-    bench = tmp_path / "crb.parquet"
+    (assembled / "holdout").mkdir()
+    bench = assembled / "holdout" / "part-00000-of-00001.parquet"  # where assemble writes the pairs it holds out
     pq.write_table(pa.table({"prompt": ["Write the mean."] * 2, "chosen": ["def mean(xs):\n    return sum(xs) / len(xs)\n"] * 2,
                              "rejected": ["int mean(int *xs) { return 0; }\n"] * 2, "language": ["Python", "Cpp"],
                              "aspect": ["Runtime_Efficiency"] * 2, "subset": ["s"] * 2, "id": ["a", "b"]}), bench)
     train_options = {"model": tiny_lm, "max_steps": 2, "batch_size": 2, "gradient_accumulation": 1, "max_length": 256,
                      "gradient_checkpointing": False, "save_every": 0, "learning_rate": 1e-3, "cache_dir": str(tmp_path / "cache")}
     config = RunConfig(run_dir=str(run_dir), stages={"train": train_options,
-                                                     "eval": {"benchmark": str(bench), "device": "cpu", "max_length": 256}})
+                                                     "eval": {"device": "cpu", "max_length": 256}})
     trained, evaluated = run(config)
     manifest = trained.manifest
     assert trained.stage == "train" and manifest.counters["steps"] == 2 and manifest.records_in == 27
