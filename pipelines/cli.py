@@ -183,6 +183,7 @@ def run_command(
     # Beam is slow to import and noisy about optional cloud clients; only this command needs it.
     logging.getLogger().setLevel(logging.ERROR)
     from pipelines.config import ConfigError, load_config
+    from pipelines.progress import RunProgress
     from pipelines.run import run, stage_range
 
     if stages and (from_stage or to_stage):
@@ -193,15 +194,19 @@ def run_command(
         if from_stage or to_stage:
             selected = stage_range(config, from_stage, to_stage)
 
-        def report(outcome) -> None:  # type: ignore[no-untyped-def]
-            m = outcome.manifest
-            if outcome.skipped:
-                stdout.print(f"[dim]skip[/] {m.stage}: done earlier with the same config ({m.records_out} records)")
-            else:
-                drops = ", ".join(f"{k} {v}" for k, v in m.dropped.items()) or "none"
-                stdout.print(f"[green]done[/] {m.stage}: {m.records_in} in, {m.records_out} out, dropped: {drops} ({m.seconds:.1f} s)")
+        with RunProgress(stdout) as progress:
 
-        outcomes = run(config, selected=selected, force=force, on_stage=report)
+            def report(outcome) -> None:  # type: ignore[no-untyped-def]
+                progress.finished()
+                m = outcome.manifest
+                if outcome.skipped:
+                    stdout.print(f"[dim]skip[/] {m.stage}: done earlier with the same config ({m.records_out} records)")
+                else:
+                    drops = ", ".join(f"{k} {v}" for k, v in m.dropped.items()) or "none"
+                    stdout.print(f"[green]done[/] {m.stage}: {m.records_in} in, {m.records_out} out, dropped: {drops} "
+                                 f"({m.seconds:.1f} s)")
+
+            outcomes = run(config, selected=selected, force=force, on_stage=report, on_start=progress.started)
     except (ConfigError, RegistryError, GrammarError) as error:
         _fail(str(error))
     summary = Table("stage", "state", "in", "out", "dropped", "seconds", "output", title=f"run {config.run_dir}")

@@ -21,9 +21,9 @@ from pydantic import Field, field_validator
 from pipelines.llm.backends import BackendConfig, Rejected, Sampling, acquire_backend, release_backend
 from pipelines.llm.generation import CachedGenerator, Request, request_seed
 from pipelines.llm.judging import ORDERS, VERDICT_PATTERN, JudgeTask, KeepRule, count, margin, outcome
-from pipelines.stage import DROPPED, Stage, StageConfig, StageResult, drop_record, metrics_namespace, register_stage
+from pipelines.stage import DROPPED, Progress, Stage, StageConfig, StageContext, StageResult, drop_record, metrics_namespace, register_stage
 from schemas import Candidate, JudgedPair, Vote, from_row, to_row
-from storage.answers import AnswerCache, AnswerKey
+from storage.answers import AnswerCache, AnswerKey, count_answers
 
 STAGE = "label"
 CACHE_FILE = "_answers.sqlite"
@@ -166,6 +166,15 @@ class Label(Stage):
     input_type = Candidate
     output_type = JudgedPair
     key_field = "pair_id"
+
+    @classmethod
+    def progress(cls, config: StageConfig, context: StageContext, stage_dir: str, records_in: int) -> Progress:
+        """Answers in the cache (earlier runs' included) of the answers this stage needs."""
+        label: LabelConfig = config  # type: ignore[assignment]
+        pairs = min(records_in, label.sample) if label.sample else records_in
+        total = pairs * label.votes * len(label.judges)
+        cache, judges = FileSystems.join(context.run_dir, f"{STAGE}{CACHE_FILE}"), [judge.judge for judge in label.judges]
+        return Progress("answers", lambda: (min(count_answers(cache, judges), total), total))
 
     def build(self, pipeline: beam.Pipeline, inputs: dict[str, beam.PCollection]) -> StageResult:
         config: LabelConfig = self.config  # type: ignore[assignment]

@@ -28,7 +28,7 @@ from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from parsers import LanguageRegistry
 from parsers.registry import DEFAULT_REGISTRY, registry_files
 from pipelines.config import ConfigError, RunConfig, RunnerConfig
-from pipelines.stage import STAGES, Stage, StageContext, TaskStage, metrics_namespace
+from pipelines.stage import STAGES, Progress, Stage, StageContext, TaskStage, metrics_namespace
 from schemas import RECORD_TYPES, Drop
 from storage import ReadRecords, StageManifest, WriteShardedParquet, list_parts, package_versions, shard_name, write_rows
 
@@ -193,11 +193,13 @@ def run_stage(
     force: bool = False,
     output_dir: str | None = None,
     input_dirs: dict[str, str] | None = None,
+    on_start: Callable[[str, Progress | None], None] | None = None,
 ) -> StageOutcome:
     """Run one stage unless its manifest says it is already done with this config.
 
     The stage reads `input_dirs` (name -> directory) when given, else `RUN_DIR/<upstream>` for
     each upstream stage, and writes into `output_dir` when given, else into `RUN_DIR/<stage>`.
+    `on_start` hears when the stage really starts, with what to poll for its progress (if anything).
     """
     stage_cls = STAGES[name]
     stage_config = config.stage_config(name)
@@ -207,11 +209,13 @@ def run_stage(
 
     upstream: dict[str, str] = {}
     input_types: dict[str, type] = {}
+    records_in = 0
     for up, directory in input_dirs.items():
         manifest = StageManifest.read(directory)
         if manifest is None:
             raise StageOrderError(f"stage {name!r} reads {up!r}, which has no finished output in {directory}; run it first")
         upstream[up] = manifest.config_hash
+        records_in += manifest.records_out
         if not issubclass(stage_cls, TaskStage):
             # The record type: the stage's, else the upstream stage's, else what the directory's manifest says it holds.
             input_types[up] = stage_cls.input_type or (STAGES[up].output_type if up in STAGES else _record_type(manifest, directory))
@@ -221,6 +225,9 @@ def run_stage(
         assert existing is not None
         return StageOutcome(name, skipped=True, manifest=existing)
 
+    if on_start is not None:
+        context = StageContext(run_dir=config.run_dir, registry=registry, input_dirs=dict(input_dirs))
+        on_start(name, stage_cls.progress(stage_config, context, stage_dir, records_in))
     if issubclass(stage_cls, TaskStage):
         return _run_task(stage_cls, config, stage_config, registry, stage_dir, dict(input_dirs), wanted, upstream)
     _reset_dir(stage_dir)
@@ -332,12 +339,14 @@ def run(
     selected: list[str] | None = None,
     force: bool = False,
     on_stage: Callable[[StageOutcome], None] | None = None,
+    on_start: Callable[[str, Progress | None], None] | None = None,
 ) -> list[StageOutcome]:
-    """Run the configured stages in order; finished stages with a matching manifest are skipped."""
+    """Run the configured stages in order; finished stages with a matching manifest are skipped.
+    `on_start` hears when a stage starts (with its progress probe), `on_stage` when it is done or skipped."""
     registry, registry_id = run_registry(config)
     outcomes = []
     for name in stage_order(config, selected):
-        outcome = run_stage(config, name, registry, registry_id, force=force)
+        outcome = run_stage(config, name, registry, registry_id, force=force, on_start=on_start)
         outcomes.append(outcome)
         if on_stage is not None:
             on_stage(outcome)

@@ -8,7 +8,7 @@ the inputs, applies the stage, writes its shards and its manifest.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -94,10 +94,24 @@ class Stage:
         """Apply this stage to its input records (rows of the upstream stages)."""
         raise NotImplementedError
 
+    @classmethod
+    def progress(cls, config: StageConfig, context: StageContext, stage_dir: str, records_in: int) -> Progress | None:
+        """What the run polls for a progress bar while this stage runs (default: none; a spinner and the time)."""
+        return None
+
     def finish(self, stage_dir: str, manifest: Any) -> list[str]:
         """After the pipeline, before the manifest is written: write files that summarise the output
         (e.g. a dataset card) and return their names relative to `stage_dir` (default: none)."""
         return []
+
+
+@dataclass(frozen=True)
+class Progress:
+    """How far a running stage is: `poll()` gives (done, total or None) in `unit`s; it runs in the
+    process that drives the run, so it reads what the workers leave on disk (a cache, a log)."""
+
+    unit: str
+    poll: Callable[[], tuple[int, int | None]]
 
 
 @dataclass
@@ -182,6 +196,7 @@ def apply_filter(rows: beam.PCollection, label: str, fn: RecordFilter) -> tuple[
 __all__ = [
     "DROPPED",
     "Drop",
+    "Progress",
     "RecordFilter",
     "Rejection",
     "STAGES",

@@ -89,3 +89,18 @@ class AnswerCache:
 
     def close(self) -> None:
         self._connection.close()
+
+
+def count_answers(path: str | Path, models: Iterable[str]) -> int:
+    """Answers stored for these models, read without writing (0 when there is no cache yet): for progress bars."""
+    if not Path(path).is_file():
+        return 0
+    models = list(models)
+    connection = sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True, timeout=5)
+    try:
+        marks = ",".join("?" * len(models))
+        return int(connection.execute(f"SELECT COUNT(*) FROM answers WHERE model IN ({marks})", models).fetchone()[0])
+    except sqlite3.Error:
+        return 0  # busy or not created yet: no news this time
+    finally:
+        connection.close()

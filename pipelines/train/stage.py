@@ -3,12 +3,16 @@ output). A killed run resumes from its newest checkpoint rather than starting ov
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 from pydantic import Field, create_model
 
-from pipelines.stage import StageConfig, TaskResult, TaskStage, register_stage
+from pipelines.stage import Progress, StageConfig, StageContext, TaskResult, TaskStage, register_stage
 from pipelines.train.config import TrainConfig
+
+METRICS_FILE = "metrics.jsonl"  # the trainer's log (pipelines.train.trainer.METRICS_FILE; not imported: it loads torch)
 
 # Every training option of TrainConfig, except what the run decides (data, output folder, resuming).
 _RUN_DECIDES = ("data", "output_dir", "resume", "stop_after_steps")
@@ -19,6 +23,23 @@ TrainStageConfig = create_model(
     inputs=(list[str], Field(default_factory=lambda: ["assemble"], description="Stages whose corpus shards are trained on.")),
     **{name: (field.annotation, field) for name, field in TrainConfig.model_fields.items() if name not in _RUN_DECIDES},
 )
+
+
+def _steps_logged(metrics: Path) -> tuple[int, int | None]:
+    """(last step logged, total steps) of a metrics.jsonl being written; (0, None) before the first line."""
+    step, total = 0, None
+    try:
+        lines = metrics.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return step, total
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue  # the line being written
+        step = int(record.get("step", step))
+        total = int(record.get("total_steps", total)) if record.get("total_steps") else total
+    return step, total
 
 
 @register_stage
@@ -36,6 +57,11 @@ class Train(TaskStage):
         from storage.tables import fingerprint_files
 
         return fingerprint_files([config.model])
+
+    @classmethod
+    def progress(cls, config: Any, context: StageContext, stage_dir: str, records_in: int) -> Progress:
+        """Optimizer steps done, from the trainer's metrics log."""
+        return Progress("steps", lambda: _steps_logged(Path(stage_dir) / METRICS_FILE))
 
     def execute(self, stage_dir: str) -> TaskResult:
         options = self.config.model_dump(exclude={"inputs"})
