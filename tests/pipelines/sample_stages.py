@@ -7,6 +7,8 @@ plug in the same way.
 from __future__ import annotations
 
 import json
+import os
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -68,14 +70,20 @@ class SampleSource(Stage):
 
 class FilterConfig(StageConfig):
     min_message: int = Field(10, description="Shortest message kept.")
+    stall_once: str = Field("", description="If this file does not exist: create it and stall (for a test to kill the run).")
 
 
 class MessageLength(RecordFilter):
-    def __init__(self, stage: str, min_message: int):
+    def __init__(self, stage: str, min_message: int, stall_once: str = ""):
         super().__init__(stage, "commit")
         self.min_message = min_message
+        self.stall_once = stall_once
 
     def check(self, record):
+        if self.stall_once and not os.path.exists(self.stall_once):
+            with open(self.stall_once, "w") as marker:
+                marker.write(str(os.getpid()))
+            time.sleep(300)
         if len(record["message"]) < self.min_message:
             return Rejection("short_message", f"{len(record['message'])} characters")
         return None
@@ -90,5 +98,5 @@ class SampleFilter(Stage):
     key_field = "commit"
 
     def build(self, pipeline, inputs):
-        kept, dropped = apply_filter(inputs["sample_source"], "MessageLength", MessageLength(self.name, self.config.min_message))
+        kept, dropped = apply_filter(inputs["sample_source"], "MessageLength", MessageLength(self.name, self.config.min_message, self.config.stall_once))
         return StageResult(kept, [dropped])

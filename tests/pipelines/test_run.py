@@ -39,7 +39,7 @@ def commits_file(tmp_path) -> Path:
 
 
 def write_config(tmp_path: Path, commits: Path, *, run_dir: Path | None = None, mode="in_memory", workers=1,
-                 min_message=10, fail_on="", name="run.yaml") -> Path:
+                 min_message=10, fail_on="", name="run.yaml", stall_once="") -> Path:
     config = {
         "run_dir": str(run_dir or tmp_path / "run"),
         "num_shards": 3,
@@ -47,7 +47,7 @@ def write_config(tmp_path: Path, commits: Path, *, run_dir: Path | None = None, 
         "plugins": [PLUGIN],
         # The filter is listed first on purpose: the order comes from the stages' inputs.
         "stages": {
-            "sample_filter": {"min_message": min_message},
+            "sample_filter": {"min_message": min_message, "stall_once": stall_once},
             "sample_source": {"path": str(commits), "fail_on": fail_on},
         },
     }
@@ -175,6 +175,36 @@ def test_cli_run_then_rerun_is_a_no_op(tmp_path, commits_file):
     assert "skip sample_source" in second.stdout and "skip sample_filter" in second.stdout
     bad = subprocess.run([*command[:-1], str(tmp_path / "missing.yaml")], capture_output=True, text=True, env=env, cwd=REPO)
     assert bad.returncode == 2 and "missing.yaml: no such config file" in bad.stderr
+
+
+def test_a_run_killed_mid_stage_resumes_without_redoing_or_duplicating(tmp_path, commits_file):
+    """SIGKILL the whole `codepref run` (driver and its worker processes) while the second stage runs;
+    the same command again keeps the first stage, redoes the second from scratch, and every row is there once."""
+    import signal
+    import time
+
+    marker = tmp_path / "stalled"
+    path = write_config(tmp_path, commits_file, mode="multi_processing", workers=2, stall_once=str(marker))
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    command = [sys.executable, "-m", "pipelines.cli", "run", str(path)]
+    killed = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=REPO, start_new_session=True)
+    deadline = time.monotonic() + 240
+    while not marker.exists() and time.monotonic() < deadline and killed.poll() is None:
+        time.sleep(0.2)
+    assert marker.exists(), killed.communicate()[0]
+    os.killpg(killed.pid, signal.SIGKILL)
+    killed.wait(timeout=30)
+    run_dir = tmp_path / "run"
+    source = StageManifest.read(str(run_dir / "sample_source"))
+    assert source is not None and StageManifest.read(str(run_dir / "sample_filter")) is None  # half a stage is not done
+
+    resumed = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "skip sample_source" in resumed.stdout and "done sample_filter: 40 in, 32 out" in resumed.stdout
+    assert StageManifest.read(str(run_dir / "sample_source")).finished == source.finished  # not redone
+    rows = [row["commit"] for row in read_rows(str(run_dir / "sample_filter"), Commit)]
+    assert len(rows) == len(set(rows)) == 32
+    assert not (run_dir / "sample_filter" / "_attempt").exists()
 
 
 def test_the_demo_config_is_valid():
