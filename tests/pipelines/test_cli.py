@@ -102,3 +102,53 @@ def test_languages_add_writes_a_checked_user_entry_and_rust_code_parses(tmp_path
     again = runner.invoke(app, ["languages", "add", "Rust", "--grammar", "tree-sitter-rust", "--ext", ".rs", "--comment", "line_comment",
                                 "--function", "function_item"])
     assert again.exit_code == 0 and user_registry_path().read_text().count("name: Rust") == 1  # replaced, not doubled
+
+
+RUST_V1 = ("pub fn total(values: &[i32]) -> i32 {\n    let mut sum = 0;\n    for i in 0..values.len() - 1 {\n"
+           "        if values[i] > 0 {\n            sum += values[i].clone();\n        }\n    }\n    sum\n}\n")
+RUST_V2 = RUST_V1.replace("0..values.len() - 1", "0..values.len()")  # the edge case: the last value was skipped
+RUST_V3 = RUST_V2.replace("values[i].clone()", "values[i]")
+
+
+def test_the_rust_walk_through_of_the_readme(tmp_path):
+    """README "Adding a language": install the grammar (a dependency here), add Rust, mine a Rust
+    repository, see Rust pairs; bug injection, which has no Rust operators yet, drops its rows with a reason."""
+    import yaml
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+    from schemas import Candidate, Drop
+    from storage import StageManifest, read_rows
+    from tests.git_fixtures import MIT, GitRepo
+
+    repo = GitRepo(tmp_path / "rust-demo")
+    repo.write("LICENSE", MIT)
+    repo.write("src/lib.rs", RUST_V1)
+    repo.commit("Initial import of the totals crate")
+    repo.write("src/lib.rs", RUST_V2)
+    repo.commit("Handle the edge case where the last value was skipped")
+    repo.write("src/lib.rs", RUST_V3)
+    repo.commit("Speed up the total by dropping a needless clone")
+    instruct = tmp_path / "rust-tasks.jsonl"
+    instruct.write_text(json.dumps({"id": "r1", "instruction": "Sum the positive values.", "solution": RUST_V3}) + "\n")
+
+    runner = CliRunner()
+    added = runner.invoke(app, ["languages", "add", "Rust", "--grammar", "tree-sitter-rust", "--ext", ".rs", "--comment",
+                                "line_comment", "--comment", "block_comment", "--function", "function_item", "--class", "struct_item"])
+    assert added.exit_code == 0, added.output
+    config = tmp_path / "rust.yaml"
+    config.write_text(yaml.safe_dump({
+        "run_dir": str(tmp_path / "run"), "num_shards": 1, "runner": {"running_mode": "in_memory", "workers": 1},
+        "stages": {"mine": {"repos": [str(repo.path)]},
+                   "synthesize": {"instruct": [{"name": "rust-tasks", "path": str(instruct), "language": "Rust"}]},
+                   "parse": {}},
+    }))
+    result = runner.invoke(app, ["run", str(config)])
+    assert result.exit_code == 0, result.output
+
+    run_dir = tmp_path / "run"
+    pairs = read_rows(str(run_dir / "parse"), Candidate)
+    assert {(pair["language"], pair["criterion"]) for pair in pairs} == {("Rust", "Functional Correctness"), ("Rust", "Runtime Efficiency")}
+    assert all(pair["chosen_facts"]["functions"][0]["name"] == "total" for pair in pairs)
+    drops = {drop["key"]: drop["reason"] for drop in read_rows(str(run_dir / "synthesize" / "_dropped"), Drop)}
+    assert drops == {"instruct/rust-tasks/r1": "no_mutation_operators"} and StageManifest.read(str(run_dir / "synthesize")).dropped == {"no_mutation_operators": 1}
