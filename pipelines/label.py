@@ -168,6 +168,10 @@ class Label(Stage):
     key_field = "pair_id"
 
     @classmethod
+    def local_files(cls, config: StageConfig) -> str:
+        return f"the judges' answer cache (SQLite, RUN_DIR/{STAGE}{CACHE_FILE})"
+
+    @classmethod
     def progress(cls, config: StageConfig, context: StageContext, stage_dir: str, records_in: int) -> Progress:
         """Answers in the cache (earlier runs' included) of the answers this stage needs."""
         label: LabelConfig = config  # type: ignore[assignment]

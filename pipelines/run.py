@@ -79,6 +79,11 @@ def pipeline_for(runner: RunnerConfig, label: str) -> beam.Pipeline:
     return beam.Pipeline(options=PipelineOptions([f"--runner={runner.name}", *runner.options]))
 
 
+def is_object_store(path: str) -> bool:
+    """gs://, s3:// and the like: Beam's file systems reach them, plain file APIs (SQLite, DuckDB) do not."""
+    return "://" in path and not path.startswith("file://")
+
+
 def stage_order(config: RunConfig, selected: list[str] | None = None) -> list[str]:
     """Configured stages in dependency order (inputs first), optionally only the selected ones."""
     configured = list(config.stages)
@@ -203,6 +208,11 @@ def run_stage(
     """
     stage_cls = STAGES[name]
     stage_config = config.stage_config(name)
+    needs_path = stage_cls.local_files(stage_config)
+    if needs_path and (is_object_store(config.run_dir) or is_object_store(output_dir or "")):
+        raise ConfigError(f"stage {name!r} keeps {needs_path}, which needs a file-system path, but run_dir is "
+                          f"{config.run_dir!r}: use a run directory on a file system every worker mounts (NFS, Filestore, "
+                          "a gcsfuse or s3fs mount), or run this stage on a separate config whose run_dir is local")
     stage_dir = output_dir or FileSystems.join(config.run_dir, name)
     if input_dirs is None:
         input_dirs = {up: FileSystems.join(config.run_dir, up) for up in stage_cls.input_stages(stage_config)}

@@ -95,6 +95,12 @@ class Stage:
         raise NotImplementedError
 
     @classmethod
+    def local_files(cls, config: StageConfig) -> str | None:
+        """What this stage keeps that needs a file-system path (a SQLite cache, files a local program reads),
+        so that its run directory cannot be an object store such as gs:// (default: nothing; Beam IO only)."""
+        return None
+
+    @classmethod
     def progress(cls, config: StageConfig, context: StageContext, stage_dir: str, records_in: int) -> Progress | None:
         """What the run polls for a progress bar while this stage runs (default: none; a spinner and the time)."""
         return None
@@ -133,6 +139,10 @@ class TaskStage(Stage):
     output_kind: ClassVar[str]  # what the manifest says the directory holds, e.g. "RewardModel v1"
     key_field = ""
     resumable: ClassVar[bool] = False  # True: an unfinished attempt with the same config keeps its files (checkpoints)
+
+    @classmethod
+    def local_files(cls, config: StageConfig) -> str | None:
+        return "a program's working files (checkpoints, models, scores)"
 
     def execute(self, stage_dir: str) -> TaskResult:
         """Do the work, writing into `stage_dir` (empty); the upstream directories are in `self.context.input_dirs`."""

@@ -173,6 +173,10 @@ class Assemble(Stage):
 
         return fingerprint_files([b.path for b in config.benchmarks])
 
+    @classmethod
+    def local_files(cls, config: StageConfig) -> str:
+        return "the dataset card (DuckDB reads the shards it describes)"
+
     def build(self, pipeline: beam.Pipeline, inputs: dict[str, beam.PCollection]) -> StageResult:
         config: AssembleConfig = self.config  # type: ignore[assignment]
         prepared = (

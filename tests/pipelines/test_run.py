@@ -207,6 +207,29 @@ def test_a_run_killed_mid_stage_resumes_without_redoing_or_duplicating(tmp_path,
     assert not (run_dir / "sample_filter" / "_attempt").exists()
 
 
+def test_the_package_builds_as_beam_stages_it_for_remote_workers(tmp_path):
+    """Dataflow, Flink and Spark workers get codepref from `--setup_file pyproject.toml`: Beam builds an
+    sdist offline (`python -m build --no-isolation --sdist`); it must hold the code and its data files."""
+    import tarfile
+
+    from apache_beam.runners.portability.stager import Stager
+
+    sdist = Stager._build_setup_package(str(REPO / "pyproject.toml"), str(tmp_path))
+    names = tarfile.open(sdist).getnames()
+    for wanted in ("pipelines/run.py", "parsers/languages.yaml", "pipelines/assemble/templates/system_prompt.v1.j2",
+                   "pipelines/synthesize/aspect_terms/runtime_efficiency.txt", "schemas/records.py", "storage/parquet.py"):
+        assert any(name.endswith(wanted) for name in names), wanted
+
+
+def test_stages_that_keep_local_files_refuse_an_object_store_run_dir():
+    from pipelines.config import import_builtin_stages
+
+    import_builtin_stages()
+    config = RunConfig(run_dir="gs://bucket/run", stages={"label": {}})
+    with pytest.raises(ConfigError, match=r"stage 'label' keeps the judges' answer cache .* run_dir is 'gs://bucket/run'"):
+        run(config)
+
+
 def test_the_demo_config_is_valid():
     config = load_config(REPO / "configs" / "demo.yaml")
     assert stage_order(config) == ["mine", "synthesize", "parse", "dedup", "label", "assemble", "train", "eval"]
