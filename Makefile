@@ -30,6 +30,10 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/codepref run configs/demo.yaml
+	$(MAKE) --no-print-directory runs/demo/audit/report.html
+
+# The label audit, redone only when the label stage was.
+runs/demo/audit/report.html: runs/demo/label/_manifest.json
 	$(BIN)/codepref audit run runs/demo
 
 bench: $(STAMP)

@@ -209,7 +209,8 @@ def run_command(
             outcomes = run(config, selected=selected, force=force, on_stage=report, on_start=progress.started)
     except (ConfigError, RegistryError, GrammarError) as error:
         _fail(str(error))
-    summary = Table("stage", "state", "in", "out", "dropped", "seconds", "output", title=f"run {config.run_dir}")
+    summary = Table("stage", "state", "in", "out", "dropped", "seconds", title=f"run {config.run_dir}")
+    summary.add_column("output", overflow="fold")
     for outcome in outcomes:
         m = outcome.manifest
         summary.add_row(m.stage, "skipped" if outcome.skipped else "done", f"{m.records_in:,}", f"{m.records_out:,}",

@@ -43,6 +43,11 @@ class RunConfig(BaseModel):
     run_dir: str = Field("runs/default", description="Directory (local or gs://, s3://) the stages write into.")
     num_shards: int = Field(4, ge=1, description="Parquet shards per stage output.")
     runner: RunnerConfig = Field(default_factory=RunnerConfig, description="The Beam runner.")
+    stage_runners: dict[str, RunnerConfig] = Field(
+        default_factory=dict,
+        description="Stage name -> a runner for that stage alone, e.g. {label: {running_mode: in_memory}} so that a CPU "
+        "box runs one in-process judge engine on all its cores instead of one per worker.",
+    )
     languages: list[str] = Field(
         default_factory=list, description="Extra language registry files merged over the packaged one."
     )
@@ -52,6 +57,10 @@ class RunConfig(BaseModel):
     stages: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="Stage name -> its config (an empty mapping takes the defaults)."
     )
+
+    def runner_for(self, name: str) -> RunnerConfig:
+        """The runner of one stage: its own when `stage_runners` names it, else the run's."""
+        return self.stage_runners.get(name, self.runner)
 
     def stage_config(self, name: str) -> StageConfig:
         """The validated config of one stage."""
@@ -110,6 +119,9 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ru
         import_plugins(config.plugins)
     except ConfigError as error:
         raise ConfigError(f"{path}: {error}") from None
+    for name in config.stage_runners:
+        if name not in config.stages:
+            raise ConfigError(f"{path}: stage_runners.{name}: not a configured stage; configured: {', '.join(config.stages)}")
     for name in config.stages:
         if name not in STAGES:
             raise ConfigError(f"{path}: stages.{name}: unknown stage; known: {', '.join(STAGES.names()) or 'none'}")
@@ -128,9 +140,13 @@ _WRAP = 100
 
 def reference_yaml(stages: list[str] | None = None) -> str:
     """A commented YAML run config: every key of the run and of each stage (the built-in stages by
-    default, in registration order) at its default, each under its description."""
+    default, in pipeline order) at its default, each under its description."""
     import_builtin_stages()
-    builtin = [name for name in STAGES.names() if STAGES[name].__module__.startswith("pipelines.")]
+    def place(name: str) -> int:  # the order of BUILTIN_STAGE_MODULES, whatever order they were imported in
+        module = STAGES[name].__module__
+        return next((i for i, prefix in enumerate(BUILTIN_STAGE_MODULES) if module.startswith(prefix)), len(BUILTIN_STAGE_MODULES))
+
+    builtin = sorted((name for name in STAGES.names() if STAGES[name].__module__.startswith("pipelines.")), key=place)
     names = stages if stages is not None else builtin
     unknown = [name for name in names if name not in STAGES]
     if unknown:

@@ -246,7 +246,7 @@ def run_stage(
     namespace = metrics_namespace(name)
     started, clock = datetime.now(timezone.utc), time.monotonic()
 
-    pipeline = pipeline_for(config.runner, f"codepref-{name}")
+    pipeline = pipeline_for(config.runner_for(name), f"codepref-{name}")
     inputs = {
         up: pipeline
         | f"Read_{up}" >> ReadRecords(directory, input_types[up])

@@ -54,8 +54,22 @@ class AnswerCache:
         # Beam may call a DoFn's setup and its process methods from different threads (one at a time):
         # the connection is not bound to the thread that opened it.
         self._connection = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
-        self._connection.execute("PRAGMA journal_mode=WAL")
+        self._use_wal()
         self._connection.execute(SCHEMA)
+
+    def _use_wal(self) -> None:
+        """Switch the file to write-ahead logging once (the mode is kept in the file). The switch needs the
+        file to itself, and the busy timeout does not cover it, so a reader (another worker, a progress bar)
+        that has it open makes us wait and try again."""
+        for attempt in range(100):
+            try:
+                if self._connection.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    self._connection.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or attempt == 99:
+                    raise
+                time.sleep(0.05 + 0.01 * attempt)
 
     def get_many_by_key(self, keys: Iterable[str]) -> dict[str, str]:
         """Answers by their key strings (as votes record them)."""

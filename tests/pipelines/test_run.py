@@ -67,7 +67,7 @@ def test_stages_write_shards_manifests_and_drops(tmp_path, commits_file):
     flt = StageManifest.read(str(tmp_path / "run" / "sample_filter"))
     assert (flt.records_in, flt.records_out, flt.dropped) == (40, 32, {"short_message": 8})
     assert flt.inputs == {"sample_source": source.config_hash}
-    assert flt.config == {"min_message": 10}
+    assert flt.config == {"min_message": 10, "stall_once": ""}
     assert {"apache-beam", "pyarrow", "tree-sitter", "python"} <= set(flt.versions)
     assert flt.started <= flt.finished
 
@@ -228,6 +228,25 @@ def test_stages_that_keep_local_files_refuse_an_object_store_run_dir():
     config = RunConfig(run_dir="gs://bucket/run", stages={"label": {}})
     with pytest.raises(ConfigError, match=r"stage 'label' keeps the judges' answer cache .* run_dir is 'gs://bucket/run'"):
         run(config)
+
+
+def test_a_stage_can_have_its_own_runner(tmp_path, commits_file, monkeypatch):
+    import pipelines.run as run_module
+
+    path = write_config(tmp_path, commits_file, mode="multi_processing", workers=2)
+    document = yaml.safe_load(path.read_text())
+    document["stage_runners"] = {"sample_filter": {"running_mode": "in_memory", "workers": 1}}
+    path.write_text(yaml.safe_dump(document))
+    used = {}
+    original = run_module.pipeline_for
+    monkeypatch.setattr(run_module, "pipeline_for", lambda runner, label: used.setdefault(label, runner) and original(runner, label))
+    run(load_config(path))
+    assert used["codepref-sample_source"].running_mode == "multi_processing"
+    assert used["codepref-sample_filter"].running_mode == "in_memory"
+    document["stage_runners"] = {"nope": {}}
+    path.write_text(yaml.safe_dump(document))
+    with pytest.raises(ConfigError, match="stage_runners.nope: not a configured stage"):
+        load_config(path)
 
 
 def test_the_demo_config_is_valid():
