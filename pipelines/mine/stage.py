@@ -28,7 +28,17 @@ from pipelines.mine.rules import (
 )
 from pipelines.stage import DROPPED, Stage, StageConfig, StageResult, drop_record, metrics_namespace, register_stage
 from schemas import Commit, to_row
-from storage.git import Change, GitReadError, head_commit, is_repository, license_text, open_repository, read_blob, walk_changes
+from storage.git import (
+    Change,
+    GitReadError,
+    head_commit,
+    is_repository,
+    license_text,
+    open_repository,
+    read_blob,
+    truncated_history_objects,
+    walk_changes,
+)
 
 STAGE = "mine"
 TABLE_COLUMNS = ("commit", "subject", "message", "repos", "license", "unix_time", "old_contents", "new_contents")
@@ -179,6 +189,11 @@ class MineRepository(beam.DoFn):
         except GitReadError as error:
             yield drop_record(STAGE, path, "unreadable_repository", str(error), entry)
             return
+        truncated = truncated_history_objects(repo)  # before libgit2 reads any: it would hang on them
+        if truncated:
+            detail = f"{len(truncated)} truncated loose objects ({', '.join(truncated[:3])}); `git fsck` lists them; none of its commits mined"
+            yield drop_record(STAGE, name, "corrupt_object", detail, {"repo": name, "path": path})
+            return
         license_id = entry.get("license")
         if license_id is None:
             found = license_text(repo)
@@ -281,7 +296,8 @@ def _table_rows(path: str) -> beam.PTransform:
         if missing:
             raise ConfigError(f"{path}: commit table lacks columns {missing}")
         return beam.io.ReadFromParquet(path) | beam.Map(lambda row, source=path: (source, row))
-    return beam.io.ReadFromText(path) | beam.Map(lambda line, source=path: (source, line))
+    # Lines as bytes: one that is not UTF-8 is a counted drop naming the file, not a crash of the stage.
+    return beam.io.ReadFromText(path, coder=beam.coders.BytesCoder()) | beam.Map(lambda line, source=path: (source, line))
 
 
 class MineTableRow(beam.DoFn):
@@ -301,9 +317,13 @@ class MineTableRow(beam.DoFn):
         source, raw = item
         row, reason = _table_row(raw)
         if row is None:
-            yield drop_record(STAGE, source, *_split_reason(reason), {"source": source, "row": str(raw)[:2000]})  # type: ignore[arg-type]
+            text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else str(raw)
+            yield drop_record(STAGE, source, *_split_reason(reason), {"source": source, "row": text[:2000]})  # type: ignore[arg-type]
             return
-        reason, record = self._check(row)
+        try:
+            reason, record = self._check(row)
+        except (TypeError, ValueError) as error:  # a value of the wrong kind (a unix_time that is no number)
+            reason, record = f"malformed_row: {type(error).__name__}: {error}", None
         if reason is None:
             yield to_row(record)
         else:
@@ -366,6 +386,11 @@ def _bytes(value: Any) -> bytes | None:
 
 
 def _table_row(raw: Any) -> tuple[dict[str, Any] | None, str | None]:
+    if isinstance(raw, bytes):
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            return None, f"malformed_row: not UTF-8 (invalid byte {raw[error.start:error.start + 1].hex()} at offset {error.start})"
     if isinstance(raw, str):
         try:
             raw = json.loads(raw)
@@ -422,10 +447,23 @@ def _pull_request_commits(pipeline: beam.Pipeline, path: str) -> beam.PCollectio
             | "ParsePullRequestCsv" >> beam.Map(lambda line, header=_csv_header(path): dict(zip(header, next(csv.reader([line])))))
         )
     else:
-        rows = pipeline | "ReadPullRequests" >> beam.io.ReadFromText(path) | "ParsePullRequestJson" >> beam.Map(json.loads)
+        rows = (
+            pipeline
+            | "ReadPullRequests" >> beam.io.ReadFromText(path, coder=beam.coders.BytesCoder())
+            | "ParsePullRequestJson" >> beam.FlatMap(_pull_request_row)
+        )
     return rows | "PullRequestKeys" >> beam.FlatMap(
         lambda row: [(str(row.get("commit") or row.get("sha")).lower(), True)] if (row.get("commit") or row.get("sha")) else []
     )
+
+
+def _pull_request_row(line: bytes) -> Iterator[dict[str, Any]]:
+    """A merged-PR JSON line as a dict; a malformed one is counted (it names no commit to keep)."""
+    row, _ = _table_row(line)
+    if row is None and line.strip():
+        beam.metrics.Metrics.counter(metrics_namespace(STAGE), "malformed_pull_request_rows").inc()
+    if row is not None:
+        yield row
 
 
 def _csv_header(path: str) -> list[str]:
