@@ -188,14 +188,34 @@ RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 REJECT_STATUS = frozenset({400, 413, 422})
 
 
+class MalformedAnswer(ValueError):
+    """A server's 200 answer that is not a chat completion with the choices asked for (retried)."""
+
+
+def _choice_texts(response: Any, n: int) -> list[str]:
+    """The texts of a completion's `n` choices in index order, or MalformedAnswer saying what is wrong."""
+    choices = getattr(response, "choices", None)
+    if not isinstance(choices, list):
+        raise MalformedAnswer(f"not a chat completion: {str(response)[:200]!r}")
+    if len(choices) != n:
+        raise MalformedAnswer(f"{len(choices)} choices where {n} were asked for")
+    try:
+        ordered = sorted(choices, key=lambda choice: choice.index)
+        return [choice.message.content or "" for choice in ordered]
+    except (AttributeError, TypeError) as error:
+        raise MalformedAnswer(f"a choice without a message: {error}") from None
+
+
 @BACKENDS.register("openai")
 class OpenAIBackend:
     """An OpenAI-compatible chat completions server (`vllm serve`, or a hosted API).
 
     Requests run `concurrency` at a time. A request that fails with a connection error, a
-    timeout, 408, 429 or 5xx is retried after an exponential, jittered delay (a `Retry-After`
-    header is honoured), up to `max_retries` times; then `BackendUnavailable` is raised. The key is
-    read from the environment variable `api_key_env` (never logged); a local server needs none.
+    timeout, 408, 429 or 5xx, or whose answer is malformed (not JSON, cut short, without the `n`
+    choices asked for), is retried after an exponential, jittered delay (a `Retry-After` header is
+    honoured), up to `max_retries` times; then `BackendUnavailable` is raised. The key is read from
+    the environment variable `api_key_env`; it is cut out of every message this backend raises or
+    returns, even where a server echoes it back.
     """
 
     name = "openai"
@@ -276,21 +296,27 @@ class OpenAIBackend:
                     model=self.model, messages=conversation, n=n, temperature=sampling.temperature, top_p=sampling.top_p,
                     max_tokens=sampling.max_tokens, seed=seed, extra_body=extra,
                 )
-                choices = sorted(response.choices, key=lambda choice: choice.index)
-                return [choice.message.content or "" for choice in choices]
-            except (openai.APIConnectionError, openai.APIStatusError) as error:
+                return _choice_texts(response, n)
+            except (openai.APIConnectionError, openai.APIStatusError, MalformedAnswer, json.JSONDecodeError) as error:
                 status = getattr(error, "status_code", None)
                 if status in REJECT_STATUS:  # this request is at fault (too long, say): the others go on
-                    return Rejected(f"{status}: {error.message}"[:500])
+                    return Rejected(self._redact(f"{status}: {error.message}")[:500])  # type: ignore[union-attr]
                 if status is not None and status not in RETRY_STATUS:  # 401, 403, 404: every request would fail
-                    raise BackendUnavailable(f"{self.base_url}: {status} {error.message}") from error
+                    # `from None`: the cause holds the server's body, which may echo the key back.
+                    raise BackendUnavailable(self._redact(f"{self.base_url}: {status} {error.message}")) from None  # type: ignore[union-attr]
                 if attempt == self.max_retries:
+                    what = f"malformed answer: {error}" if isinstance(error, ValueError) else f"{type(error).__name__}: {error}"
                     raise BackendUnavailable(
-                        f"{self.base_url}: still failing after {self.max_retries} retries ({type(error).__name__}: {error})"
-                    ) from error
+                        self._redact(f"{self.base_url}: still failing after {self.max_retries} retries ({what[:500]})")
+                    ) from None
                 self.retries += 1
                 time.sleep(self._delay(attempt, error))
         raise AssertionError("unreachable")
+
+    def _redact(self, text: str) -> str:
+        """`text` without the API key (a server may echo it back in an error body)."""
+        key = os.environ.get(self.api_key_env)
+        return text.replace(key, "[api key]") if key else text
 
     def _delay(self, attempt: int, error: Exception) -> float:
         response = getattr(error, "response", None)
