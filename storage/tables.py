@@ -140,7 +140,7 @@ class ReadTableRows(beam.PTransform):
                          | "ReadParquet" >> beam.io.ReadAllFromParquet(with_filename=True))
         if kinds["jsonl"]:
             parts.append(pbegin | "JsonlFiles" >> beam.Create(kinds["jsonl"])
-                         | "ReadJsonl" >> beam.io.ReadAllFromText(with_filename=True)
+                         | "ReadJsonl" >> beam.io.ReadAllFromText(with_filename=True, coder=beam.coders.BytesCoder())
                          | "ParseJsonl" >> beam.FlatMap(_jsonl_row))
         if kinds["json"]:
             parts.append(pbegin | "JsonFiles" >> beam.Create(kinds["json"])
@@ -154,8 +154,22 @@ def _dataset_shard_rows(index: int, path: str, split: str | None, shards: int) -
         yield "", row
 
 
+def _not_utf8(text: str) -> str | None:
+    """Why text decoded with surrogateescape was not valid UTF-8, or None when it was."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        byte = text[error.start].encode("utf-8", errors="surrogateescape").hex()
+        return f"not UTF-8 (invalid byte {byte} at character {error.start}): "
+    return None
+
+
 def _json_row(line: str) -> dict[str, Any] | str:
-    """A JSON line as a dict, or the line itself when it is not a JSON object."""
+    """A JSON line as a dict, or the line itself when it is not a JSON object (prefixed with why,
+    when it is not UTF-8: such a row is dropped, never read with its bytes replaced)."""
+    bad = _not_utf8(line)
+    if bad:
+        return bad + line.encode("utf-8", errors="surrogateescape").decode("utf-8", errors="replace")
     try:
         row = json.loads(line)
     except ValueError:
@@ -163,16 +177,16 @@ def _json_row(line: str) -> dict[str, Any] | str:
     return row if isinstance(row, dict) else line
 
 
-def _jsonl_row(item: tuple[str, str]) -> Iterator[tuple[str, dict[str, Any] | str]]:
+def _jsonl_row(item: tuple[str, bytes]) -> Iterator[tuple[str, dict[str, Any] | str]]:
     file, line = item
     if line.strip():
-        yield file, _json_row(line)
+        yield file, _json_row(line.decode("utf-8", errors="surrogateescape"))
 
 
 def _json_file_rows(file: str) -> Iterator[tuple[str, dict[str, Any] | str]]:
     """The rows of a JSON file: the elements of a top-level array, else its JSON lines."""
     with FileSystems.open(file) as handle:
-        text = handle.read().decode("utf-8", errors="replace")
+        text = handle.read().decode("utf-8", errors="surrogateescape")
     if text.lstrip().startswith("["):
         try:
             rows = json.loads(text)
@@ -180,7 +194,12 @@ def _json_file_rows(file: str) -> Iterator[tuple[str, dict[str, Any] | str]]:
             rows = None
         if isinstance(rows, list):
             for row in rows:
-                yield file, row if isinstance(row, dict) else json.dumps(row)
+                encoded = json.dumps(row, ensure_ascii=False)
+                bad = _not_utf8(encoded)
+                if bad:
+                    yield file, bad + encoded.encode("utf-8", errors="surrogateescape").decode("utf-8", errors="replace")
+                else:
+                    yield file, row if isinstance(row, dict) else encoded
             return
     for line in text.split("\n"):
         if line.strip():

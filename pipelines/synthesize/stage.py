@@ -319,7 +319,8 @@ def _read_instruct(pipeline: beam.Pipeline, source: InstructSource, label: str) 
     elif source.path.lower().endswith(".parquet"):
         lines = pipeline | f"Read_{label}" >> beam.io.ReadFromParquet(source.path)
     else:
-        lines = pipeline | f"Read_{label}" >> beam.io.ReadFromText(source.path)
+        # Lines as bytes: one that is not UTF-8 is a counted drop naming the file, not a crash of the stage.
+        lines = pipeline | f"Read_{label}" >> beam.io.ReadFromText(source.path, coder=beam.coders.BytesCoder())
     items = lines | f"Items_{label}" >> beam.ParDo(_InstructItem(source)).with_outputs(DROPPED, main="items")
     if source.limit:
         limited = (
@@ -340,15 +341,27 @@ class _InstructItem(beam.DoFn):
 
     def process(self, row: Any) -> Iterator[Any]:
         source = self.source
+        where = source.path or source.name
+        if isinstance(row, bytes):
+            try:
+                row = row.decode("utf-8")
+            except UnicodeDecodeError as error:
+                detail = f"not UTF-8 (invalid byte {row[error.start:error.start + 1].hex()} at offset {error.start})"
+                yield drop_record(STAGE, where, "malformed_row", detail, row.decode("utf-8", errors="replace")[:2000])
+                return
         if isinstance(row, str):
             try:
                 row = json.loads(row)
             except ValueError as error:
-                yield drop_record(STAGE, source.path or source.name, "malformed_row", f"not JSON ({error})", row[:2000])
+                yield drop_record(STAGE, where, "malformed_row", f"not JSON ({error})", row[:2000])
                 return
         missing = [c for c in (source.instruction_column, source.solution_column) if not isinstance(row, dict) or c not in row]
         if missing:
-            yield drop_record(STAGE, source.path or source.name, "missing_columns", f"lacks {missing}", str(row)[:2000])
+            yield drop_record(STAGE, where, "missing_columns", f"lacks {missing}", str(row)[:2000])
+            return
+        not_text = [c for c in (source.instruction_column, source.solution_column) if not isinstance(row[c], str)]
+        if not_text:
+            yield drop_record(STAGE, where, "malformed_row", f"{not_text} not text", str(row)[:2000])
             return
         row_id = row.get(source.id_column)
         if row_id is None:
