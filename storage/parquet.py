@@ -50,9 +50,13 @@ def write_rows(path: str, rows: list[dict[str, Any]], record_type: type) -> int:
 
 
 def _write_table(path: str, table: pa.Table) -> None:
-    with FileSystems.create(path) as handle:
-        # Small row groups let readers stream a shard instead of loading it whole.
-        pq.write_table(table, handle, compression="zstd", row_group_size=ROW_GROUP_ROWS)
+    try:
+        with FileSystems.create(path) as handle:
+            # Small row groups let readers stream a shard instead of loading it whole.
+            pq.write_table(table, handle, compression="zstd", row_group_size=ROW_GROUP_ROWS)
+    except OSError as error:  # a full disk says only "No space left on device": name the file
+        raise OSError(error.errno, f"{path}: cannot be written ({error.strerror or error}); free space and rerun "
+                                   "(finished stages are kept, this one is redone)") from error
 
 
 def _first_bad_row(rows: list[dict[str, Any]], schema: pa.Schema) -> str:
