@@ -1,0 +1,206 @@
+"""What untrusted code and data cannot do: escape the execution sandbox (processes, network, files,
+environment), steer a path out of the run directory, or carry a secret into logs and manifests.
+
+test_synthesize.py::test_sandbox_contains covers an infinite loop, a memory hog, a connection to
+the internet, a write into /usr and a fork bomb that must time out; the tests here add what those
+leave open: nothing of a fork bomb outlives the sandbox, a server on the host's own loopback is out
+of reach, the host's files (the run directory among them) are neither visible nor writable.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import sqlite3
+import tempfile
+import threading
+import time
+import traceback
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from pipelines.config import RunConfig, import_builtin_stages
+from pipelines.run import run
+from pipelines.synthesize.sandbox import SandboxLimits, run_python
+from schemas import Candidate, Commit, Drop
+from storage import read_rows
+from tests.fake_judge import FaultyJudge
+from tests.pipelines.test_faults import candidates, label_config
+
+LIMITS = SandboxLimits(seconds=2, memory_bytes=256 * 2**20, processes=16)
+SANDBOX_COMMAND = ["-I", "-B", "program.py"]  # how the sandbox's interpreter is started (pipelines/synthesize/sandbox.py)
+
+
+def sandboxed_processes() -> list[int]:
+    """Processes running a sandboxed program, found by their command line."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                arguments = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if [a.decode(errors="replace") for a in arguments[1:4]] == SANDBOX_COMMAND:
+                found.append(int(entry.name))
+    return found
+
+
+def test_a_fork_bomb_is_held_to_the_process_limit_and_nothing_of_it_outlives_the_sandbox():
+    program = (
+        "import os, time\n"
+        "children = 0\n"
+        "while True:\n"
+        "    try:\n"
+        "        pid = os.fork()\n"
+        "    except OSError:\n"
+        "        break\n"
+        "    if pid == 0:\n"
+        "        time.sleep(60)\n"
+        "        os._exit(0)\n"
+        "    children += 1\n"
+        "print(children, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    assert not sandboxed_processes()
+    result = run_python(program, LIMITS)
+    assert result.timed_out and result.seconds < LIMITS.seconds + 5
+    assert 0 <= int(result.stdout.strip()) < LIMITS.processes  # fork refused at the limit
+    deadline = time.monotonic() + 5
+    while sandboxed_processes() and time.monotonic() < deadline:  # the kernel reaps a dead namespace lazily
+        time.sleep(0.05)
+    assert not sandboxed_processes()
+
+
+def test_a_server_on_the_hosts_loopback_is_out_of_reach():
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    accepted: list[object] = []
+    thread = threading.Thread(target=lambda: accepted.append(listener.accept()), daemon=True)
+    thread.start()
+    try:
+        program = f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=1)\nprint('connected')\n"
+        result = run_python(program, LIMITS)
+        assert not result.passed and "connected" not in result.stdout
+        assert "ConnectionRefusedError" in result.stderr or "OSError" in result.stderr
+        assert not accepted
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()  # the host itself reaches it
+        thread.join(timeout=2)
+        assert accepted
+    finally:
+        listener.close()
+
+
+def test_host_files_are_neither_visible_nor_writable_and_the_environment_stays_outside(tmp_path, monkeypatch):
+    secret = tmp_path / "run" / "secret.txt"
+    secret.parent.mkdir()
+    secret.write_text("do not read me")
+    monkeypatch.setenv("CODEPREF_TEST_SECRET", "hunter2-in-the-environment")
+    outside = Path(tempfile.gettempdir())
+    before = set(outside.iterdir())
+    program = f"""
+import os
+attempts = {{"read_run_dir": lambda: open({str(secret)!r}).read(),
+            "write_run_dir": lambda: open({str(tmp_path / 'run' / 'planted.txt')!r}, "w").write("x"),
+            "write_parent": lambda: open("../escape.txt", "w").write("x"),
+            "write_tmp": lambda: open("/tmp/escape.txt", "w").write("x"),
+            "write_root": lambda: open("/escape.txt", "w").write("x")}}
+for name, attempt in attempts.items():
+    try:
+        attempt()
+        print(name, "ok")
+    except OSError as error:
+        print(name, "refused", type(error).__name__)
+print("env", sorted(k for k in os.environ if "SECRET" in k or "hunter2" in os.environ[k]))
+"""
+    result = run_python(program, LIMITS)
+    assert result.passed, result.stderr
+    lines = dict(line.split(" ", 1) for line in result.stdout.strip().splitlines())
+    assert lines["read_run_dir"].startswith("refused") and lines["write_run_dir"].startswith("refused")
+    assert lines["env"] == "[]"
+    # What the program may write outside its directory (/ and /tmp are the sandbox's own tmpfs) stays there.
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["secret.txt"]
+    assert not (outside / "escape.txt").exists() and not Path("/escape.txt").exists()
+    assert {p for p in set(outside.iterdir()) - before if "escape" in p.name} == set()
+
+
+def test_names_from_data_never_become_paths_outside_the_run_directory(tmp_path, monkeypatch):
+    """Repository names, file paths, commit ids and row ids that look like paths stay data."""
+    import_builtin_stages()
+    monkeypatch.chdir(tmp_path)
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    hostile = ["../../../escape", "/tmp/codepref-abs-escape", "..", "a/../../b"]
+    base = {"subject": "Fix bug in the edge case of the loop", "message": "Fix bug in the edge case of the loop",
+            "license": "mit", "unix_time": 1_500_000_000,
+            "old_contents": "def f(xs):\n    for x in xs:\n        if x:\n            return x\n",
+            "new_contents": "def f(xs):\n    for x in xs:\n        if x is not None:\n            return x\n"}
+    table = inputs / "commits.jsonl"
+    table.write_text("".join(json.dumps({**base, "commit": f"{i:040x}", "repos": name, "file_path": f"{name}/m.py"}) + "\n"
+                             for i, name in enumerate(hostile)) + json.dumps({**base, "commit": "../../../../x", "repos": "ok",
+                                                                              "file_path": "/etc/passwd.py"}) + "\n")
+    rows = inputs / "instruct.jsonl"
+    rows.write_text("".join(json.dumps({"id": name, "instruction": "Return the larger.",
+                                        "solution": "def larger(a, b):\n    if a > b:\n        return a\n    return b\n"}) + "\n"
+                            for name in hostile))
+    run_dir = tmp_path / "run"
+    stages = {"mine": {"tables": [str(table)]}, "synthesize": {"instruct": [{"name": "rows", "path": str(rows)}]}, "parse": {}}
+    before = {p for p in tmp_path.parent.rglob("*") if tmp_path not in p.parents}
+    run(RunConfig(run_dir=str(run_dir), num_shards=2, runner={"running_mode": "in_memory", "workers": 1}, stages=stages))
+
+    mined = {r["commit"]: r for r in read_rows(str(run_dir / "mine"), Commit)}
+    assert {r["repo"] for r in mined.values()} == {*hostile, "ok"}  # kept as data, not altered
+    pairs = {r["pair_id"] for r in read_rows(str(run_dir / "parse"), Candidate)}
+    assert {f"instruct/rows/{name}" for name in hostile} <= pairs
+    assert "commit/../../../escape/" + f"{0:040x}" + "/functional-correctness" in pairs
+    written = {p for p in tmp_path.rglob("*") if p.is_file()}
+    assert all(run_dir in p.parents or inputs in p.parents for p in written), sorted(map(str, written))
+    assert {p for p in tmp_path.parent.rglob("*") if tmp_path not in p.parents} == before  # nothing beside the test's folder
+    assert not Path("/tmp/codepref-abs-escape").exists() and not Path("/etc/passwd.py").exists()
+    assert not (tmp_path / "../../../escape").resolve().exists()
+    parts = {str(p.relative_to(run_dir)) for p in run_dir.rglob("*") if p.is_file()}
+    assert all(p.split("/")[0] in ("mine", "synthesize", "parse") for p in parts)
+
+
+SECRET = "sk-test-7f3c9e1d5b2a4c6e8f0a1b2c3d4e5f60"
+
+
+def every_text_in(run_dir: Path) -> str:
+    """Every file of a run directory as text: JSON as is, Parquet rows as JSON, the answer cache's rows."""
+    texts = []
+    for path in sorted(p for p in run_dir.rglob("*") if p.is_file()):
+        if path.suffix == ".parquet":
+            texts.append(json.dumps(pq.read_table(path).to_pylist(), default=str))
+        elif path.suffix == ".sqlite":
+            with sqlite3.connect(path) as connection:
+                texts.append(json.dumps(connection.execute("SELECT * FROM answers").fetchall()))
+        elif path.name.endswith(("-wal", "-shm")):
+            texts.append(path.read_bytes().decode("latin-1"))
+        else:
+            texts.append(path.read_text(errors="replace"))
+    return "\n".join(texts)
+
+
+def test_an_api_key_never_reaches_logs_errors_manifests_or_drop_records(tmp_path, faulty_judge, monkeypatch, caplog, capfd):
+    monkeypatch.setenv("CODEPREF_JUDGE_KEY", SECRET)
+    caplog.set_level(logging.DEBUG)
+    run_dir = tmp_path / "run"
+    candidates(run_dir, 3)
+    FaultyJudge.echo_auth = True  # every error body repeats the Authorization header, key included
+    FaultyJudge.refuse = {"p1"}
+    FaultyJudge.faults = ["500"] * 3  # the first request fails for good (2 retries): the stage stops
+    config = label_config(run_dir, faulty_judge, api_key_env="CODEPREF_JUDGE_KEY", max_retries=2)
+    with pytest.raises(Exception) as failed:
+        run(config)
+    error_text = "".join(traceback.format_exception(failed.value))
+    assert "scripted 500" in error_text and SECRET not in error_text  # the error is shown, the key is not
+
+    (outcome,) = run(config)  # the server answers now, but still refuses p1 (echoing the key)
+    assert outcome.manifest.dropped == {"judge_rejected": 1}
+    (drop,) = read_rows(str(run_dir / "label" / "_dropped"), Drop)
+    assert "scripted 400 (you sent Bearer [api key])" in drop["detail"]
+    assert SECRET not in every_text_in(run_dir)
+    captured = capfd.readouterr()
+    assert SECRET not in captured.out + captured.err and SECRET not in caplog.text
