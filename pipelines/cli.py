@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -182,6 +183,7 @@ def run_command(
     """Run the configured stages; finished stages whose config is unchanged are skipped."""
     # Beam is slow to import and noisy about optional cloud clients; only this command needs it.
     logging.getLogger().setLevel(logging.ERROR)
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # the in-process judge engine: warnings only (workers inherit it)
     from pipelines.config import ConfigError, load_config
     from pipelines.progress import RunProgress
     from pipelines.run import run, stage_range

@@ -73,7 +73,8 @@ def pipeline_for(runner: RunnerConfig, label: str) -> beam.Pipeline:
     """A Beam pipeline on the configured runner; FnApiRunner is set explicitly (no Prism download)."""
     if runner.name == "FnApiRunner":
         _tune_malloc()
-        args = [f"--direct_running_mode={runner.running_mode}", f"--direct_num_workers={runner.workers}"]
+        args = [f"--direct_running_mode={runner.running_mode}", f"--direct_num_workers={runner.workers}",
+                "--default_sdk_harness_log_level=WARNING"]  # local workers: no INFO line per worker start and stop
         options = PipelineOptions([*args, *runner.options, f"--job_name={label}"])
         return beam.Pipeline(runner=FnApiRunner(), options=options)
     return beam.Pipeline(options=PipelineOptions([f"--runner={runner.name}", *runner.options]))
