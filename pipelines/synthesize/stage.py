@@ -253,6 +253,10 @@ class Synthesize(Stage):
             places.append(config.classifier.path)
         return fingerprint_files(places)
 
+    @classmethod
+    def local_files(cls, config: SynthesizeConfig) -> str | None:  # type: ignore[override]
+        return f"the LLM tasks' answer cache (SQLite, RUN_DIR/{LLM_CACHE_FILE})" if config.llm else None
+
     def build(self, pipeline: beam.Pipeline, inputs: dict[str, beam.PCollection]) -> StageResult:
         config: SynthesizeConfig = self.config  # type: ignore[assignment]
         outputs, dropped = [], []

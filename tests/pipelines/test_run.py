@@ -228,6 +228,9 @@ def test_stages_that_keep_local_files_refuse_an_object_store_run_dir():
     config = RunConfig(run_dir="gs://bucket/run", stages={"label": {}})
     with pytest.raises(ConfigError, match=r"stage 'label' keeps the judges' answer cache .* run_dir is 'gs://bucket/run'"):
         run(config)
+    llm = RunConfig(run_dir="s3://bucket/run", stages={"synthesize": {"inputs": [], "llm": {}}})
+    with pytest.raises(ConfigError, match=r"stage 'synthesize' keeps the LLM tasks' answer cache"):
+        run(llm)
 
 
 def test_a_stage_can_have_its_own_runner(tmp_path, commits_file, monkeypatch):
