@@ -186,7 +186,7 @@ def run_command(
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # the in-process judge engine: warnings only (workers inherit it)
     from pipelines.config import ConfigError, load_config
     from pipelines.progress import RunProgress
-    from pipelines.run import run, stage_range
+    from pipelines.run import StageFailed, run, stage_range
 
     if stages and (from_stage or to_stage):
         _fail("give either --stages or --from/--to, not both")
@@ -209,6 +209,8 @@ def run_command(
                                  f"({m.seconds:.1f} s)")
 
             outcomes = run(config, selected=selected, force=force, on_stage=report, on_start=progress.started)
+    except StageFailed as error:
+        _fail(error.summary, code=1)
     except (ConfigError, RegistryError, GrammarError) as error:
         _fail(str(error))
     summary = Table("stage", "state", "in", "out", "dropped", "seconds", title=f"run {config.run_dir}")
@@ -227,7 +229,7 @@ def _run_one_stage(
     """Run one stage outside a run directory: its config from `--config` (if any) plus the flags."""
     logging.getLogger().setLevel(logging.ERROR)
     from pipelines.config import ConfigError, RunConfig, import_builtin_stages, load_config
-    from pipelines.run import run_registry, run_stage
+    from pipelines.run import StageFailed, run_registry, run_stage
 
     try:
         import_builtin_stages()
@@ -240,6 +242,8 @@ def _run_one_stage(
         registry, registry_id = run_registry(config)
         inputs = {"input": input_dir} if input_dir else None
         return run_stage(config, name, registry, registry_id, force=force, output_dir=out, input_dirs=inputs)
+    except StageFailed as error:
+        _fail(error.summary, code=1)
     except (ConfigError, RegistryError, GrammarError) as error:
         _fail(str(error))
 

@@ -41,6 +41,21 @@ class StageOrderError(ConfigError):
     """A stage's inputs are neither configured nor already produced in the run directory."""
 
 
+class StageFailed(RuntimeError):
+    """A stage's pipeline or program failed. `summary` names the stage and the cause in a few lines and says
+    how to resume; the message adds the cause's whole text (Beam's includes the worker's traceback)."""
+
+    def __init__(self, stage: str, stage_dir: str, cause: BaseException):
+        text = str(cause).strip()
+        last = next((line.strip() for line in reversed(text.splitlines()) if line.strip()), "")
+        reason = f"{type(cause).__name__}: {last}"[:1000]
+        died = " (a worker process died; out of memory?)" if "Channel closed prematurely" in text else ""
+        self.stage, self.stage_dir = stage, stage_dir
+        self.summary = (f"stage {stage!r} failed{died}: {reason}\n{stage_dir} holds no finished output of it; the stages "
+                        "finished before it are kept: rerun the same command to resume")
+        super().__init__(f"{self.summary}\n\n{type(cause).__name__}: {text}")
+
+
 @dataclass(frozen=True)
 class StageOutcome:
     """What happened to one stage in a run."""
@@ -239,8 +254,20 @@ def run_stage(
     if on_start is not None:
         context = StageContext(run_dir=config.run_dir, registry=registry, input_dirs=dict(input_dirs))
         on_start(name, stage_cls.progress(stage_config, context, stage_dir, records_in))
-    if issubclass(stage_cls, TaskStage):
-        return _run_task(stage_cls, config, stage_config, registry, stage_dir, dict(input_dirs), wanted, upstream)
+    try:
+        if issubclass(stage_cls, TaskStage):
+            return _run_task(stage_cls, config, stage_config, registry, stage_dir, dict(input_dirs), wanted, upstream)
+        return _run_pipeline(stage_cls, config, stage_config, registry, stage_dir, dict(input_dirs), input_types, wanted, upstream)
+    except ConfigError:
+        raise
+    except Exception as error:
+        raise StageFailed(name, stage_dir, error) from error
+
+
+def _run_pipeline(stage_cls: type[Stage], config: RunConfig, stage_config: Any, registry: LanguageRegistry, stage_dir: str,
+                  input_dirs: dict[str, str], input_types: dict[str, type], wanted: str, upstream: dict[str, str]) -> StageOutcome:
+    """A Beam stage: its pipeline into the attempt directory, then the shards moved into place, then the manifest."""
+    name = stage_cls.name
     _reset_dir(stage_dir)
     attempt = FileSystems.join(stage_dir, ATTEMPT_DIR)
     FileSystems.mkdirs(attempt)

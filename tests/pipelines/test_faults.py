@@ -154,8 +154,6 @@ def test_a_worker_killed_mid_stage_fails_the_stage_and_the_rerun_has_every_row_o
     assert outcome.manifest.records_out == 24 and not (tmp_path / "run" / "dying_source" / "_attempt").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="pipelines/run.py and cli.py: a stage whose pipeline fails is not named; "
-                                      "the CLI prints a Python traceback (fix requested from the run/cli owner)")
 def test_the_cli_names_the_failed_stage_and_says_a_rerun_resumes(tmp_path):
     from typer.testing import CliRunner
 
