@@ -281,7 +281,8 @@ def _run_pipeline(stage_cls: type[Stage], config: RunConfig, stage_config: Any, 
         | _count(f"Count_{up}", namespace, "records_in")
         for up, directory in input_dirs.items()
     }
-    stage = stage_cls(stage_config, StageContext(run_dir=config.run_dir, registry=registry, input_dirs=dict(input_dirs)))
+    stage = stage_cls(stage_config, StageContext(run_dir=config.run_dir, registry=registry, input_dirs=dict(input_dirs),
+                                                 input_types=dict(input_types)))
     result = stage.build(pipeline, inputs)
     (
         result.rows

@@ -41,6 +41,7 @@ class StageContext:
     run_dir: str
     registry: LanguageRegistry = field(compare=False)
     input_dirs: dict[str, str] = field(default_factory=dict)  # upstream name -> directory, for stages that read twice
+    input_types: dict[str, type] = field(default_factory=dict)  # upstream name -> the record type read from it
 
 
 @dataclass(frozen=True)

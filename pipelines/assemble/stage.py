@@ -24,7 +24,7 @@ from pipelines.assemble.system_prompts import SystemPromptShares, draw
 from pipelines.dedup.stage import KEYS, DedupConfig, FindDuplicates, candidate_rank, candidate_text
 from pipelines.stage import DROPPED, SideTable, Stage, StageConfig, StageResult, apply_filter, drop_record, metrics_namespace, register_stage
 from schemas import ASPECTS, LANGUAGES, BenchRow, ContaminationReport, CorpusRow, Origin, from_row, to_row
-from storage import StageManifest
+from storage import ReadRecords, StageManifest
 
 
 HOLDOUT_TABLE = "holdout"  # the held-out pairs' folder inside the stage directory
@@ -54,8 +54,9 @@ class AssembleConfig(StageConfig):
 class Prepare(beam.DoFn):
     """A kept judged pair, or an unjudged candidate, as one flat entry with its vote totals and system prompt."""
 
-    def __init__(self, config: AssembleConfig):
+    def __init__(self, config: AssembleConfig, counted: bool = True):
         self.config = config
+        self.counted = counted  # False when the same pairs are prepared a second time (read again, not held)
 
     def process(self, row: dict[str, Any]) -> Iterator[Any]:
         namespace = metrics_namespace(STAGE)
@@ -74,7 +75,8 @@ class Prepare(beam.DoFn):
                               f"{entry['language']!r} is not one of the corpus's ClassLabel names", {"pair_id": entry["pair_id"]})
             return
         mode, system = draw(entry["pair_id"], entry["criterion"], self.config.system_prompts, self.config.seed)
-        Metrics.counter(namespace, f"system_prompt_{mode}").inc()
+        if self.counted:
+            Metrics.counter(namespace, f"system_prompt_{mode}").inc()
         yield {**entry, "system": system, "votes": votes}
 
 
@@ -199,10 +201,24 @@ class Assemble(Stage):
             dropped.append(contaminated)
             report = contaminated | "ContaminationReport" >> _contamination_report(config.benchmarks, config.contamination_ngram)
             tables["decontamination"] = SideTable(report, ContaminationReport, "benchmark")
+        # The pairs that passed are read and prepared again where they are needed after the duplicates are
+        # found, rather than held in memory until then (at 100k pairs that buffer was most of the stage's memory).
+        passed = beam.pvalue.AsDict(entries | "PassedIds" >> beam.Map(lambda entry: (entry["pair_id"], None)))
+
+        def reread(label: str) -> beam.PCollection:
+            reads = [pipeline | f"{label}_{name}" >> ReadRecords(directory, self.context.input_types[name])
+                     for name, directory in self.context.input_dirs.items()]
+            return (
+                reads
+                | f"{label}_All" >> beam.Flatten()
+                | f"{label}_Passed" >> beam.Filter(lambda row, ids: row["pair_id"] in ids, ids=passed)
+                | f"{label}_Prepare" >> beam.ParDo(Prepare(config, counted=False))
+            )
+
         decisions, members = entries | "FinalDedup" >> FindDuplicates(
-            STAGE, "pair_id", candidate_rank, candidate_text(KEYS[config.dedup.key]), config.dedup
+            STAGE, "pair_id", candidate_rank, candidate_text(KEYS[config.dedup.key]), config.dedup, reread=reread
         )
-        deduped = entries | "ApplyDedup" >> beam.ParDo(_ApplyDecisions(), beam.pvalue.AsDict(decisions)).with_outputs(
+        deduped = reread("Reread") | "ApplyDedup" >> beam.ParDo(_ApplyDecisions(), beam.pvalue.AsDict(decisions)).with_outputs(
             DROPPED, main="kept")
         dropped.append(deduped[DROPPED])
         kept = deduped.kept
