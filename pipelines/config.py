@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import importlib
+import textwrap
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from pipelines.stage import STAGES, StageConfig
 
@@ -165,14 +167,10 @@ def reference_yaml(stages: list[str] | None = None) -> str:
 
 
 def _comment(text: str, indent: str) -> list[str]:
-    import textwrap
-
     return [f"{indent}# {line}" for line in textwrap.wrap(text, _WRAP - len(indent) - 2)]
 
 
 def _model_lines(model: type[BaseModel], values: dict[str, Any], indent: str, skip: set[str] = frozenset()) -> list[str]:  # type: ignore[assignment]
-    from pydantic import TypeAdapter
-
     lines: list[str] = []
     for name, field in model.model_fields.items():
         if name in skip:
@@ -207,8 +205,6 @@ def _model_lines(model: type[BaseModel], values: dict[str, Any], indent: str, sk
 
 def _inner_model(annotation: Any) -> type[BaseModel] | None:
     """The model a field holds when it is list[M], M | None or a union of models (the first)."""
-    import typing
-
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
     for argument in typing.get_args(annotation):

@@ -156,6 +156,11 @@ class _Sampled(beam.DoFn):
             yield drop_record(STAGE, row["pair_id"], "not_sampled", f"outside the sample of {len(lowest)}", {"pair_id": row["pair_id"]})
 
 
+def cache_path(run_dir: str) -> str:
+    """The judges' answer cache: beside the stage directory, so that it survives the stage being redone."""
+    return FileSystems.join(run_dir, f"{STAGE}{CACHE_FILE}")
+
+
 @register_stage
 class Label(Stage):
     """LLM judges vote on every pair in both orders; every answer cached, every vote kept."""
@@ -177,7 +182,7 @@ class Label(Stage):
         label: LabelConfig = config  # type: ignore[assignment]
         pairs = min(records_in, label.sample) if label.sample else records_in
         total = pairs * label.votes * len(label.judges)
-        cache, judges = FileSystems.join(context.run_dir, f"{STAGE}{CACHE_FILE}"), [judge.judge for judge in label.judges]
+        cache, judges = cache_path(context.run_dir), [judge.judge for judge in label.judges]
         return Progress("answers", lambda: (min(count_answers(cache, judges), total), total))
 
     def build(self, pipeline: beam.Pipeline, inputs: dict[str, beam.PCollection]) -> StageResult:
@@ -186,8 +191,7 @@ class Label(Stage):
             from pipelines.config import ConfigError
 
             raise ConfigError(f"stages.label.votes: {config.votes} is odd; votes are split evenly over both orders")
-        # The cache sits beside the stage directory, so that it survives the stage being redone.
-        cache_path = FileSystems.join(self.context.run_dir, f"{STAGE}{CACHE_FILE}")
+        cache = cache_path(self.context.run_dir)
         candidates = list(inputs.values()) | "AllCandidates" >> beam.Flatten()
         dropped = []
         if config.sample:
@@ -201,6 +205,6 @@ class Label(Stage):
         judged = (
             candidates
             | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=config.batch_size)
-            | "Judge" >> beam.ParDo(JudgeBatch(config, cache_path)).with_outputs(DROPPED, main="judged")
+            | "Judge" >> beam.ParDo(JudgeBatch(config, cache)).with_outputs(DROPPED, main="judged")
         )
         return StageResult(judged.judged, [*dropped, judged[DROPPED]])

@@ -12,6 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+METRICS_FILE = "metrics.jsonl"  # the trainer's log, one JSON object a line (read by the run's progress bar)
+
 
 class TrainConfig(BaseModel):
     """A Bradley-Terry reward-model training run."""

@@ -10,9 +10,7 @@ from typing import Any
 from pydantic import Field, create_model
 
 from pipelines.stage import Progress, StageConfig, StageContext, TaskResult, TaskStage, register_stage
-from pipelines.train.config import TrainConfig
-
-METRICS_FILE = "metrics.jsonl"  # the trainer's log (pipelines.train.trainer.METRICS_FILE; not imported: it loads torch)
+from pipelines.train.config import METRICS_FILE, TrainConfig
 
 # Every training option of TrainConfig, except what the run decides (data, output folder, resuming).
 _RUN_DECIDES = ("data", "output_dir", "resume", "stop_after_steps")

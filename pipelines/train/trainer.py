@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pipelines.train.config import TrainConfig
+from pipelines.train.config import METRICS_FILE, TrainConfig
 from pipelines.train.data import PairEncoder, collate, prepare_pairs
 from pipelines.train.model import RewardModel, export_sequence_classifier, pair_loss
 
@@ -34,7 +34,6 @@ STATE_FILE = "trainer_state.json"
 WEIGHTS_FILE = "model.safetensors"
 OPTIMIZER_FILE = "optimizer.pt"
 SCHEDULER_FILE = "scheduler.pt"
-METRICS_FILE = "metrics.jsonl"
 DROPPED_FILE = "dropped.jsonl"
 RESULT_FILE = "train_result.json"
 MODEL_DIR = "model"
