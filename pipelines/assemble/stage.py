@@ -102,31 +102,16 @@ def holdout_rank(pair_id: str) -> int:
     return int.from_bytes(hashlib.blake2b(pair_id.encode("utf-8"), digest_size=8, person=b"holdout").digest(), "big")
 
 
-class _HoldOut(beam.PTransform):
-    """Split entries into (corpus, held out): the `count` entries of lowest hold-out rank are held out."""
-
-    def __init__(self, count: int):
-        super().__init__()
-        self.count = count
-
-    def expand(self, entries: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
-        chosen = (
-            entries
-            | "Ranks" >> beam.Map(lambda entry: (holdout_rank(entry["pair_id"]), entry["pair_id"]))
-            | "Lowest" >> beam.combiners.Top.Smallest(self.count)
-            | "Ids" >> beam.Map(lambda ranked: {pair_id for _, pair_id in ranked})
-        )
-        split = entries | "Split" >> beam.ParDo(_SplitHeldOut(), beam.pvalue.AsSingleton(chosen)).with_outputs(HOLDOUT_TABLE, main="corpus")
-        return split.corpus, split[HOLDOUT_TABLE]
-
-
-class _SplitHeldOut(beam.DoFn):
-    def process(self, entry: dict[str, Any], held_out: set[str]) -> Iterator[Any]:
-        if entry["pair_id"] in held_out:
-            Metrics.counter(metrics_namespace(STAGE), "held_out").inc()
-            yield beam.pvalue.TaggedOutput(HOLDOUT_TABLE, entry)
-        else:
-            yield entry
+@beam.ptransform_fn
+def _HeldOutIds(passed_ids: beam.PCollection, decisions: Any, count: int) -> beam.PCollection:
+    """The ids of the `count` kept pairs of lowest hold-out rank, as one set (computed from ids, no pair is held)."""
+    return (
+        passed_ids
+        | "KeptIds" >> beam.Filter(lambda pair_id, dropped: pair_id not in dropped, dropped=decisions)
+        | "Ranks" >> beam.Map(lambda pair_id: (holdout_rank(pair_id), pair_id))
+        | "Lowest" >> beam.combiners.Top.Smallest(count)
+        | "AsSet" >> beam.Map(lambda ranked: {pair_id for _, pair_id in ranked})
+    )
 
 
 def _contamination_report(benchmarks: list[BenchmarkFile], ngram: int) -> beam.PTransform:
@@ -151,12 +136,17 @@ def _contamination_report(benchmarks: list[BenchmarkFile], ngram: int) -> beam.P
 
 
 class _ApplyDecisions(beam.DoFn):
-    def process(self, entry: dict[str, Any], decisions: dict[str, tuple[str, str]]) -> Iterator[Any]:
+    """Drop the final dedup's duplicates; send the held-out pairs to their table; the rest is the corpus."""
+
+    def process(self, entry: dict[str, Any], decisions: dict[str, tuple[str, str]], held_out: Any = frozenset()) -> Iterator[Any]:
         decision = decisions.get(entry["pair_id"])
-        if decision is None:
-            yield entry
-        else:
+        if decision is not None:
             yield drop_record(STAGE, entry["pair_id"], decision[0], decision[1], {"pair_id": entry["pair_id"]})
+        elif entry["pair_id"] in held_out:
+            Metrics.counter(metrics_namespace(STAGE), "held_out").inc()
+            yield beam.pvalue.TaggedOutput(HOLDOUT_TABLE, entry)
+        else:
+            yield entry
 
 
 @register_stage
@@ -203,7 +193,8 @@ class Assemble(Stage):
             tables["decontamination"] = SideTable(report, ContaminationReport, "benchmark")
         # The pairs that passed are read and prepared again where they are needed after the duplicates are
         # found, rather than held in memory until then (at 100k pairs that buffer was most of the stage's memory).
-        passed = beam.pvalue.AsDict(entries | "PassedIds" >> beam.Map(lambda entry: (entry["pair_id"], None)))
+        passed_ids = entries | "PassedIds" >> beam.Map(lambda entry: entry["pair_id"])
+        passed = beam.pvalue.AsDict(passed_ids | "PassedSet" >> beam.Map(lambda pair_id: (pair_id, None)))
 
         def reread(label: str) -> beam.PCollection:
             reads = [pipeline | f"{label}_{name}" >> ReadRecords(directory, self.context.input_types[name])
@@ -218,13 +209,14 @@ class Assemble(Stage):
         decisions, members = entries | "FinalDedup" >> FindDuplicates(
             STAGE, "pair_id", candidate_rank, candidate_text(KEYS[config.dedup.key]), config.dedup, reread=reread
         )
-        deduped = reread("Reread") | "ApplyDedup" >> beam.ParDo(_ApplyDecisions(), beam.pvalue.AsDict(decisions)).with_outputs(
-            DROPPED, main="kept")
-        dropped.append(deduped[DROPPED])
-        kept = deduped.kept
+        decided = beam.pvalue.AsDict(decisions)
+        held_out = beam.pvalue.AsSingleton(passed_ids | "HoldOut" >> _HeldOutIds(decided, config.holdout)) if config.holdout else frozenset()
+        final = reread("Reread") | "ApplyDedup" >> beam.ParDo(_ApplyDecisions(), decided, held_out).with_outputs(
+            DROPPED, HOLDOUT_TABLE, main="kept")
+        dropped.append(final[DROPPED])
+        kept = final.kept
         if config.holdout:
-            kept, held_out = kept | "HoldOut" >> _HoldOut(config.holdout)
-            tables[HOLDOUT_TABLE] = SideTable(held_out | "BenchRows" >> beam.Map(to_bench_row), BenchRow, "id")
+            tables[HOLDOUT_TABLE] = SideTable(final[HOLDOUT_TABLE] | "BenchRows" >> beam.Map(to_bench_row), BenchRow, "id")
         rows = kept | "CorpusRows" >> beam.Map(to_corpus_row)
         return StageResult(rows, dropped, tables)
 
