@@ -3,6 +3,7 @@ tree depth of the code responses, English prompts, benchmark decontamination."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -32,8 +33,28 @@ def tokenizer_file(name: str) -> Path:
     return path
 
 
+def byte_level_slack(tokenizer_json: str) -> int | None:
+    """How many tokens a text can have beyond its UTF-8 length, where the tokenizer bounds it; else None.
+
+    A byte-level BPE without a normalizer turns every token into one or more bytes of the text (plus the
+    prefix space it may add), so a text of n bytes has at most n + slack tokens. Other tokenizers (a
+    normalizer that expands text, SentencePiece's added "▁" token) give no such bound.
+    """
+    spec = json.loads(tokenizer_json)
+    pre = spec.get("pre_tokenizer") or {}
+    steps = pre.get("pretokenizers", []) if pre.get("type") == "Sequence" else [pre]
+    byte_level = [step for step in steps if step.get("type") == "ByteLevel"]
+    if spec.get("normalizer") is not None or spec.get("model", {}).get("type") != "BPE" or not byte_level:
+        return None
+    return sum(1 for step in byte_level if step.get("add_prefix_space", True))
+
+
 class TokenLength(RecordFilter):
-    """Each conversation (system + input + one response) within `max_tokens` of a local tokenizer."""
+    """Each conversation (system + input + one response) within `max_tokens` of a local tokenizer.
+
+    With a byte-level tokenizer, a pair whose byte lengths already fit is passed without encoding it
+    (most pairs: their code is far shorter than the limit); the others are encoded.
+    """
 
     def __init__(self, tokenizer: str, max_tokens: int):
         super().__init__(STAGE, "pair_id")
@@ -43,9 +64,15 @@ class TokenLength(RecordFilter):
         from tokenizers import Tokenizer
 
         self.tokenizer = Tokenizer.from_file(str(tokenizer_file(self.tokenizer_name)))
+        self.slack = byte_level_slack(self.tokenizer.to_str())
 
     def check(self, record: dict[str, Any]) -> Rejection | None:
-        shared = len(self.tokenizer.encode(f"{record['system']}\n{record['prompt']}", add_special_tokens=False).ids)
+        shared_text = f"{record['system']}\n{record['prompt']}"
+        if self.slack is not None:
+            longest = max(len(record["chosen"].encode("utf-8")), len(record["rejected"].encode("utf-8")))
+            if len(shared_text.encode("utf-8")) + longest + 2 * self.slack <= self.max_tokens:
+                return None
+        shared = len(self.tokenizer.encode(shared_text, add_special_tokens=False).ids)
         for side in ("chosen", "rejected"):
             total = shared + len(self.tokenizer.encode(record[side], add_special_tokens=False).ids)
             if total > self.max_tokens:

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines.assemble.decontaminate import BenchmarkError, BenchmarkFile, BenchmarkIndex, words
-from pipelines.assemble.filters import EnglishPrompt, prose
+from pipelines.assemble.filters import EnglishPrompt, TokenLength, byte_level_slack, prose
 from pipelines.assemble.system_prompts import SystemPromptShares, draw
 from pipelines.config import RunConfig, import_builtin_stages
 from pipelines.run import run
@@ -153,6 +153,46 @@ def test_decontamination_index_matches_across_case_and_punctuation(tmp_path):
     assert hit is not None and hit.benchmark == "B"
     with pytest.raises(BenchmarkError, match="row 1 has no 'prompt'"):
         BenchmarkIndex([BenchmarkFile(name="B", path=str(path))], n=13)
+
+
+def test_token_length_byte_shortcut_decides_as_the_tokenizer_does():
+    """Pairs whose bytes fit pass unencoded; at the exact token limit and one below it, the decisions are the encoder's."""
+    texts = [GOOD, BAD, "数组的中位数 " * 40, "emoji 🎉🙂 " * 30, "x=1\n" * 200, "\t\t  \u00a0 é" * 50, "<|im_start|>user " * 20]
+    check = TokenLength("smollm2", 4096)
+    check.setup()
+    assert check.slack == 0
+    encode = check.tokenizer.encode
+    for text in texts:
+        assert len(encode(text, add_special_tokens=False).ids) <= len(text.encode("utf-8"))
+    for i, chosen in enumerate(texts):
+        record = {"pair_id": f"p{i}", "system": "You are a careful reviewer.", "prompt": "Fix it.", "chosen": chosen, "rejected": texts[i - 1]}
+        shared = len(encode("You are a careful reviewer.\nFix it.", add_special_tokens=False).ids)
+        exact = shared + max(len(encode(record[side], add_special_tokens=False).ids) for side in ("chosen", "rejected"))
+        check.max_tokens = exact
+        assert check.check(record) is None
+        check.max_tokens = exact - 1
+        rejection = check.check(record)
+        assert rejection is not None and rejection.reason == "too_many_tokens" and f"{exact} tokens > {exact - 1}" in rejection.detail
+
+
+def test_byte_level_slack_only_where_tokens_are_bounded_by_bytes():
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+
+    def spec(model, normalizer=None, pre=None) -> str:
+        tokenizer = Tokenizer(model)
+        if normalizer is not None:
+            tokenizer.normalizer = normalizer
+        if pre is not None:
+            tokenizer.pre_tokenizer = pre
+        return tokenizer.to_str()
+
+    assert byte_level_slack(spec(models.BPE(), pre=pre_tokenizers.ByteLevel(add_prefix_space=False))) == 0
+    assert byte_level_slack(spec(models.BPE(), pre=pre_tokenizers.ByteLevel(add_prefix_space=True))) == 1
+    sequence = pre_tokenizers.Sequence([pre_tokenizers.Digits(), pre_tokenizers.ByteLevel(add_prefix_space=False)])
+    assert byte_level_slack(spec(models.BPE(), pre=sequence)) == 0
+    assert byte_level_slack(spec(models.BPE(), pre=pre_tokenizers.Metaspace())) is None  # SentencePiece-like: "▁" tokens
+    assert byte_level_slack(spec(models.BPE(), normalizers.NFKC(), pre_tokenizers.ByteLevel())) is None  # NFKC expands text
+    assert byte_level_slack(spec(models.WordLevel({"a": 0}, unk_token="a"), pre=pre_tokenizers.ByteLevel())) is None
 
 
 def test_english_detection_reads_prose_not_code():
