@@ -251,21 +251,21 @@ def run_stage(
         assert existing is not None
         return StageOutcome(name, skipped=True, manifest=existing)
 
+    context = StageContext(run_dir=config.run_dir, registry=registry, input_dirs=dict(input_dirs), input_types=input_types)
     if on_start is not None:
-        context = StageContext(run_dir=config.run_dir, registry=registry, input_dirs=dict(input_dirs))
         on_start(name, stage_cls.progress(stage_config, context, stage_dir, records_in))
     try:
         if issubclass(stage_cls, TaskStage):
-            return _run_task(stage_cls, config, stage_config, registry, stage_dir, dict(input_dirs), wanted, upstream)
-        return _run_pipeline(stage_cls, config, stage_config, registry, stage_dir, dict(input_dirs), input_types, wanted, upstream)
+            return _run_task(stage_cls, stage_config, context, stage_dir, wanted, upstream)
+        return _run_pipeline(stage_cls, config, stage_config, context, stage_dir, wanted, upstream)
     except ConfigError:
         raise
     except Exception as error:
         raise StageFailed(name, stage_dir, error) from error
 
 
-def _run_pipeline(stage_cls: type[Stage], config: RunConfig, stage_config: Any, registry: LanguageRegistry, stage_dir: str,
-                  input_dirs: dict[str, str], input_types: dict[str, type], wanted: str, upstream: dict[str, str]) -> StageOutcome:
+def _run_pipeline(stage_cls: type[Stage], config: RunConfig, stage_config: Any, context: StageContext, stage_dir: str,
+                  wanted: str, upstream: dict[str, str]) -> StageOutcome:
     """A Beam stage: its pipeline into the attempt directory, then the shards moved into place, then the manifest."""
     name = stage_cls.name
     _reset_dir(stage_dir)
@@ -277,12 +277,11 @@ def _run_pipeline(stage_cls: type[Stage], config: RunConfig, stage_config: Any, 
     pipeline = pipeline_for(config.runner_for(name), f"codepref-{name}")
     inputs = {
         up: pipeline
-        | f"Read_{up}" >> ReadRecords(directory, input_types[up])
+        | f"Read_{up}" >> ReadRecords(directory, context.input_types[up])
         | _count(f"Count_{up}", namespace, "records_in")
-        for up, directory in input_dirs.items()
+        for up, directory in context.input_dirs.items()
     }
-    stage = stage_cls(stage_config, StageContext(run_dir=config.run_dir, registry=registry, input_dirs=dict(input_dirs),
-                                                 input_types=dict(input_types)))
+    stage = stage_cls(stage_config, context)
     result = stage.build(pipeline, inputs)
     (
         result.rows
@@ -328,8 +327,8 @@ def _run_pipeline(stage_cls: type[Stage], config: RunConfig, stage_config: Any, 
     return StageOutcome(name, skipped=False, manifest=manifest)
 
 
-def _run_task(stage_cls: type[TaskStage], config: RunConfig, stage_config: Any, registry: LanguageRegistry, stage_dir: str,
-              input_dirs: dict[str, str], wanted: str, upstream: dict[str, str]) -> StageOutcome:
+def _run_task(stage_cls: type[TaskStage], stage_config: Any, context: StageContext, stage_dir: str, wanted: str,
+              upstream: dict[str, str]) -> StageOutcome:
     """A task stage: its own program in place of a Beam pipeline, then the manifest (last, so a crash leaves it undone).
 
     A resumable stage keeps what an unfinished attempt with the same config hash left (its checkpoints);
@@ -342,7 +341,7 @@ def _run_task(stage_cls: type[TaskStage], config: RunConfig, stage_config: Any, 
         Path(stage_dir).mkdir(parents=True, exist_ok=True)
         attempt.write_text(wanted)
     started, clock = datetime.now(timezone.utc), time.monotonic()
-    stage = stage_cls(stage_config, StageContext(run_dir=config.run_dir, registry=registry, input_dirs=input_dirs))
+    stage = stage_cls(stage_config, context)
     result = stage.execute(stage_dir)
     manifest = StageManifest(
         stage=stage_cls.name, config_hash=wanted, schema=stage_cls.output_kind, records_in=result.records_in,

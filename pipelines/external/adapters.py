@@ -321,6 +321,13 @@ class Adapter:
             return Rejection("missing_prompt", "the row has no question or instruction")
         return None
 
+    def code_sides(self, chosen: str, rejected: str, prompt: str | None = None) -> tuple[str, str] | Rejection:
+        """(chosen, rejected) as programs (the longest fenced block of each where the options say `extract_code`),
+        or why they are no preference."""
+        if getattr(self.options, "extract_code", False):
+            chosen, rejected = extract_code(chosen), extract_code(rejected)
+        return self.sides_differ(chosen, rejected, prompt) or (chosen, rejected)
+
 
 ADAPTERS: Registry[type[Adapter]] = Registry("external preference set")
 
@@ -715,12 +722,11 @@ class CodeScaler(Adapter):
             yield Rejection("pass_rate_out_of_range",
                             f"rejected passes {item['rate']:.2f} of the tests; kept: [{self.options.min_rejected_pass_rate}, 1)")
             return
-        unwrap = extract_code if self.options.extract_code else (lambda text: text)
-        chosen, rejected = unwrap(item["positive"]), unwrap(item["negative"])
-        rejection = self.sides_differ(chosen, rejected, item["question"])
-        if rejection:
-            yield rejection
+        sides = self.code_sides(item["positive"], item["negative"], item["question"])
+        if isinstance(sides, Rejection):
+            yield sides
             return
+        chosen, rejected = sides
         detail = f" (rejected passes {item['rate']:.2f} of the tests)" if item["rate"] is not None else ""
         yield self.candidate(key, key, FUNCTIONAL_CORRECTNESS, item["language"], (item["question"], PROMPT_ORIGIN), chosen, rejected,
                              verification=f"unverified here; CodeScaler: chosen passed all tests, rejected failed some{detail}")
@@ -824,12 +830,11 @@ class CodeRPile(Adapter):
             yield Rejection("no_negatives", "the triplet has no hard negatives")
             return
         rank = self.pick_negative(key, len(item["negatives"]))
-        unwrap = extract_code if self.options.extract_code else (lambda text: text)
-        chosen, rejected = unwrap(item["positive"]), unwrap(item["negatives"][rank])
-        rejection = self.sides_differ(chosen, rejected)
-        if rejection:
-            yield rejection
+        sides = self.code_sides(item["positive"], item["negatives"][rank])
+        if isinstance(sides, Rejection):
+            yield sides
             return
+        chosen, rejected = sides
         if item["main"] == "code2code":
             instruction = re.sub(r"\bretrieve\b", "write", item["instruction"], count=1).strip()
             code = f"```{self.fence(item['language'])}\n{item['query'].strip()}\n```"
@@ -887,12 +892,11 @@ class ProSec(Adapter):
 
     def pairs(self, key: str, items: list[dict[str, Any]], statements: dict[str, str]) -> Iterator[Candidate | Rejection]:
         (item,) = items
-        unwrap = extract_code if self.options.extract_code else (lambda text: text)
-        chosen, rejected = unwrap(item["secure"]), unwrap(item["insecure"])
-        rejection = self.sides_differ(chosen, rejected, item["instruction"])
-        if rejection:
-            yield rejection
+        sides = self.code_sides(item["secure"], item["insecure"], item["instruction"])
+        if isinstance(sides, Rejection):
+            yield sides
             return
+        chosen, rejected = sides
         cwe = f" ({item['cwe']})" if item["cwe"] else ""
         yield self.candidate(key, key, SECURITY_HARDNESS, item["language"], (item["instruction"], PROMPT_ORIGIN), chosen, rejected,
                              verification=f"unverified here; ProSec: rejected flagged by a static detector{cwe}, chosen passes it")
@@ -927,12 +931,11 @@ class CyberNative(Adapter):
 
     def pairs(self, key: str, items: list[dict[str, Any]], statements: dict[str, str]) -> Iterator[Candidate | Rejection]:
         (item,) = items
-        unwrap = extract_code if self.options.extract_code else (lambda text: text)
-        chosen, rejected = unwrap(item["chosen"]), unwrap(item["rejected"])
-        rejection = self.sides_differ(chosen, rejected, item["question"])
-        if rejection:
-            yield rejection
+        sides = self.code_sides(item["chosen"], item["rejected"], item["question"])
+        if isinstance(sides, Rejection):
+            yield sides
             return
+        chosen, rejected = sides
         about = f": {item['vulnerability'][:200]}" if item["vulnerability"] else ""
         yield self.candidate(key, key, SECURITY_HARDNESS, item["language"], (item["question"], PROMPT_ORIGIN), chosen, rejected,
                              verification=f"unverified here; CyberNative: synthetic vulnerable answer{about}")
