@@ -238,7 +238,8 @@ class UnitPool:
         self.generated = GeneratedSource(spec.name, vocabulary, seed) if spec.name in GeneratedSource.LANGUAGES else None
         self.buffer: list[Unit] = []
         self.buffer_size = buffer
-        self.seen: deque[Unit] = deque(maxlen=4096)  # a window of used units, to recycle from
+        self.seen: deque[Unit] = deque(maxlen=4096)  # a window of used units, for near copies
+        self.originals: deque[Unit] = deque(maxlen=4096)  # a window of used real or generated units, to recycle from
         self.files_read = 0
         self.recycled = 0
 
@@ -268,6 +269,8 @@ class UnitPool:
         else:  # real files used up and nothing to generate: recycle a used unit, renamed and mutated
             unit = self._recycle()
         self.seen.append(unit)
+        if unit.provenance != "recycled":
+            self.originals.append(unit)
         return unit
 
     def earlier(self) -> Unit | None:
@@ -275,9 +278,13 @@ class UnitPool:
         return self.seen[self.rng.randrange(len(self.seen))] if self.seen else None
 
     def _recycle(self) -> Unit:
-        """A used unit with every identifier renamed (a new document for dedup, the same structure) and one mutation."""
+        """A used unit with every identifier renamed (a new document for dedup, the same structure) and one mutation.
+
+        Always from a unit that is not itself recycled: renaming a renamed unit again would lengthen its names
+        every round (recycled C units grew to 124 KB at 350k pairs before this).
+        """
         self.recycled += 1
-        base = self.seen[self.rng.randrange(len(self.seen))]
+        base = self.originals[self.rng.randrange(len(self.originals))]
         code = rename_identifiers(base.code, self.rng, count=None, suffix=f"_r{self.recycled}")
         try:
             code = mutate(code, self.spec, f"recycle/{self.recycled}").mutant
