@@ -5,10 +5,9 @@ parse -> dedup -> assemble, the dedup output read as unjudged candidates) is com
 every row of every Parquet file it writes: records, drop records and side tables, file by file.
 
 The second run is `codepref run` in a new process with another PYTHONHASHSEED and two worker
-threads: it differs from the first in time, process, hash seed, worker count and bundle order, so
-anything that leaked into the rows from those (an unseeded draw, set order, arrival order) shows.
-(The multi-processing runner costs about 10 s a stage on two cores: its shards are compared on the
-small sample stages in test_run.py, and a worker process dies in test_faults.py.)
+processes (FnApiRunner multi-processing): it differs from the first (one worker, in memory) in time,
+process, hash seed, worker count and bundle order, so anything that leaked into the rows from those (an
+unseeded draw, set order, arrival order) shows.
 """
 
 from __future__ import annotations
@@ -109,7 +108,7 @@ def test_the_same_config_twice_and_on_one_or_two_workers_gives_the_same_rows(tmp
     assert {name.split("/")[0] for name in first} == {"mine", "synthesize", "parse", "dedup", "assemble"}
 
     path = tmp_path / "two.yaml"
-    path.write_text(yaml.safe_dump(config(tmp_path / "two", sources, "multi_threading", 2)))
+    path.write_text(yaml.safe_dump(config(tmp_path / "two", sources, "multi_processing", 2)))
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONHASHSEED": "2024"}
     done = subprocess.run([sys.executable, "-m", "pipelines.cli", "run", str(path)], capture_output=True, text=True,
                           env=env, cwd=REPO, timeout=300)
