@@ -91,6 +91,14 @@ class Stage:
         """What identifies the outside data this stage reads (default: nothing)."""
         return {}
 
+    def read_inputs(self, pipeline: beam.Pipeline, label: str) -> beam.PCollection:
+        """Every upstream record read again, as one PCollection (for stages that re-read rather than hold)."""
+        from storage import ReadRecords
+
+        reads = [pipeline | f"{label}_{name}" >> ReadRecords(directory, self.context.input_types[name])
+                 for name, directory in self.context.input_dirs.items()]
+        return reads | f"{label}_All" >> beam.Flatten()
+
     def build(self, pipeline: beam.Pipeline, inputs: dict[str, beam.PCollection]) -> StageResult:
         """Apply this stage to its input records (rows of the upstream stages)."""
         raise NotImplementedError

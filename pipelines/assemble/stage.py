@@ -24,7 +24,7 @@ from pipelines.assemble.system_prompts import SystemPromptShares, draw
 from pipelines.dedup.stage import KEYS, DedupConfig, FindDuplicates, candidate_rank, candidate_text
 from pipelines.stage import DROPPED, SideTable, Stage, StageConfig, StageResult, apply_filter, drop_record, metrics_namespace, register_stage
 from schemas import ASPECTS, LANGUAGES, BenchRow, ContaminationReport, CorpusRow, Origin, from_row, to_row
-from storage import ReadRecords, StageManifest
+from storage import StageManifest
 
 
 HOLDOUT_TABLE = "holdout"  # the held-out pairs' folder inside the stage directory
@@ -197,11 +197,8 @@ class Assemble(Stage):
         passed = beam.pvalue.AsDict(passed_ids | "PassedSet" >> beam.Map(lambda pair_id: (pair_id, None)))
 
         def reread(label: str) -> beam.PCollection:
-            reads = [pipeline | f"{label}_{name}" >> ReadRecords(directory, self.context.input_types[name])
-                     for name, directory in self.context.input_dirs.items()]
             return (
-                reads
-                | f"{label}_All" >> beam.Flatten()
+                self.read_inputs(pipeline, label)
                 | f"{label}_Passed" >> beam.Filter(lambda row, ids: row["pair_id"] in ids, ids=passed)
                 | f"{label}_Prepare" >> beam.ParDo(Prepare(config, counted=False))
             )

@@ -33,7 +33,6 @@ from parsers import strip_comments
 from pipelines.dedup.minhash import Banding, analyse, estimated_jaccard, optimal_banding
 from pipelines.stage import DROPPED, Stage, StageConfig, StageResult, SideTable, drop_record, metrics_namespace, register_stage
 from schemas import Candidate, ClusterMember
-from storage import ReadRecords
 
 STAGE = "dedup"
 NO_TIME = 2**62  # records without a commit time rank after all dated ones
@@ -380,12 +379,10 @@ class Dedup(Stage):
     def build(self, pipeline: beam.Pipeline, inputs: dict[str, beam.PCollection]) -> StageResult:
         config: DedupConfig = self.config  # type: ignore[assignment]
         records = list(inputs.values()) | "AllCandidates" >> beam.Flatten()
-        directories = dict(self.context.input_dirs)
 
         def reread(label: str) -> beam.PCollection:
             """The records read again (rather than held while the duplicates are found)."""
-            reads = [pipeline | f"{label}_{name}" >> ReadRecords(directory, Candidate) for name, directory in directories.items()]
-            return reads | f"{label}_All" >> beam.Flatten()
+            return self.read_inputs(pipeline, label)
 
         decisions, members = records | "FindDuplicates" >> FindDuplicates(
             STAGE, "pair_id", candidate_rank, candidate_text(KEYS[config.key]), config, reread=reread
