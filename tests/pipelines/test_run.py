@@ -127,6 +127,13 @@ def test_multi_processing_runner_gives_the_same_shards(tmp_path, commits_file):
             assert list(read_rows_of(a)) == list(read_rows_of(b))
 
 
+def test_local_worker_processes_print_no_start_and_stop_lines(tmp_path, commits_file, capfd):
+    run(load_config(write_config(tmp_path, commits_file, mode="multi_processing", workers=2)))
+    printed = capfd.readouterr().err
+    assert "sdk harness starting" not in printed.lower() and "Done consuming work" not in printed
+    assert "semi_persistent_directory" not in printed
+
+
 def read_rows_of(path: Path):
     import pyarrow.parquet as pq
 
