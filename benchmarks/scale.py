@@ -272,12 +272,10 @@ def beam_stage(run_dir: Path, stage: str, workers: int, num_shards: int) -> dict
 
 
 def rows_of(directory: Path) -> Iterator[dict[str, Any]]:
-    """Rows of a stage directory's shards, a row group at a time (as ReadFromParquet reads them)."""
-    from storage import list_parts
+    """Rows of a stage directory's shards, streamed (as ReadFromParquet reads them)."""
+    from storage import read_rows
 
-    for part in list_parts(str(directory)):
-        for batch in pq.ParquetFile(part).iter_batches(batch_size=1000):
-            yield from batch.to_pylist()
+    return read_rows(str(directory))
 
 
 class PlainShardedWriter:
