@@ -249,10 +249,17 @@ def _run_one_stage(
 
 
 def _report_one_stage(outcome, out: str, noun: str) -> None:  # type: ignore[no-untyped-def]
+    """One line from the stage's manifest: records in and out, and the drops. The judge writes every pair it
+    judged, kept or not: its manifest counts the keep decisions, and the line says those instead of 'kept'."""
+    from pipelines.label import PAIRS_KEPT, PAIRS_NOT_KEPT
+
     m = outcome.manifest
     state = "already done" if outcome.skipped else f"{m.seconds:.1f} s"
     drops = ", ".join(f"{k} {v}" for k, v in m.dropped.items()) or "none"
-    stdout.print(f"{m.stage}: {m.records_in} {noun}, {m.records_out} kept ({state}); dropped: {drops}", highlight=False)
+    written = f"{m.records_out} kept"
+    if PAIRS_KEPT in m.counters or PAIRS_NOT_KEPT in m.counters:
+        written = f"{m.records_out} judged: {m.counters.get(PAIRS_KEPT, 0)} kept, {m.counters.get(PAIRS_NOT_KEPT, 0)} not kept"
+    stdout.print(f"{m.stage}: {m.records_in} {noun}, {written} ({state}); dropped: {drops}", highlight=False)
     stdout.print(f"output: {out}", highlight=False)
 
 
@@ -586,17 +593,27 @@ def config_check(
     logging.getLogger().setLevel(logging.ERROR)
     import yaml
 
-    from pipelines.config import ConfigError, load_config
+    from pipelines.config import ConfigError, check_stages, load_config
     from pipelines.run import stage_order
+    from pipelines.stage import STAGES
 
     try:
         config = load_config(config_file)
+    except ConfigError as error:
+        _fail(str(error))
+    try:
         order = stage_order(config)
+        check_stages(config, order)  # what the run checks before it builds a stage: the language registry, files named
         resolved = {name: config.stage_config(name).model_dump(mode="json") for name in order}
     except (ConfigError, RegistryError, GrammarError) as error:
-        _fail(str(error))
+        _fail("\n".join(f"{config_file}: {line}" for line in str(error).splitlines()))
     stdout.print(f"{config_file}: valid; stages in run order: {', '.join(order) or 'none'}; run directory {config.run_dir}",
                  highlight=False)
+    for name in order:
+        for upstream in STAGES[name].input_stages(config.stage_config(name)):
+            if upstream not in config.stages:
+                stdout.print(f"{name} reads {upstream} from the run directory ({config.run_dir}/{upstream}): not configured here, "
+                             "so it must have finished there before the run", highlight=False)
     if show:
         document = {**config.model_dump(mode="json", exclude={"stages"}), "stages": resolved}
         sys.stdout.write(yaml.safe_dump(document, sort_keys=False))

@@ -11,6 +11,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from parsers import LanguageRegistry
 from pipelines.stage import STAGES, StageConfig
 
 
@@ -77,7 +78,8 @@ def _describe(error: ValidationError, prefix: str = "") -> str:
     lines = []
     for problem in error.errors():
         location = ".".join(str(part) for part in (prefix, *problem["loc"]) if part != "")
-        lines.append(f"{location}: {problem['msg']}")
+        message = problem["msg"].removeprefix("Value error, ")  # our validators' own words, without pydantic's label
+        lines.append(f"{location}: {message}")
     return "; ".join(lines)
 
 
@@ -107,6 +109,14 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ru
         document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder; give the config file (YAML) itself") from None
+    except UnicodeDecodeError as error:
+        line = error.object[: error.start].count(b"\n") + 1
+        raise ConfigError(f"{path}: line {line} is not UTF-8 text (byte {error.object[error.start]:#04x}); "
+                          "save the config as UTF-8") from None
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read the config: {error.strerror}") from None
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML: {error}") from None
     if not isinstance(document, dict):
@@ -128,10 +138,49 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ru
         if name not in STAGES:
             raise ConfigError(f"{path}: stages.{name}: unknown stage; known: {', '.join(STAGES.names()) or 'none'}")
         try:
-            config.stage_config(name)
+            stage_config = config.stage_config(name)
         except ConfigError as error:
             raise ConfigError(f"{path}: {error}") from None
+        # An input need not be configured (a run may read a finished stage from its directory), but it must be a stage.
+        unknown = [upstream for upstream in STAGES[name].input_stages(stage_config) if upstream not in STAGES]
+        if unknown:
+            key = f"stages.{name}.inputs" if "inputs" in type(stage_config).model_fields else f"stages.{name}"
+            raise ConfigError(f"{path}: {key}: unknown stages {unknown}; known: {', '.join(STAGES.names())}")
     return config
+
+
+def check_stages(config: RunConfig, names: list[str] | None = None, registry: LanguageRegistry | None = None) -> None:
+    """The checks of a run that need more than the config file: each stage's `Stage.check` (against the run's
+    language registry, and cheap looks at the files its config names) and whether a stage that keeps local files
+    has a file-system run directory. `codepref config check` runs them, and the run before it builds any stage.
+    Raises one ConfigError naming every problem, one a line. `names`: the stages to check (default: all configured)."""
+    from pipelines.run import run_registry  # run imports this module
+
+    if registry is None:
+        registry, _ = run_registry(config)
+    problems = []
+    for name in config.stages if names is None else names:
+        try:
+            stage_config = config.stage_config(name)
+            refuse_object_store(config, name)
+            STAGES[name].check(stage_config, registry)
+        except ConfigError as error:
+            problems.append(str(error))
+    if problems:
+        raise ConfigError("\n".join(problems))
+
+
+def refuse_object_store(config: RunConfig, name: str, output_dir: str | None = None) -> None:
+    """A stage that keeps local files (a SQLite cache, a program's working files) needs a run directory (and an
+    output directory) on a file system, not an object store such as gs://."""
+    from pipelines.run import is_object_store
+
+    stage = STAGES[name]
+    needs_path = stage.local_files(config.stage_config(name))
+    if needs_path and (is_object_store(config.run_dir) or is_object_store(output_dir or "")):
+        raise ConfigError(f"stage {name!r} keeps {needs_path}, which needs a file-system path, but run_dir is "
+                          f"{config.run_dir!r}: use a run directory on a file system every worker mounts (NFS, Filestore, "
+                          "a gcsfuse or s3fs mount), or run this stage on a separate config whose run_dir is local")
 
 
 # --- the documented reference: every key, its default and its meaning, as YAML -------------------------------------

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -27,6 +27,7 @@ from storage.answers import AnswerCache, AnswerKey, count_answers
 
 STAGE = "label"
 CACHE_FILE = "_answers.sqlite"
+PAIRS_KEPT, PAIRS_NOT_KEPT = "pairs_kept", "pairs_not_kept"  # counters of the keep rule's decisions (every judged pair is written)
 
 
 class JudgeConfig(BackendConfig):
@@ -44,14 +45,6 @@ class LabelConfig(StageConfig):
 
     inputs: list[str] = Field(default_factory=lambda: ["dedup"], description="Stages whose Candidate records are judged.")
     judges: list[JudgeConfig] = Field(default_factory=lambda: [JudgeConfig(model="smollm2")], description="Judge models.")
-
-    @field_validator("judges")
-    @classmethod
-    def _distinct_judges(cls, judges: list[JudgeConfig]) -> list[JudgeConfig]:
-        names = [judge.judge for judge in judges]
-        if not judges or len(set(names)) != len(names):
-            raise ValueError(f"judges need distinct names (give `name` to tell apart judges of one model): {names}")
-        return judges
     votes: int = Field(8, ge=2, description="Votes per judge and pair, half in each order (must be even).")
     temperature: float = Field(0.8, ge=0.0, description="Sampling temperature.")
     top_p: float = Field(0.95, gt=0.0, le=1.0, description="Nucleus sampling.")
@@ -60,11 +53,26 @@ class LabelConfig(StageConfig):
     seed: int = Field(0, description="Base seed; each pair and order derive their own from it.")
     min_matches: int = Field(6, ge=0, description="Keep rule: votes that must agree with the expected direction.")
     max_contradictions: int = Field(1, ge=0, description="Keep rule: votes that may oppose it.")
-    consensus: str = Field("all", description="Several judges: 'all' must pass, or 'pooled' votes.")
+    consensus: Literal["all", "pooled"] = Field("all", description="Several judges: 'all' must pass, or 'pooled' votes.")
     batch_size: int = Field(16, ge=1, description="Pairs judged per request batch.")
     sample: int | None = Field(
         None, ge=1, description="Judge only this many pairs, those whose pair-id hash is lowest (the rest dropped as not_sampled)."
     )
+
+    @field_validator("judges")
+    @classmethod
+    def _distinct_judges(cls, judges: list[JudgeConfig]) -> list[JudgeConfig]:
+        names = [judge.judge for judge in judges]
+        if not judges or len(set(names)) != len(names):
+            raise ValueError(f"judges need distinct names (give `name` to tell apart judges of one model): {names}")
+        return judges
+
+    @field_validator("votes")
+    @classmethod
+    def _even_votes(cls, votes: int) -> int:
+        if votes % 2:
+            raise ValueError(f"{votes} is odd; votes are split evenly over both orders (give an even number)")
+        return votes
 
 
 class JudgeBatch(beam.DoFn):
@@ -136,7 +144,7 @@ class JudgeBatch(beam.DoFn):
                     Metrics.counter(namespace, f"votes_{result}").inc()
                     votes.append(Vote(judge.judge, self.task.template_id, order, sample, seed, verdict, result, key.key, parsed.reason))
         kept, reason = self.rule.decide(votes)
-        Metrics.counter(namespace, "pairs_kept" if kept else "pairs_not_kept").inc()
+        Metrics.counter(namespace, PAIRS_KEPT if kept else PAIRS_NOT_KEPT).inc()
         return JudgedPair(
             pair_id=row["pair_id"], candidate=from_row(Candidate, row), votes=votes, chosen_first=count(votes, "chosen_first"),
             chosen_second=count(votes, "chosen_second"), margin=margin(votes), kept=kept, keep_reason=reason,
@@ -187,10 +195,6 @@ class Label(Stage):
 
     def build(self, pipeline: beam.Pipeline, inputs: dict[str, beam.PCollection]) -> StageResult:
         config: LabelConfig = self.config  # type: ignore[assignment]
-        if config.votes % 2:
-            from pipelines.config import ConfigError
-
-            raise ConfigError(f"stages.label.votes: {config.votes} is odd; votes are split evenly over both orders")
         cache = cache_path(self.context.run_dir)
         candidates = list(inputs.values()) | "AllCandidates" >> beam.Flatten()
         dropped = []

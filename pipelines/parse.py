@@ -117,11 +117,16 @@ class Parse(Stage):
     output_type = Candidate
     key_field = "pair_id"
 
+    @classmethod
+    def check(cls, config: ParseConfig, registry: LanguageRegistry) -> None:  # type: ignore[override]
+        unknown = [key for key in config.max_error_share if key != "default" and key not in registry]
+        if unknown:
+            raise ConfigError(f"stages.parse.max_error_share: unknown languages {unknown}; known: {', '.join(registry.names)} "
+                              "(and 'default')")
+
     def build(self, pipeline: beam.Pipeline, inputs: dict[str, beam.PCollection]) -> StageResult:
         config: ParseConfig = self.config  # type: ignore[assignment]
-        unknown = [key for key in config.max_error_share if key != "default" and key not in self.context.registry]
-        if unknown:
-            raise ConfigError(f"stages.parse.max_error_share: unknown languages {unknown}; known: {', '.join(self.context.registry.names)}")
+        self.check(config, self.context.registry)  # also when the stage is built without a run
         candidates = list(inputs.values()) | "AllCandidates" >> beam.Flatten()
         parsed = candidates | "ParseBothSides" >> beam.ParDo(ParseBothSides(config, self.context.registry)).with_outputs(
             DROPPED, main="kept"

@@ -91,6 +91,12 @@ class Stage:
         """What identifies the outside data this stage reads (default: nothing)."""
         return {}
 
+    @classmethod
+    def check(cls, config: StageConfig, registry: LanguageRegistry) -> None:
+        """Checks of the config that need the run's language registry or a cheap look at the files it names
+        (what the typed config alone cannot say); raise pipelines.config.ConfigError naming the key. Run by
+        `codepref config check` and by the run before it builds any stage (default: nothing to check)."""
+
     def read_inputs(self, pipeline: beam.Pipeline, label: str) -> beam.PCollection:
         """Every upstream record read again, as one PCollection (for stages that re-read rather than hold)."""
         from storage import ReadRecords

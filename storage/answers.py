@@ -45,6 +45,11 @@ class AnswerKey:
         return hashlib.sha256(json.dumps(identity).encode("utf-8")).hexdigest()[:32]
 
 
+class AnswerCacheError(OSError):
+    """The answer cache file cannot be written (a full disk, most often); the message names the file and says that
+    a rerun resumes from the answers stored so far."""
+
+
 class AnswerCache:
     """Raw judge answers by AnswerKey."""
 
@@ -54,8 +59,18 @@ class AnswerCache:
         # Beam may call a DoFn's setup and its process methods from different threads (one at a time):
         # the connection is not bound to the thread that opened it.
         self._connection = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
-        self._use_wal()
-        self._connection.execute(SCHEMA)
+        try:
+            self._use_wal()
+            self._connection.execute(SCHEMA)
+        except sqlite3.Error as error:
+            self._connection.close()
+            raise self._cannot_write(error) from error
+
+    def _cannot_write(self, error: sqlite3.Error) -> AnswerCacheError:
+        full = getattr(error, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+        why = "the disk is full" if full else f"SQLite: {error}"
+        return AnswerCacheError(f"{self.path}: the answer cache could not be written ({why}); the answers stored before "
+                                "are kept: free space (or fix the cause) and rerun the same command, it resumes from them")
 
     def _use_wal(self) -> None:
         """Switch the file to write-ahead logging once (the mode is kept in the file). The switch needs the
@@ -89,12 +104,15 @@ class AnswerCache:
         """Store answers (an existing key keeps its first answer); returns how many were new."""
         rows = [(k.key, k.model, k.template, k.pair_id, k.order, k.sample, k.seed, text, time.time()) for k, text in answers]
         before = len(self)
-        self._connection.execute("BEGIN IMMEDIATE")
         try:
+            self._connection.execute("BEGIN IMMEDIATE")
             self._connection.executemany("INSERT OR IGNORE INTO answers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
             self._connection.execute("COMMIT")
-        except BaseException:
-            self._connection.execute("ROLLBACK")
+        except BaseException as error:
+            if self._connection.in_transaction:  # SQLite has rolled back already after some errors (a full disk)
+                self._connection.execute("ROLLBACK")
+            if isinstance(error, sqlite3.Error):
+                raise self._cannot_write(error) from error
             raise
         return len(self) - before
 

@@ -12,6 +12,9 @@ from pipelines.evaluate.metrics import RESULTS_FILE, results, write_results
 from pipelines.evaluate.scoring import SCORES_FILE, score, write_scores
 from pipelines.stage import StageConfig
 
+SystemMode = Literal["none", "full", "per-criterion"]  # the modes of pipelines.evaluate.conversations.SYSTEM_PROMPTS
+WeightsDtype = Literal["float32", "bfloat16", "float16"]
+
 
 class EvaluateConfig(StageConfig):
     """What `codepref eval` (and the `eval` stage) needs."""
@@ -20,12 +23,12 @@ class EvaluateConfig(StageConfig):
     benchmark: str = Field(description="CRB-format benchmark: Parquet/JSONL/JSON file, folder or glob (e.g. a snapshot's Full/), "
                                        "or a datasets folder.")
     split: str | None = Field(None, description="Split of a datasets folder that holds several (e.g. Full).")
-    system_mode: Literal["none", "full", "per-criterion"] = Field(
+    system_mode: SystemMode = Field(
         "none", description="System prompt: none, all five criteria, or the row's aspect (the corpus's template).")
     batch_size: int = Field(8, ge=1, description="Conversations per forward pass.")
     max_length: int = Field(4096, ge=16, description="Tokens per conversation; longer ones lose the start of the prompt.")
     device: str = Field("auto", description="torch device: auto (GPU when there is one), cpu, cuda, cuda:1 ...")
-    dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="Weights' dtype while scoring.")
+    dtype: WeightsDtype = Field("float32", description="Weights' dtype while scoring.")
 
 
 def evaluate(config: EvaluateConfig, out_dir: str | Path,

@@ -11,7 +11,7 @@ from pydantic import Field, model_validator
 
 from pipelines.assemble.stage import HOLDOUT_TABLE
 from pipelines.evaluate.benchmark import BenchmarkError
-from pipelines.evaluate.evaluation import EvaluateConfig, evaluate
+from pipelines.evaluate.evaluation import EvaluateConfig, SystemMode, WeightsDtype, evaluate
 from pipelines.evaluate.metrics import RESULTS_FILE
 from pipelines.evaluate.scoring import SCORES_FILE
 from pipelines.stage import StageConfig, TaskResult, TaskStage, register_stage
@@ -31,11 +31,11 @@ class EvalStageConfig(StageConfig):
         None, description="CRB-format benchmark file, folder or datasets folder; default: the pairs assemble held out (its `holdout`)."
     )
     split: str | None = Field(None, description="Split of a datasets folder that holds several.")
-    system_mode: str = Field("none", description="System prompt: none, full or per-criterion.")
+    system_mode: SystemMode = Field("none", description="System prompt: none, full or per-criterion.")
     batch_size: int = Field(8, ge=1, description="Conversations per forward pass.")
     max_length: int = Field(4096, ge=16, description="Tokens per conversation.")
     device: str = Field("auto", description="torch device.")
-    dtype: str = Field("float32", description="Weights' dtype while scoring.")
+    dtype: WeightsDtype = Field("float32", description="Weights' dtype while scoring.")
 
 
     @model_validator(mode="after")

@@ -21,6 +21,7 @@ candidates kept (`<source>.kept`).
 
 from __future__ import annotations
 
+import glob
 import json
 import math
 from collections.abc import Iterable, Iterator
@@ -356,6 +357,16 @@ class External(Stage):
     Config = ExternalConfig
     output_type = Candidate
     key_field = "pair_id"
+
+    @classmethod
+    def check(cls, config: ExternalConfig, registry: LanguageRegistry) -> None:  # type: ignore[override]
+        """Each local copy (and problems table) named is there: a path or glob that matches something (object stores
+        are looked at when read)."""
+        for index, source in enumerate(config.sources):
+            tables = [("path", source.path), *([("problems.path", source.problems.path)] if source.problems else [])]
+            for key, path in tables:
+                if "://" not in path and next(glob.iglob(path, recursive=True), None) is None:
+                    raise ConfigError(f"stages.{STAGE}.sources[{index}] ({source.name}).{key}: {path!r}: no such file or folder")
 
     @classmethod
     def fingerprint(cls, config: ExternalConfig) -> dict[str, Any]:  # type: ignore[override]

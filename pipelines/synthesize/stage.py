@@ -13,13 +13,13 @@ from typing import Any, Literal
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from parsers import LanguageRegistry
 from parsers.mutation import MutationError, mutate
 from pipelines.config import ConfigError
 from pipelines.stage import DROPPED, Stage, StageConfig, StageResult, drop_record, metrics_namespace, register_stage
-from pipelines.synthesize.classifier import commit_text
+from pipelines.synthesize.classifier import CLASSIFIERS, commit_text
 from pipelines.synthesize.criteria import SeedTerms
 from pipelines.synthesize.llm import CACHE_FILE as LLM_CACHE_FILE
 from pipelines.synthesize.llm import CommitTasks, IntroduceBugs, LLMTasksConfig
@@ -67,6 +67,13 @@ class ClassifierConfig(BaseModel):
     path: str = Field(description="Folder of the trained classifier (`codepref criteria train`); load only ones you trained.")
     threshold: float = Field(0.5, gt=0.0, lt=1.0, description="Probability from which a criterion is tagged.")
 
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, kind: str) -> str:
+        if kind not in CLASSIFIERS:
+            raise ValueError(f"unknown classifier kind {kind!r}; known: {', '.join(CLASSIFIERS.names())}")
+        return kind
+
 
 class SynthesizeConfig(StageConfig):
     """Where candidate pairs come from."""
@@ -83,6 +90,15 @@ class SynthesizeConfig(StageConfig):
     llm: LLMTasksConfig | None = Field(
         None, description="A model for instruction recovery, commit review and LLM bug introduction (none: subject fallback)."
     )
+
+    @model_validator(mode="after")
+    def _llm_for_llm_bugs(self) -> SynthesizeConfig:
+        if self.llm is None:
+            for index, source in enumerate(self.instruct):
+                if source.bug_injection == "llm":
+                    raise ValueError(f"instruct[{index}] ({source.name}): bug_injection 'llm' needs `stages.synthesize.llm` "
+                                     "(a model for the LLM tasks); or use bug_injection 'mutation'")
+        return self
 
 
 class CommitPairs(beam.DoFn):

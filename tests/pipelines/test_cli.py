@@ -1,4 +1,4 @@
-"""`codepref languages` and `codepref parse` as a user runs them."""
+"""`codepref languages`, `codepref parse`, `codepref config check` and the one-stage summaries as a user runs them."""
 
 from __future__ import annotations
 
@@ -7,6 +7,9 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+import yaml
 
 from tests.parsers.test_registry import RUST_CODE, RUST_ENTRY
 
@@ -152,3 +155,98 @@ def test_the_rust_walk_through_of_the_readme(tmp_path):
     assert all(pair["chosen_facts"]["functions"][0]["name"] == "total" for pair in pairs)
     drops = {drop["key"]: drop["reason"] for drop in read_rows(str(run_dir / "synthesize" / "_dropped"), Drop)}
     assert drops == {"instruct/rust-tasks/r1": "no_mutation_operators"} and StageManifest.read(str(run_dir / "synthesize")).dropped == {"no_mutation_operators": 1}
+
+
+# --- codepref config check: every check the run runs, in one line per problem -----------------------------------------
+
+
+def test_a_config_that_cannot_be_read_is_one_line_naming_the_file(tmp_path):
+    latin1 = tmp_path / "latin1.yaml"
+    latin1.write_bytes("run_dir: runs/x\n# Müller's run\n".encode("latin-1"))
+    for path, why in ((latin1, "line 2 is not UTF-8 text (byte 0xfc); save the config as UTF-8"),
+                      (tmp_path, "is a folder; give the config file (YAML) itself")):
+        for command in (("config", "check"), ("run",)):
+            result = codepref(*command, str(path))
+            assert result.returncode == 2, result.stderr
+            assert result.stderr.strip() == f"error: {path}: {why}" and result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("stages", "message"),
+    [
+        ({"parse": {"inputs": ["a_stage_that_does_not_exist"]}},
+         "stages.parse.inputs: unknown stages ['a_stage_that_does_not_exist']; known: mine, synthesize"),
+        ({"label": {"votes": 7}}, "stages.label.votes: 7 is odd; votes are split evenly over both orders"),
+        ({"eval": {"model": "m", "benchmark": "b", "system_mode": "bogus"}},
+         "stages.eval.system_mode: Input should be 'none', 'full' or 'per-criterion'"),
+        ({"synthesize": {"inputs": [], "instruct": [{"name": "human-eval", "bug_injection": "llm"}]}},
+         "stages.synthesize: instruct[0] (human-eval): bug_injection 'llm' needs `stages.synthesize.llm`"),
+        ({"parse": {"max_error_share": {"Klingon": 0.1}}},
+         "stages.parse.max_error_share: unknown languages ['Klingon']; known: C, C#, C++, Go, Java, JavaScript, Python, Ruby"),
+        ({"mine": {"tables": ["no-such-table.parquet"]}}, "stages.mine: 'no-such-table.parquet' is not a file"),
+    ],
+)
+def test_config_check_rejects_what_the_run_would_reject(tmp_path, stages, message):
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump({"run_dir": str(tmp_path / "run"), "stages": stages}))
+    result = CliRunner().invoke(app, ["config", "check", str(path)])
+    assert result.exit_code == 2, result.output
+    assert f"error: {path}: {message}" in result.output and "valid" not in result.output
+
+
+def test_config_check_says_which_inputs_are_read_from_the_run_directory(tmp_path):
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump({"run_dir": str(tmp_path / "run"), "stages": {"dedup": {}, "label": {"inputs": ["dedup"]},
+                                                                                  "assemble": {"inputs": ["label"]}}}))
+    result = CliRunner().invoke(app, ["config", "check", str(path)])
+    assert result.exit_code == 0, result.output
+    assert f"valid; stages in run order: dedup, label, assemble; run directory {tmp_path / 'run'}" in result.output
+    assert result.output.count("from the run directory") == 1
+    assert f"dedup reads parse from the run directory ({tmp_path / 'run'}/parse): not configured here" in result.output
+
+
+# --- one-stage commands: the summary line says what the manifest says -------------------------------------------------
+
+
+def test_the_judge_summary_counts_kept_pairs_as_the_manifest_does(tmp_path, faulty_judge):
+    """The label stage writes every pair it judged, kept or not: 'N kept' would contradict the manifest."""
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+    from pipelines.config import import_builtin_stages
+    from schemas import Candidate
+    from storage import StageManifest
+    from tests.stage_fixtures import candidate, write_stage
+
+    import_builtin_stages()
+    pairs = [candidate(f"p{i}", f"def f{i}(xs):\n    return sorted(xs)[{i}]\n", f"def f{i}(xs):\n    return xs[{i}]\n",
+                       prompt=f"Task p{i}. Return the item of rank {i}.") for i in range(3)]
+    source = write_stage(tmp_path / "run", "dedup", pairs, Candidate)
+    config = tmp_path / "judge.yaml"
+    # The scripted judge answers A in both orders: one vote for the chosen side, one against; a vote of 1 keeps the pair.
+    rule = {"min_matches": 1, "max_contradictions": 1, "max_tokens": 16}
+    config.write_text(yaml.safe_dump({"runner": {"running_mode": "in_memory", "workers": 1}, "stages": {"label": rule}}))
+    out = tmp_path / "judged" / "label"
+    judge = ["judge", "--in", str(source), "--out", str(out), "--backend", "openai", "--model", "judge", "--base-url", faulty_judge,
+             "--votes", "2", "--config", str(config)]
+    result = CliRunner().invoke(app, judge)
+    assert result.exit_code == 0, result.output
+    manifest = StageManifest.read(str(out))
+    assert (manifest.records_out, manifest.counters["pairs_kept"]) == (3, 3)
+    assert "label: 3 in, 3 judged: 3 kept, 0 not kept (" in result.output
+
+    config.write_text(yaml.safe_dump({"runner": {"running_mode": "in_memory", "workers": 1},
+                                      "stages": {"label": {**rule, "min_matches": 2}}}))  # now no pair passes
+    result = CliRunner().invoke(app, judge)
+    assert result.exit_code == 0, result.output
+    manifest = StageManifest.read(str(out))
+    assert (manifest.records_out, manifest.counters["pairs_not_kept"]) == (3, 3)
+    assert "label: 3 in, 3 judged: 0 kept, 3 not kept (" in result.output and "3 kept" not in result.output

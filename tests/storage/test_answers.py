@@ -1,12 +1,16 @@
-"""The judge's answer cache: opening it while others read it."""
+"""The judge's answer cache: opening it while others read it, and a disk that fills while it is written."""
 
 from __future__ import annotations
 
+import errno
 import sqlite3
+import subprocess
 import threading
 import time
 
-from storage.answers import AnswerCache, AnswerKey, count_answers
+import pytest
+
+from storage.answers import AnswerCache, AnswerCacheError, AnswerKey, count_answers
 
 
 def test_the_cache_opens_while_a_reader_holds_the_file_and_readers_see_every_answer(tmp_path):
@@ -48,3 +52,64 @@ def test_workers_opening_a_new_cache_at_once_all_get_it(tmp_path):
         for thread in threads:
             thread.join()
     assert failures == []
+
+
+def answers(batch: int, count: int = 10, size: int = 2000) -> list[tuple[AnswerKey, str]]:
+    return [(AnswerKey("judge", "t1", f"b{batch}-p{i}", "chosen_first", 0, 1), "x" * size) for i in range(count)]
+
+
+def assert_cannot_write_names_the_file(error: AnswerCacheError, path) -> None:
+    message = str(error)
+    assert message.startswith(f"{path}: the answer cache could not be written (the disk is full)"), message
+    assert "rerun the same command, it resumes from them" in message and "\n" not in message
+    assert "cannot rollback" not in message
+
+
+def test_a_full_database_says_the_cache_file_could_not_be_written_and_keeps_what_it_had(tmp_path):
+    """SQLite's own limit on the file's size gives the error a full disk gives (SQLITE_FULL, "database or disk is full")."""
+    path = tmp_path / "answers.sqlite"
+    cache = AnswerCache(path)
+    cache.put_many(answers(0))
+    pages = cache._connection.execute("PRAGMA page_count").fetchone()[0]
+    cache._connection.execute(f"PRAGMA max_page_count = {pages + 2}")  # room for about two more answers
+    with pytest.raises(AnswerCacheError) as error:
+        cache.put_many(answers(1))
+    assert_cannot_write_names_the_file(error.value, path)
+    assert len(cache) == 10  # the batch was rolled back whole; what was stored before is intact
+    cache._connection.execute("PRAGMA max_page_count = 1073741823")  # room again: the rerun stores what failed
+    assert cache.put_many(answers(1)) == 10 and len(cache) == 20
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 256 KiB tmpfs: a disk that really fills (needs root; skipped where mounting is not allowed)."""
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount_point)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "--lazy", str(mount_point)], check=True)
+
+
+def test_a_really_full_disk_says_the_cache_file_could_not_be_written_and_a_rerun_resumes(tiny_disk):
+    path = tiny_disk / "label_answers.sqlite"
+    cache = AnswerCache(path)
+    cache.put_many(answers(0))
+    filler = tiny_disk / "filler"
+    with open(filler, "wb", buffering=0) as handle:  # another file takes the rest of the disk
+        try:
+            while True:
+                handle.write(b"\0" * 4096)
+        except OSError as error:
+            assert error.errno == errno.ENOSPC
+    with pytest.raises(AnswerCacheError) as error:
+        cache.put_many(answers(1, count=20))
+    assert_cannot_write_names_the_file(error.value, path)
+    filler.unlink()  # room again
+    rerun = AnswerCache(path)
+    assert len(rerun) == 10 and rerun.put_many(answers(1, count=20)) == 20 and len(rerun) == 30
+    rerun.close()
+    cache.close()
