@@ -8,10 +8,8 @@ directory, so a killed run never leaves half a stage behind.
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,11 +21,11 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
-from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
 from parsers import LanguageRegistry
 from parsers.registry import DEFAULT_REGISTRY, registry_files
 from pipelines.config import ConfigError, RunConfig, RunnerConfig
+from pipelines.local_runner import local_runner
 from pipelines.stage import STAGES, Progress, Stage, StageContext, TaskStage, metrics_namespace
 from schemas import RECORD_TYPES, Drop
 from storage import ReadRecords, StageManifest, WriteShardedParquet, list_parts, package_versions, shard_name, write_rows
@@ -65,47 +63,12 @@ class StageOutcome:
     manifest: StageManifest
 
 
-def _tune_malloc() -> None:
-    """Cap glibc's malloc arenas at two and return freed memory early, here and in the worker
-    processes (which inherit the variables): Beam's many threads otherwise keep freed memory in
-    separate arenas, and RSS grows far past what is in use (measured: 3.1 GB -> 2.0 GB peak for
-    the dedup of 200k documents)."""
-    os.environ.setdefault("MALLOC_ARENA_MAX", "2")
-    # Give freed memory back to the system instead of keeping it for later (a fixed threshold
-    # also stops glibc from raising the mmap threshold after large temporary arrays are freed).
-    os.environ.setdefault("MALLOC_TRIM_THRESHOLD_", str(32 * 2**20))
-    os.environ.setdefault("MALLOC_MMAP_THRESHOLD_", str(4 * 2**20))
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-8, 2)  # M_ARENA_MAX, for arenas this process creates from now on
-        libc.mallopt(-1, 32 * 2**20)  # M_TRIM_THRESHOLD
-        libc.mallopt(-3, 4 * 2**20)  # M_MMAP_THRESHOLD
-    except (OSError, AttributeError):
-        pass  # not glibc: nothing to tune
-
-
-def _local_worker_provision() -> Any:
-    """What FnApiRunner tells its multi-processing workers: log at WARNING, and their start-up module at ERROR.
-
-    The workers read log levels from the provision info, not from the pipeline's options. Left at INFO, each
-    worker printed 18 lines as it started and stopped, and a warning that local workers have no
-    semi-persistent directory (they need none)."""
-    from apache_beam.portability.api import beam_provision_api_pb2
-    from apache_beam.runners.job.utils import dict_to_struct
-    from apache_beam.runners.portability.fn_api_runner.fn_runner import ExtendedProvisionInfo
-
-    return ExtendedProvisionInfo(beam_provision_api_pb2.ProvisionInfo(
-        retrieval_token="unused-retrieval-token", pipeline_options=dict_to_struct(
-        {"default_sdk_harness_log_level": "WARNING", "sdk_harness_log_level_overrides": {"__main__": "ERROR"}})))
-
-
 def pipeline_for(runner: RunnerConfig, label: str) -> beam.Pipeline:
     """A Beam pipeline on the configured runner; FnApiRunner is set explicitly (no Prism download)."""
     if runner.name == "FnApiRunner":
-        _tune_malloc()
         args = [f"--direct_running_mode={runner.running_mode}", f"--direct_num_workers={runner.workers}"]
         options = PipelineOptions([*args, *runner.options, f"--job_name={label}"])
-        return beam.Pipeline(runner=FnApiRunner(provision_info=_local_worker_provision()), options=options)
+        return beam.Pipeline(runner=local_runner(), options=options)
     return beam.Pipeline(options=PipelineOptions([f"--runner={runner.name}", *runner.options]))
 
 
