@@ -17,6 +17,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pygit2
 from pygit2.enums import DeltaStatus, DiffOption, FileMode, SortMode
@@ -26,6 +27,10 @@ LICENSE_FILE = re.compile(r"^(?:un)?licen[cs]e(?:[-._].*)?$|^copying(?:[-._].*)?
 
 class GitReadError(RuntimeError):
     """A repository or object cannot be read (missing, corrupt, not a repository)."""
+
+
+class BrokenRefError(GitReadError):
+    """A branch, tag or HEAD that does not lead to a commit: a corrupt reference file, or a missing object."""
 
 
 @dataclass(frozen=True)
@@ -101,7 +106,11 @@ def truncated_history_objects(repo: pygit2.Repository) -> list[str]:
     type cannot be told), each as 'TYPE ID'; blobs are checked when read (`read_blob`)."""
     found = []
     for folder in sorted((Path(repo.path) / "objects").glob("[0-9a-f][0-9a-f]")):
-        for path in sorted(folder.iterdir()):
+        try:
+            paths = sorted(folder.iterdir())
+        except OSError:
+            continue  # unreadable folder: libgit2 reports its objects as missing
+        for path in paths:
             try:
                 data = path.read_bytes()
             except OSError:
@@ -119,39 +128,127 @@ def is_repository(path: Path) -> bool:
 
 
 def head_commit(repo: pygit2.Repository) -> str | None:
-    """The commit HEAD points at, or None for an empty repository."""
-    if repo.head_is_unborn:
-        return None
-    return str(repo.head.target)
+    """The commit id HEAD points at, or None for an empty repository; a BrokenRefError for a HEAD
+    that cannot be read (a corrupt HEAD file). The id is not looked up: `walk_changes` says if it is missing."""
+    try:
+        if repo.head_is_unborn:
+            return None
+        return str(repo.head.target)
+    except (pygit2.GitError, KeyError, ValueError) as error:
+        raise BrokenRefError(f"HEAD cannot be read ({error})") from None
 
 
-def _starts(repo: pygit2.Repository, refs: str) -> list[pygit2.Oid]:
-    if refs == "head":
-        return [] if repo.head_is_unborn else [repo.head.target]
-    starts = []
-    for name in repo.references:
-        if name.startswith(("refs/heads/", "refs/tags/")) or name == "HEAD":
-            try:
-                target = repo.references[name].peel(pygit2.Commit).id
-            except (pygit2.GitError, ValueError, KeyError):
-                continue
-            if target not in starts:
-                starts.append(target)
-    return starts
+def reference_targets(repo: pygit2.Repository) -> dict[str, str]:
+    """What every branch, tag and HEAD points at (an id, a reference name, or why it cannot be read),
+    for telling a changed repository from an unchanged one; never raises for a corrupt reference."""
+    targets: dict[str, str] = {}
+    try:
+        names = ["HEAD", *repo.references]
+    except pygit2.GitError as error:
+        return {"refs": f"unreadable: {error}"}
+    for name in names:
+        try:
+            targets[name] = str(repo.references[name].target)
+        except (pygit2.GitError, KeyError, ValueError) as error:
+            targets[name] = f"unreadable: {error}"
+    return targets
+
+
+HISTORY_REFS = ("refs/heads/", "refs/tags/")
+
+
+def _commit_of(repo: pygit2.Repository, name: str, target: pygit2.Oid) -> pygit2.Oid | None:
+    """The commit a reference leads to (through annotated tags), None for a tag of a tree or blob
+    (there is no history behind it), or a BrokenRefError when an object on the way is missing."""
+    seen = 0
+    while True:
+        obj = repo.get(target)  # None when missing; a GitError when corrupt
+        if obj is None:
+            hops = f" (through {seen} tag objects)" if seen else ""
+            raise BrokenRefError(f"{name} points to {target}{hops}, which is not in the repository")
+        if isinstance(obj, pygit2.Commit):
+            return obj.id
+        if not isinstance(obj, pygit2.Tag):
+            return None
+        target, seen = obj.target, seen + 1
+
+
+def _unlisted_ref_files(repo: pygit2.Repository, listed: set[str]) -> list[str]:
+    """Loose branch and tag files that libgit2 leaves out of its listing (their contents are not an id)."""
+    root = Path(repo.path)
+    found = []
+    for prefix in HISTORY_REFS:
+        for path in sorted((root / prefix).rglob("*")):
+            name = path.relative_to(root).as_posix()
+            if path.is_file() and not name.endswith(".lock") and name not in listed:
+                found.append(name)
+    return found
+
+
+def _starts(repo: pygit2.Repository, refs: str) -> tuple[list[pygit2.Oid], list[str]]:
+    """(the commits a walk starts from, why each reference that leads to no commit is broken).
+
+    'head' starts from HEAD; 'all' from every branch and tag, and HEAD when it is detached. A tag
+    of a tree or a blob is neither: no history is behind it."""
+    starts: list[pygit2.Oid] = []
+    broken: list[str] = []
+
+    def add(name: str, resolve: Any) -> None:
+        try:
+            commit = _commit_of(repo, name, resolve())
+        except BrokenRefError as error:
+            broken.append(str(error))
+        except (pygit2.GitError, KeyError, ValueError) as error:
+            broken.append(f"{name} cannot be read ({error})")
+        else:
+            if commit is None and name.startswith("HEAD"):
+                broken.append(f"{name} points to a tree or blob, not a commit")
+            elif commit is not None and commit not in starts:
+                starts.append(commit)
+
+    try:
+        unborn = repo.head_is_unborn
+        detached = not unborn and repo.head_is_detached
+        head_name = "HEAD" if unborn or detached else f"HEAD ({repo.head.name})"
+    except (pygit2.GitError, KeyError, ValueError) as error:
+        broken.append(f"HEAD cannot be read ({error})")
+    else:
+        if not unborn and (refs == "head" or detached):
+            add(head_name, lambda: repo.head.target)
+    if refs == "head" and (starts or broken):
+        return starts, broken
+    try:  # a corrupt packed-refs file fails the listing, and leaves HEAD looking unborn
+        names = [name for name in repo.references if name.startswith(HISTORY_REFS)]
+    except pygit2.GitError as error:
+        broken.append(f"references cannot be listed ({error})")
+        return starts, broken
+    if refs == "head":  # HEAD unborn in a repository whose references can be read: an empty repository
+        return starts, broken
+    for name in names:
+        add(name, lambda name=name: repo.references[name].resolve().target)
+    broken.extend(f"{name} is not a readable reference file" for name in _unlisted_ref_files(repo, set(names)))
+    return starts, broken
 
 
 def walk_changes(repo: pygit2.Repository, refs: str = "head") -> Iterator[Change | GitReadError]:
     """Every commit reachable from HEAD (or all branches and tags), oldest first, with its change shape.
 
     A commit whose objects cannot be read is yielded as a GitReadError naming it, not raised,
-    so one corrupt object does not end the walk.
+    so one corrupt object does not end the walk; a reference that leads to no commit (a corrupt
+    HEAD, a branch pointing to a missing commit) is yielded first, as a BrokenRefError.
     """
-    starts = _starts(repo, refs)
+    starts, broken = _starts(repo, refs)
+    for problem in broken:
+        yield BrokenRefError(problem)
     if not starts:
         return
-    walker = repo.walk(starts[0], SortMode.TOPOLOGICAL | SortMode.TIME | SortMode.REVERSE)
-    for extra in starts[1:]:
-        walker.push(extra)
+    try:
+        walker = repo.walk(starts[0], SortMode.TOPOLOGICAL | SortMode.TIME | SortMode.REVERSE)
+        for extra in starts[1:]:
+            walker.push(extra)
+    except (pygit2.GitError, KeyError, ValueError) as error:
+        yield GitReadError(f"history walk cannot start: {error}")
+        return
     while True:
         try:
             commit = next(walker)
@@ -166,9 +263,18 @@ def walk_changes(repo: pygit2.Repository, refs: str = "head") -> Iterator[Change
             yield GitReadError(f"commit {commit.id}: {error}")
 
 
+def _message(commit: pygit2.Commit) -> str:
+    """The commit message; one whose `encoding` header names no known codec is read as UTF-8, as pygit2
+    reads a message without that header (undecodable bytes become U+FFFD)."""
+    try:
+        return commit.message
+    except LookupError:
+        return commit.raw_message.decode("utf-8", errors="replace")
+
+
 def _change_of(repo: pygit2.Repository, commit: pygit2.Commit) -> Change:
     parents = tuple(str(p) for p in commit.parent_ids)
-    base = dict(commit=str(commit.id), parents=parents, committed_at=commit.commit_time, message=commit.message)
+    base = dict(commit=str(commit.id), parents=parents, committed_at=commit.commit_time, message=_message(commit))
     if len(parents) > 1:
         return Change(**base, shape="merge")
     if not parents:
@@ -230,20 +336,29 @@ def read_blob(repo: pygit2.Repository, blob_id: str, max_bytes: int) -> tuple[by
 
 
 def license_text(repo: pygit2.Repository) -> tuple[str, bytes] | None:
-    """(file name, contents) of the licence file at the root of HEAD's tree, if there is one."""
-    if repo.head_is_unborn:
-        return None
+    """(file name, contents) of the licence file at the root of HEAD's tree, or None when there is
+    none (or no HEAD commit yet). A HEAD that cannot be read is a BrokenRefError, and a licence file
+    or tree that cannot be read a GitReadError: the licence is then unknowable, not absent."""
     try:
-        tree = repo[repo.head.target].peel(pygit2.Tree)
-    except (pygit2.GitError, KeyError, ValueError):
-        return None
-    candidates = sorted((entry.name for entry in tree if entry.type_str == "blob" and LICENSE_FILE.match(entry.name)), key=len)
-    for name in candidates:
-        blob = tree[name]
-        if loose_object_problem(repo, str(blob.id)):
-            continue
+        if repo.head_is_unborn:
+            return None
+        head = _commit_of(repo, f"HEAD ({repo.head.name})", repo.head.target)
+    except (pygit2.GitError, KeyError, ValueError) as error:
+        raise BrokenRefError(f"HEAD cannot be read ({error})") from None
+    if head is None:
+        raise BrokenRefError("HEAD does not point to a commit")
+    try:
+        tree = repo[head].tree
+        names = [entry.name for entry in tree if entry.type_str == "blob" and LICENSE_FILE.match(entry.name)]
+    except (pygit2.GitError, KeyError, ValueError) as error:
+        raise GitReadError(f"the tree of HEAD ({head}) cannot be read for its licence file: {error}") from None
+    for name in sorted(names, key=len):
+        blob_id = str(tree[name].id)
+        problem = loose_object_problem(repo, blob_id)
+        if problem:
+            raise GitReadError(f"licence file {name} (blob {blob_id}): {problem}")
         try:
-            return name, repo[blob.id].data[:200_000]
-        except (pygit2.GitError, KeyError):
-            continue
+            return name, repo[blob_id].data[:200_000]
+        except (pygit2.GitError, KeyError, ValueError) as error:
+            raise GitReadError(f"licence file {name} (blob {blob_id}) cannot be read: {error}") from None
     return None

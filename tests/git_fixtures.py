@@ -47,6 +47,34 @@ class GitRepo:
         self.git(*args, env={"GIT_AUTHOR_DATE": stamp, "GIT_COMMITTER_DATE": stamp})
         return self.git("rev-parse", "HEAD")
 
+    @property
+    def git_dir(self) -> Path:
+        return self.path / ".git"
+
+    def write_ref(self, name: str, content: str) -> None:
+        """Write a loose reference file (`refs/heads/x`, `HEAD`) as is: a missing commit's id, or garbage."""
+        target = self.git_dir / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(content)
+
+    def damage_object(self, oid: str, data: bytes | None = None, *, keep: int | None = None) -> None:
+        """Overwrite a loose object's file with `data`, or cut it to its first `keep` bytes (a truncated object)."""
+        path = self.git_dir / "objects" / oid[:2] / oid[2:]
+        path.chmod(0o644)
+        path.write_bytes(data if data is not None else path.read_bytes()[:keep])
+
+    def commit_object(self, header: str, message: bytes) -> str:
+        """Write a commit object on HEAD's tree and parent, with extra `header` lines and raw message bytes,
+        make it the current branch's tip, and return its id (for commits git itself would not write)."""
+        self.clock += 3600
+        person = f"Dev <dev@example.com> {self.clock} +0000"
+        raw = (f"tree {self.git('write-tree')}\nparent {self.git('rev-parse', 'HEAD')}\nauthor {person}\n"
+               f"committer {person}\n{header}\n").encode() + message
+        oid = subprocess.run(["git", "hash-object", "-t", "commit", "-w", "--literally", "--stdin"], input=raw, cwd=self.path,
+                             capture_output=True, check=True).stdout.decode().strip()
+        self.git("update-ref", "HEAD", oid)
+        return oid
+
 
 def synthetic_history(path: Path, commits: int, seed: int = 7, files: int = 40) -> Path:
     """A repository of `commits` commits of every shape (single-file edits, multi-file edits,

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import csv
 import json
+import math
+import zlib
 from collections.abc import Iterable, Iterator
-from datetime import date
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import apache_beam as beam
+import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 from pydantic import Field, field_validator
@@ -29,6 +33,7 @@ from pipelines.mine.rules import (
 from pipelines.stage import DROPPED, Stage, StageConfig, StageResult, drop_record, metrics_namespace, register_stage
 from schemas import Commit, to_row
 from storage.git import (
+    BrokenRefError,
     Change,
     GitReadError,
     head_commit,
@@ -36,12 +41,15 @@ from storage.git import (
     license_text,
     open_repository,
     read_blob,
+    reference_targets,
     truncated_history_objects,
     walk_changes,
 )
 
 STAGE = "mine"
 TABLE_COLUMNS = ("commit", "subject", "message", "repos", "license", "unix_time", "old_contents", "new_contents")
+PATH_COLUMNS = ("file_path", "old_file", "new_file")
+LATEST_TIME = 253_402_300_799  # 9999-12-31T23:59:59Z: a commit time past this is not a time in seconds
 
 
 class MineConfig(StageConfig):
@@ -82,7 +90,14 @@ def _repository_entries(config: MineConfig) -> list[dict[str, Any]]:
         if is_repository(path):
             entries.append({"path": str(path.resolve())})
             continue
-        found = sorted(child for child in path.iterdir() if child.is_dir() and is_repository(child))
+        if not path.is_dir():
+            raise ConfigError(f"stages.mine.repos: {text!r} is neither a git repository nor a folder of them")
+        try:
+            children = sorted(child for child in path.iterdir() if child.is_dir())
+        except OSError as error:
+            raise ConfigError(f"stages.mine.repos: the folder {text!r} cannot be listed ({error})") from None
+        # A member that cannot even be looked at is kept: mining it drops it as unreadable, naming it.
+        found = [child for child in children if _looks_like_repository(child)]
         if not found:
             raise ConfigError(f"stages.mine.repos: {text!r} is neither a git repository nor a folder of them")
         entries.extend({"path": str(child.resolve())} for child in found)
@@ -97,12 +112,11 @@ def _repository_entries(config: MineConfig) -> list[dict[str, Any]]:
     return sorted(by_path.values(), key=lambda e: (e["name"].lower(), e["path"]))
 
 
-def _sources(config: MineConfig) -> list[dict[str, Any]]:
-    """The repositories to mine; fails when the config names nothing to mine, or a path that is not there."""
-    entries = _repository_entries(config)
-    if not entries and not config.tables:
-        raise ConfigError("stages.mine: nothing to mine; give `repos`, `repo_manifest` or `tables`")
-    return entries
+def _looks_like_repository(path: Path) -> bool:
+    try:
+        return is_repository(path)
+    except OSError:
+        return True
 
 
 def _manifest_rows(path: Path) -> list[dict[str, Any]]:
@@ -190,36 +204,57 @@ class MineRepository(beam.DoFn):
         self.detector = LicenseDetector()
 
     def process(self, entry: dict[str, Any]) -> Iterator[Any]:
+        """Accounting: every commit walked counts as one record in, and so does every broken reference
+        and a repository that cannot be read or walked at all; each of them is one record out or dropped."""
         records_in = beam.metrics.Metrics.counter(metrics_namespace(STAGE), "records_in")
         name, path = entry["name"], entry["path"]
+        if not (_is_unicode(name) and _is_unicode(path)):  # a record naming it could not be written
+            records_in.inc()
+            detail = f"{_printable(path)}: the repository's path or name is not UTF-8; rename it to mine it"
+            yield drop_record(STAGE, _printable(path), "unreadable_repository", detail, {"path": _printable(path)})
+            return
+        where = {"repo": name, "path": path}
         try:
             repo = open_repository(path)
         except GitReadError as error:
+            records_in.inc()
             yield drop_record(STAGE, path, "unreadable_repository", str(error), entry)
             return
         truncated = truncated_history_objects(repo)  # before libgit2 reads any: it would hang on them
         if truncated:
+            records_in.inc()
             detail = f"{len(truncated)} truncated loose objects ({', '.join(truncated[:3])}); `git fsck` lists them; none of its commits mined"
-            yield drop_record(STAGE, name, "corrupt_object", detail, {"repo": name, "path": path})
+            yield drop_record(STAGE, name, "corrupt_object", detail, where)
             return
-        license_id = entry.get("license")
-        if license_id is None:
-            found = license_text(repo)
-            license_id = self.detector.detect(found[1]) if found else None
-        license_id = license_id.lower() if license_id else None
 
         changes: list[Change] = []
         for item in walk_changes(repo, self.config.refs):
             records_in.inc()
-            if isinstance(item, GitReadError):
-                yield drop_record(STAGE, f"{name}", "corrupt_object", str(item), {"repo": name, "path": path})
-                continue
-            changes.append(item)
+            if isinstance(item, BrokenRefError):
+                yield drop_record(STAGE, name, "broken_ref", f"{path}: {item}", where)
+            elif isinstance(item, GitReadError):
+                yield drop_record(STAGE, name, "corrupt_object", str(item), where)
+            else:
+                changes.append(item)
+        if not changes:
+            return
+
+        license_id = entry.get("license")
+        if license_id is None:
+            try:
+                found = license_text(repo)
+            except GitReadError as error:  # the licence cannot be known, so none of the commits can be kept
+                reason = "broken_ref" if isinstance(error, BrokenRefError) else "corrupt_object"
+                detail = f"{path}: {error}; none of its {len(changes)} commits mined"
+                yield drop_record(STAGE, name, reason, detail, where, count=len(changes))
+                return
+            license_id = self.detector.detect(found[1]) if found else None
+        license_id = license_id.lower() if license_id else None
 
         repo_reason = self.rules.repository(name, license_id)
         if repo_reason:
             detail = f"{len(changes)} commits; licence {license_id or 'not detected'}"
-            yield drop_record(STAGE, name, repo_reason, detail, {"repo": name, "path": path}, count=len(changes))
+            yield drop_record(STAGE, name, repo_reason, detail, where, count=len(changes))
             return
 
         reverts = RevertIndex()
@@ -248,6 +283,8 @@ class MineRepository(beam.DoFn):
         if change.shape != "modified":
             return {"multi_file": "multi_file", "no_change": "no_change"}.get(change.shape, change.shape)
         assert change.path is not None
+        if not _is_unicode(change.path):
+            return f"not_utf8: file path {change.path!r} is not UTF-8"
         if not self.rules.has_language(change.path):
             return "unknown_language"
         reason = self.rules.windows.check(split, change.committed_at)
@@ -293,19 +330,96 @@ def _inverse_pairs(changes: list[Change]) -> set[str]:
     return pairs
 
 
-def _table_rows(path: str) -> beam.PTransform:
-    """Rows of one commit table: Parquet through Beam's Parquet IO, JSON lines through its text IO."""
-    if path.lower().endswith(".parquet"):
+@dataclass(frozen=True)
+class UnreadableRows:
+    """Rows of a commit table that cannot be read (a corrupt Parquet row group, a compressed file cut short)."""
+
+    detail: str
+    count: int
+
+
+def _parquet_row_groups(path: str) -> list[tuple[str, int, int, int]]:
+    """(file, row group, its first row, its number of rows) of a Parquet commit table whose columns are checked."""
+    try:
         with FileSystems.open(path) as handle:
-            names = set(pq.read_schema(handle).names)
-        missing = [c for c in TABLE_COLUMNS if c not in names]
-        if not ({"file_path"} <= names or {"old_file", "new_file"} <= names):
-            missing.append("file_path (or old_file and new_file)")
-        if missing:
-            raise ConfigError(f"{path}: commit table lacks columns {missing}")
-        return beam.io.ReadFromParquet(path) | beam.Map(lambda row, source=path: (source, row))
-    # Lines as bytes: one that is not UTF-8 is a counted drop naming the file, not a crash of the stage.
-    return beam.io.ReadFromText(path, coder=beam.coders.BytesCoder()) | beam.Map(lambda line, source=path: (source, line))
+            parquet = pq.ParquetFile(handle)
+            names, metadata = set(parquet.schema_arrow.names), parquet.metadata
+    except (OSError, pa.ArrowException) as error:
+        raise ConfigError(f"{path}: not a readable Parquet file ({error})") from None
+    missing = [c for c in TABLE_COLUMNS if c not in names]
+    if not ({"file_path"} <= names or {"old_file", "new_file"} <= names):
+        missing.append("file_path (or old_file and new_file)")
+    if missing:
+        raise ConfigError(f"{path}: commit table lacks columns {missing}")
+    groups, first = [], 0
+    for index in range(metadata.num_row_groups):
+        count = metadata.row_group(index).num_rows
+        groups.append((path, index, first, count))
+        first += count
+    return groups
+
+
+def _parquet_rows(group: tuple[str, int, int, int]) -> Iterator[tuple[str, str, Any]]:
+    """(file, 'FILE row N', row) for the rows of one Parquet row group (rows counted from 0), a batch at a time."""
+    path, index, first, count = group
+    done = 0
+    try:
+        with FileSystems.open(path) as handle:
+            parquet = pq.ParquetFile(handle)
+            columns = [c for c in parquet.schema_arrow.names if c in (*TABLE_COLUMNS, *PATH_COLUMNS)]
+            for batch in parquet.iter_batches(batch_size=1000, row_groups=[index], columns=columns):
+                for row in batch.to_pylist():
+                    yield path, f"{path} row {first + done}", row
+                    done += 1
+    except (OSError, pa.ArrowException) as error:
+        detail = f"row group {index} (rows {first} to {first + count - 1}) cannot be read after {done} of its rows ({error})"
+        yield path, f"{path} row {first + done}", UnreadableRows(detail, max(count - done, 1))
+
+
+def _json_lines(path: str) -> Iterator[tuple[str, str, Any]]:
+    """(file, 'FILE:LINE', line) for every line of a JSON-lines table that is not blank, as bytes
+    (a line that is not UTF-8 is a counted drop naming it, not a crash of the stage)."""
+    number = 0
+    try:
+        with FileSystems.open(path) as handle:
+            for number, line in enumerate(iter(handle.readline, b""), 1):
+                if line.strip():
+                    yield path, f"{path}:{number}", line.rstrip(b"\r\n")
+    except (OSError, EOFError, zlib.error) as error:
+        yield path, f"{path}:{number + 1}", UnreadableRows(f"cannot be read past line {number} ({error})", 1)
+
+
+def _read_tables(pipeline: beam.Pipeline, paths: list[str]) -> beam.PCollection:
+    """(file, place, raw row) of every commit-table row, where place names the file and the line (JSON
+    lines) or row (Parquet); Parquet tables are read a row group at a time, spread over the workers."""
+    json_tables = [path for path in paths if not path.lower().endswith(".parquet")]
+    row_groups = [group for path in paths if path.lower().endswith(".parquet") for group in _parquet_row_groups(path)]
+    reads = []
+    if json_tables:
+        reads.append(pipeline | "JsonTables" >> beam.Create(json_tables) | "SpreadJsonTables" >> beam.Reshuffle()
+                     | "ReadJsonLines" >> beam.FlatMap(_json_lines))
+    if row_groups:
+        reads.append(pipeline | "ParquetRowGroups" >> beam.Create(row_groups) | "SpreadRowGroups" >> beam.Reshuffle()
+                     | "ReadParquetRows" >> beam.FlatMap(_parquet_rows))
+    if not reads:
+        return pipeline | "NoTableRows" >> beam.Create([])
+    return reads | "AllTableRows" >> beam.Flatten()
+
+
+@dataclass(frozen=True)
+class TableCommit:
+    """A commit-table row whose values are of the kinds its columns promise."""
+
+    commit: str
+    message: str
+    subject: str | None
+    repos: tuple[str, ...]
+    license: str | None
+    committed_at: int | None
+    old_path: str | None
+    new_path: str | None
+    before: bytes | None
+    after: bytes | None
 
 
 class MineTableRow(beam.DoFn):
@@ -318,82 +432,181 @@ class MineTableRow(beam.DoFn):
     def setup(self) -> None:
         self.rules = _Rules(self.config, self.registry)
 
-    def process(self, item: tuple[str, Any], reverted_messages: Iterable[str]) -> Iterator[Any]:
-        beam.metrics.Metrics.counter(metrics_namespace(STAGE), "records_in").inc()
+    def process(self, item: tuple[str, str, Any], reverted_messages: Iterable[str]) -> Iterator[Any]:
+        """Accounting: every row read is one record in (blank lines are not rows), and one record out or dropped."""
+        records_in = beam.metrics.Metrics.counter(metrics_namespace(STAGE), "records_in")
         if not hasattr(self, "reverts"):
             self.reverts = RevertIndex(list(reverted_messages))
-        source, raw = item
+        source, place, raw = item
+        if isinstance(raw, UnreadableRows):
+            records_in.inc(raw.count)
+            yield drop_record(STAGE, source, "unreadable_table", f"{place}: {raw.detail}", {"source": source, "at": place},
+                              count=raw.count)
+            return
+        records_in.inc()
         row, reason = _table_row(raw)
         if row is None:
             text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else str(raw)
-            yield drop_record(STAGE, source, *_split_reason(reason), {"source": source, "row": text[:2000]})  # type: ignore[arg-type]
+            yield drop_record(STAGE, source, *_split_reason(reason), {"source": source, "at": place, "row": text[:2000]})  # type: ignore[arg-type]
+            return
+        summary = {"source": source, "at": place, **{k: row.get(k) for k in ("commit", "repos", "subject", *PATH_COLUMNS)}}
+        commit, problems = _table_commit(row)
+        if commit is None:
+            key = row["commit"] if _is_text(row["commit"]) else source
+            yield drop_record(STAGE, key, "malformed_row", f"{place}: {problems}", summary)
             return
         try:
-            reason, record = self._check(row)
-        except (TypeError, ValueError) as error:  # a value of the wrong kind (a unix_time that is no number)
-            reason, record = f"malformed_row: {type(error).__name__}: {error}", None
+            reason, record = self._check(commit)
+        except (TypeError, ValueError) as error:  # a value of a kind _table_commit let through
+            reason, record = f"malformed_row: {place}: {type(error).__name__}: {error}", None
         if reason is None:
             yield to_row(record)
         else:
-            key = str(row.get("commit") or source)
-            summary = {k: row.get(k) for k in ("commit", "repos", "subject", "file_path", "old_file", "new_file")}
-            yield drop_record(STAGE, key, *_split_reason(reason), {"source": source, **summary})
+            yield drop_record(STAGE, commit.commit, *_split_reason(reason), summary)
 
-    def _check(self, row: dict[str, Any]) -> tuple[str | None, Commit | None]:
-        commit = str(row["commit"]).lower()
-        message = str(row.get("message") or row.get("subject") or "")
+    def _check(self, row: TableCommit) -> tuple[str | None, Commit | None]:
+        commit, message = row.commit.lower(), row.message
         reason = self.rules.messages.check(message)
         if reason:
             return reason, None
-        old_path = row.get("old_file") or row.get("file_path")
-        new_path = row.get("new_file") or row.get("file_path")
-        if not old_path or not new_path:
+        if not row.old_path or not row.new_path:
             return "missing_columns: no file path", None
-        if old_path != new_path:
+        if row.old_path != row.new_path:
             return "renamed", None
-        if not self.rules.has_language(new_path):
+        if not self.rules.has_language(row.new_path):
             return "unknown_language", None
-        repos = [r.strip() for r in str(row.get("repos") or "").split(",") if r.strip()]
-        if not repos:
+        if not row.repos:
             return "missing_columns: no repository", None
-        license_id = str(row["license"]).lower() if row.get("license") else None
-        reasons = {name: self.rules.repository(name, license_id) for name in repos}
-        allowed = [name for name in repos if reasons[name] is None]
+        license_id = row.license.lower() if row.license else None
+        reasons = {name: self.rules.repository(name, license_id) for name in row.repos}
+        allowed = [name for name in row.repos if reasons[name] is None]
         if not allowed:
-            return reasons[repos[0]], None
+            return reasons[row.repos[0]], None
         repo = sorted(allowed, key=str.lower)[0]
         split = split_of(repo, self.config.benchmark_share)
-        committed_at = int(row["unix_time"]) if row.get("unix_time") is not None else None
-        reason = self.rules.windows.check(split, committed_at)
+        reason = self.rules.windows.check(split, row.committed_at)
         if reason:
             return reason, None
         if commit in self.reverts:
             return "reverted_later", None
         if RevertIndex().add_message(message):
             return "reverts_other_commit", None
-        before, after = _bytes(row.get("old_contents")), _bytes(row.get("new_contents"))
-        for data in (before, after):
+        for data in (row.before, row.after):
             if data is not None and len(data) > self.config.max_file_bytes:
                 return f"too_large: {len(data)} bytes", None
-        old, new, language = self.rules.contents(before, after, new_path)  # type: ignore[arg-type]
+        old, new, language = self.rules.contents(row.before, row.after, row.new_path)  # type: ignore[arg-type]
         if old is None:
             return language, None
         return None, Commit(
-            repo=repo, commit=commit, parent=None, path=new_path, language=language, license=license_id,
-            committed_at=committed_at, subject=str(row.get("subject") or message.strip().splitlines()[0]),
+            repo=repo, commit=commit, parent=None, path=row.new_path, language=language, license=license_id,
+            committed_at=row.committed_at, subject=row.subject or message.strip().splitlines()[0],
             message=message, before=old, after=new, split=split,  # type: ignore[arg-type]
         )
 
 
-def _bytes(value: Any) -> bytes | None:
+class _Malformed(ValueError):
+    """A table value of the wrong kind; its message names the column and the value."""
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _is_unicode(text: str) -> bool:
+    """Whether a string can be written as UTF-8 (no lone surrogates from undecodable bytes)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _is_text(value: Any) -> bool:
+    return isinstance(value, str) and _is_unicode(value)
+
+
+def _printable(text: str) -> str:
+    return text.encode("utf-8", errors="backslashreplace").decode("utf-8")
+
+
+def _text(row: dict[str, Any], column: str) -> str | None:
+    value = row.get(column)
+    if value is None or _is_text(value):
+        return value
+    if isinstance(value, str):
+        raise _Malformed(f"{column} {_shown(value)} is not valid Unicode (it holds a lone surrogate)")
+    raise _Malformed(f"{column} {_shown(value)} is not text")
+
+
+def _repos(row: dict[str, Any]) -> tuple[str, ...]:
+    """The repositories of a row: comma-separated text, or a list of texts (a Parquet list column, a JSON array)."""
+    value = row.get("repos")
+    if value is None:
+        return ()
+    names = value.split(",") if isinstance(value, str) else value
+    if not isinstance(names, (list, tuple)) or not all(_is_text(name) for name in names):
+        raise _Malformed(f"repos {_shown(value)} is neither comma-separated text nor a list of texts")
+    return tuple(name.strip() for name in names if name.strip())
+
+
+def _contents(row: dict[str, Any], column: str) -> bytes | None:
+    value = row.get(column)
+    if value is None or isinstance(value, bytes):
+        return value
+    if isinstance(value, str):  # lone surrogates (JSON escapes of undecodable bytes) become a not_utf8 drop
+        return value.encode("utf-8", errors="surrogatepass")
+    raise _Malformed(f"{column} {_shown(value)} is neither text nor bytes")
+
+
+def _seconds(row: dict[str, Any]) -> int | None:
+    """Unix seconds from an integer (or an integral float, or a Parquet timestamp) between 1970 and 9999."""
+    value = row.get("unix_time")
     if value is None:
         return None
-    if isinstance(value, bytes):
-        return value
-    return str(value).encode("utf-8", errors="surrogatepass")
+    if isinstance(value, datetime):
+        seconds: float = (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).timestamp()
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = value
+    else:
+        raise _Malformed(f"unix_time {_shown(value)} is not a time in seconds (it is not a number)")
+    if isinstance(seconds, float) and not (math.isfinite(seconds) and seconds.is_integer()):
+        raise _Malformed(f"unix_time {_shown(value)} is not a time in seconds (not a whole number)")
+    if not 0 <= seconds <= LATEST_TIME:
+        raise _Malformed(f"unix_time {_shown(value)} is not a time in seconds (not between 1970 and 9999)")
+    return int(seconds)
+
+
+def _table_commit(row: dict[str, Any]) -> tuple[TableCommit | None, str]:
+    """The row with its values checked, or (None, every problem found, each naming its column and value)."""
+    checks: dict[str, Any] = {
+        "commit": lambda: _text(row, "commit"),
+        "message": lambda: _text(row, "message"),
+        "subject": lambda: _text(row, "subject"),
+        "repos": lambda: _repos(row),
+        "license": lambda: _text(row, "license"),
+        "committed_at": lambda: _seconds(row),
+        **{column: (lambda column=column: _text(row, column)) for column in PATH_COLUMNS},
+        "before": lambda: _contents(row, "old_contents"),
+        "after": lambda: _contents(row, "new_contents"),
+    }
+    values: dict[str, Any] = {}
+    problems = []
+    for field, check in checks.items():
+        try:
+            values[field] = check()
+        except _Malformed as error:
+            problems.append(str(error))
+    if problems:
+        return None, "; ".join(problems)
+    paths = {column: values.pop(column) for column in PATH_COLUMNS}
+    return TableCommit(
+        **values, old_path=paths["old_file"] or paths["file_path"], new_path=paths["new_file"] or paths["file_path"]
+    ), ""
 
 
 def _table_row(raw: Any) -> tuple[dict[str, Any] | None, str | None]:
+    """A JSON line (bytes or text) or Parquet row as a dict that has a commit and a message, or (None, drop reason)."""
     if isinstance(raw, bytes):
         try:
             raw = raw.decode("utf-8")
@@ -412,10 +625,11 @@ def _table_row(raw: Any) -> tuple[dict[str, Any] | None, str | None]:
     return raw, None
 
 
-def _revert_messages(item: tuple[str, Any]) -> Iterator[str]:
-    row, _ = _table_row(item[1])
-    if row is not None and "This reverts commit" in str(row.get("message")):
-        yield str(row["message"])
+def _revert_messages(item: tuple[str, str, Any]) -> Iterator[str]:
+    row, _ = _table_row(item[2])
+    message = row.get("message") if row is not None else None
+    if isinstance(message, str) and "This reverts commit" in message:
+        yield message
 
 
 class KeepOnePerCommit(beam.DoFn):
@@ -483,6 +697,16 @@ def _csv_header(path: str) -> list[str]:
     return header
 
 
+def _history_state(path: str, refs: str) -> Any:
+    """What a repository's mined history starts from (HEAD's commit; every reference for refs 'all'),
+    or why it cannot be read: part of the config hash, so it never raises for a broken repository."""
+    try:
+        repo = open_repository(path)
+        return head_commit(repo) if refs == "head" else reference_targets(repo)
+    except GitReadError as error:
+        return f"unreadable: {error}"
+
+
 @register_stage
 class Mine(Stage):
     """Single-file commits from git repositories and commit tables, as `Commit` records."""
@@ -493,18 +717,8 @@ class Mine(Stage):
     key_field = "commit"
 
     @classmethod
-    def check(cls, config: MineConfig, registry: LanguageRegistry) -> None:  # type: ignore[override]
-        """The repositories, tables and manifest named exist (a cheap look: no history is read)."""
-        _sources(config)
-
-    @classmethod
     def fingerprint(cls, config: MineConfig) -> dict[str, Any]:  # type: ignore[override]
-        heads = {}
-        for entry in _repository_entries(config):
-            try:
-                heads[entry["path"]] = head_commit(open_repository(entry["path"]))
-            except GitReadError:
-                heads[entry["path"]] = None
+        heads = {entry["path"]: _history_state(entry["path"], config.refs) for entry in _repository_entries(config)}
         files = [p for p in (*config.tables, config.repo_manifest, config.merged_pull_requests) if p]
         stats = {}
         for path in files:
@@ -514,7 +728,9 @@ class Mine(Stage):
 
     def build(self, pipeline: beam.Pipeline, inputs: dict[str, beam.PCollection]) -> StageResult:
         config: MineConfig = self.config  # type: ignore[assignment]
-        entries = _sources(config)
+        entries = _repository_entries(config)
+        if not entries and not config.tables:
+            raise ConfigError("stages.mine: nothing to mine; give `repos`, `repo_manifest` or `tables`")
         mined = []
         dropped = []
         if entries:
@@ -527,8 +743,7 @@ class Mine(Stage):
             mined.append(repos.commits)
             dropped.append(repos[DROPPED])
         if config.tables:
-            rows = [pipeline | f"ReadTable{i}" >> _table_rows(path) for i, path in enumerate(config.tables)]
-            table_rows = rows | "AllTableRows" >> beam.Flatten()
+            table_rows = _read_tables(pipeline, config.tables)
             revert_messages = table_rows | "RevertTrailers" >> beam.FlatMap(_revert_messages)
             tables = table_rows | "MineTableRows" >> beam.ParDo(
                 MineTableRow(config, self.context.registry), beam.pvalue.AsList(revert_messages)

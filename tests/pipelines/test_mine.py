@@ -391,3 +391,283 @@ def test_cli_mine_writes_the_output_directory_and_skips_when_done(tmp_path, repo
     third = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT, env=env, timeout=300)
     assert "3 commits read, 2 kept" in third.stdout  # a new commit changes the fingerprint
     assert {r["commit"] for r in read_rows(str(out), Commit)} == {kept, newer}
+
+
+# --- hostile repositories and commit tables: counted drops, never a crash, the rest still mined -------------------
+
+MISSING = "0123456789abcdef" * 2 + "01234567"  # a commit id no repository here holds
+
+
+def healthy(path: Path, value: int) -> tuple[GitRepo, str]:
+    """An MIT-licensed repository of a root commit and one commit the stage keeps (its id returned);
+    `value` makes the commits differ from those of the test's other repositories."""
+    repo = GitRepo(path)
+    repo.write("LICENSE", MIT)
+    repo.write("m.py", "x = 1\n")
+    repo.commit("Start the module with a value")
+    repo.write("m.py", f"x = {value}\n")
+    return repo, repo.commit(GOOD)
+
+
+def drop_rows(tmp_path: Path, reason: str | None = None) -> list[dict]:
+    rows = read_rows(str(tmp_path / "run" / "mine" / "_dropped"), Drop)
+    return [row for row in rows if reason is None or row["reason"] == reason]
+
+
+def assert_every_record_accounted_for(manifest: StageManifest) -> None:
+    assert manifest.records_in == manifest.records_out + sum(manifest.dropped.values()), (
+        manifest.records_in, manifest.records_out, manifest.dropped)
+
+
+@pytest.mark.parametrize("refs", ["head", "all"])
+def test_a_branch_pointing_to_a_missing_commit_is_a_broken_ref_drop(tmp_path, refs):
+    _, alpha = healthy(tmp_path / "repos" / "alpha", 2)
+    forked, forked_kept = healthy(tmp_path / "repos" / "forked", 3)
+    forked.write_ref("refs/heads/ghost", MISSING + "\n")  # read with refs 'all' only
+    headless, _ = healthy(tmp_path / "repos" / "headless", 4)
+    headless.write_ref("refs/heads/main", MISSING + "\n")  # HEAD -> main -> no such commit
+
+    rows, _, manifest = mine(tmp_path, repos=[str(tmp_path / "repos")], refs=refs)
+    assert set(rows) == {alpha, forked_kept}
+    broken = {d["key"]: d["detail"] for d in drop_rows(tmp_path, "broken_ref")}
+    assert set(broken) == ({"headless", "forked"} if refs == "all" else {"headless"})
+    assert str(headless.path) in broken["headless"] and "refs/heads/main" in broken["headless"] and MISSING in broken["headless"]
+    if refs == "all":
+        assert str(forked.path) in broken["forked"] and "refs/heads/ghost" in broken["forked"] and MISSING in broken["forked"]
+    assert manifest.dropped["broken_ref"] == len(broken)
+    assert_every_record_accounted_for(manifest)
+
+
+@pytest.mark.parametrize("refs", ["head", "all"])
+def test_a_garbage_head_is_a_broken_ref_drop_and_the_config_hash_survives_it(tmp_path, refs):
+    from pipelines.mine.stage import Mine, MineConfig
+
+    _, kept = healthy(tmp_path / "alpha", 2)
+    garbled, garbled_tip = healthy(tmp_path / "garbled", 3)
+    garbled.write_ref("HEAD", "garbage\n")
+    config = MineConfig(repos=[str(tmp_path / "alpha"), str(garbled.path)], refs=refs)
+    state = Mine.fingerprint(config)["heads"][str(garbled.path.resolve())]
+    assert "corrupted loose reference file: HEAD" in json.dumps(state)
+
+    rows, _, manifest = mine(tmp_path, repos=[str(tmp_path / "alpha"), str(garbled.path)], refs=refs)
+    assert set(rows) == {kept}
+    broken = drop_rows(tmp_path, "broken_ref")
+    assert {d["key"] for d in broken} == {"garbled"}
+    assert all(str(garbled.path) in d["detail"] and "HEAD cannot be read" in d["detail"] for d in broken)
+    # 'head': nothing to walk. 'all': main's two commits are walked, but their licence (HEAD's) cannot be known.
+    assert manifest.dropped["broken_ref"] == (1 if refs == "head" else 3)
+    assert_every_record_accounted_for(manifest)
+
+    garbled.write_ref("HEAD", "ref: refs/heads/main\n")  # repaired: the hash sees the repository again
+    repaired = Mine.fingerprint(config)["heads"][str(garbled.path.resolve())]
+    assert repaired == garbled_tip if refs == "head" else repaired["HEAD"] == "refs/heads/main"
+
+
+def test_a_folder_with_broken_members_mines_the_healthy_ones_and_drops_each_broken_one(tmp_path):
+    folder = tmp_path / "repos"
+    _, alpha = healthy(folder / "alpha", 2)
+    _, beta = healthy(folder / "beta", 3)
+    (folder / "empty-git" / ".git").mkdir(parents=True)  # a work tree whose .git holds nothing
+    (folder / "lost-gitdir").mkdir()
+    (folder / "lost-gitdir" / ".git").write_text("gitdir: /nowhere/at/all\n")
+    garbled, _ = healthy(folder / "garbled-head", 4)
+    garbled.write_ref("HEAD", "garbage\n")
+    (folder / "notes").mkdir()  # not a repository at all: not a member
+
+    rows, _, manifest = mine(tmp_path, repos=[str(folder)])
+    assert set(rows) == {alpha, beta}
+    unreadable = {d["key"]: d["detail"] for d in drop_rows(tmp_path, "unreadable_repository")}
+    assert set(unreadable) == {str((folder / "empty-git").resolve()), str((folder / "lost-gitdir").resolve())}
+    assert all(key in detail for key, detail in unreadable.items())
+    assert [d["key"] for d in drop_rows(tmp_path, "broken_ref")] == ["garbled-head"]
+    assert manifest.dropped == {"root_commit": 2, "unreadable_repository": 2, "broken_ref": 1}
+    assert_every_record_accounted_for(manifest)
+
+
+@pytest.mark.timeout(120, method="thread")  # libgit2 1.9 loops for ever on a truncated object it reads
+@pytest.mark.parametrize("damage", ["truncated", "garbage"])
+def test_a_corrupt_licence_blob_is_a_corrupt_object_drop_not_an_unknown_licence(tmp_path, damage):
+    _, kept = healthy(tmp_path / "alpha", 2)
+    damaged, _ = healthy(tmp_path / "damaged", 3)
+    blob = damaged.git("rev-parse", "HEAD:LICENSE")
+    if damage == "truncated":
+        damaged.damage_object(blob, keep=len((damaged.git_dir / "objects" / blob[:2] / blob[2:]).read_bytes()) // 2)
+    else:
+        damaged.damage_object(blob, b"not zlib at all")
+
+    rows, _, manifest = mine(tmp_path, repos=[str(tmp_path / "alpha"), str(damaged.path)])
+    assert set(rows) == {kept}
+    [drop] = [d for d in drop_rows(tmp_path) if d["key"] == "damaged"]
+    assert drop["reason"] == "corrupt_object"
+    assert "LICENSE" in drop["detail"] and blob in drop["detail"] and str(damaged.path) in drop["detail"]
+    assert manifest.dropped == {"root_commit": 1, "corrupt_object": 2}  # alpha's root; both of damaged's commits
+    assert_every_record_accounted_for(manifest)
+
+
+def test_a_file_path_that_is_not_utf8_is_a_not_utf8_drop(tmp_path):
+    _, kept = healthy(tmp_path / "alpha", 2)
+    odd = GitRepo(tmp_path / "odd")
+    odd.write("LICENSE", MIT)
+    name = "caf\udce9.py"  # the file name's bytes are b"caf\xe9.py", not UTF-8
+    odd.write(name, "x = 1\n")
+    odd.commit("Start the module with a value")
+    odd.write(name, "x = 2\n")
+    odd_commit = odd.commit(GOOD + " in the odd file")
+    rows, drops, manifest = mine(tmp_path, repos=[str(tmp_path / "alpha"), str(odd.path)])
+    assert set(rows) == {kept} and drops[odd_commit] == "not_utf8"
+    [drop] = [d for d in drop_rows(tmp_path, "not_utf8")]
+    assert "caf\\udce9.py" in drop["detail"]
+    assert_every_record_accounted_for(manifest)
+
+
+def table_base() -> dict:
+    return {"subject": GOOD, "message": GOOD, "repos": "octo/a", "license": "mit", "unix_time": 1_500_000_000,
+            "old_contents": "x = 1\n", "new_contents": "x = 2\n", "file_path": "m.py"}
+
+
+def test_table_values_of_the_wrong_kind_are_malformed_rows_naming_file_line_and_column(tmp_path):
+    cases = [  # (commit, values changed, what the drop's detail says after FILE:LINE, or None: kept)
+        ("a" * 40, {}, None),
+        ("b" * 40, {"file_path": 7}, "file_path 7 is not text"),
+        ("c" * 40, {"unix_time": 1e20}, "unix_time 1e+20 is not a time in seconds"),
+        ("d" * 40, {"unix_time": -1e14}, "unix_time -100000000000000.0 is not a time in seconds"),
+        ("e" * 40, {"unix_time": 1_500_000_000.5}, "unix_time 1500000000.5 is not a time in seconds (not a whole number)"),
+        ("f" * 40, {"unix_time": True}, "unix_time True is not a time in seconds"),
+        ("0" * 40, {"unix_time": "1500000000"}, "unix_time '1500000000' is not a time in seconds"),
+        ("1" * 40, {"repos": ["Octo/B", " octo/c "]}, None),  # a list of names is a list of repositories
+        ("2" * 40, {"repos": ["octo/a", 3]}, "repos ['octo/a', 3] is neither comma-separated text nor a list of texts"),
+        ("3" * 40, {"repos": {"name": "octo/a"}}, "repos {'name': 'octo/a'} is neither"),
+        ("4" * 40, {"old_contents": 12345}, "old_contents 12345 is neither text nor bytes"),
+        ("5" * 40, {"message": 12345678901234}, "message 12345678901234 is not text"),
+        ("6" * 40, {"subject": ["Fix it"]}, "subject ['Fix it'] is not text"),
+        ("7" * 40, {"license": 3}, "license 3 is not text"),
+        ("8" * 40, {"unix_time": 1_500_000_000.0}, None),  # a whole number of seconds, written as a float
+        ("9" * 40, {"file_path": "caf\udce9.py"}, "file_path 'caf\\udce9.py' is not valid Unicode"),
+        (42, {}, "commit 42 is not text"),
+        ("ab" * 20, {"unix_time": 1e20, "license": ["mit"]},  # every problem of the row, in column order
+         "license ['mit'] is not text; unix_time 1e+20 is not a time in seconds (not between 1970 and 9999)"),
+    ]
+    table = tmp_path / "commits.jsonl"
+    lines, line_of = [], {}
+    for number, (commit, changes, _) in enumerate(cases):
+        if number % 4 == 1:
+            lines += ["", "   \t"]  # blank lines are no rows: neither read nor dropped
+        lines.append(json.dumps({**table_base(), "commit": commit, **changes}))
+        line_of[commit] = len(lines)
+    table.write_text("\n".join(lines) + "\n\n")
+
+    rows, drops, manifest = mine(tmp_path, tables=[str(table)])
+    assert set(rows) == {commit for commit, _, said in cases if said is None}
+    assert rows["1" * 40]["repo"] == "Octo/B"
+    assert rows["8" * 40]["committed_at"] == 1_500_000_000
+    malformed = {d["key"]: d for d in drop_rows(tmp_path, "malformed_row")}
+    for commit, _, said in cases:
+        if said is not None:
+            drop = malformed[commit if isinstance(commit, str) else str(table)]
+            assert drop["detail"].startswith(f"{table}:{line_of[commit]}: {said}"), (drop["detail"], said)
+            assert json.loads(drop["record"])["at"] == f"{table}:{line_of[commit]}"
+    assert manifest.records_in == len(cases)
+    assert manifest.dropped == {"malformed_row": len(cases) - 3}
+    assert_every_record_accounted_for(manifest)
+
+
+def test_blank_lines_of_a_table_are_not_rows(tmp_path):
+    table = tmp_path / "commits.jsonl"
+    rows = [json.dumps({**table_base(), "commit": c * 40, "old_contents": f"x = '{c}'\n"}) for c in "ab"]
+    table.write_text(f"\n{rows[0]}\n\n  \n\t\r\n{rows[1]}\r\n\n")
+    kept, _, manifest = mine(tmp_path, tables=[str(table)])
+    assert set(kept) == {"a" * 40, "b" * 40}
+    assert (manifest.records_in, manifest.records_out, manifest.dropped) == (2, 2, {})
+
+
+def test_parquet_values_of_the_wrong_kind_are_malformed_rows_naming_file_row_and_column(tmp_path):
+    base = table_base()
+    numbers = tmp_path / "numbers.parquet"  # file_path written as a number: every row of the file
+    pq.write_table(pa.Table.from_pylist([{**base, "commit": c * 40, "file_path": i} for i, c in enumerate("ab")]), numbers)
+    times = tmp_path / "times.parquet"  # unix_time and contents as doubles and bytes; repos as a list column
+    values = [1.5e9, 1e20, -1e14, float("nan"), 1.5e9]
+    pq.write_table(pa.Table.from_pylist([
+        {**base, "commit": f"{i}" * 40, "unix_time": t, "repos": ["octo/y", "Octo/B"], "old_contents": b"x = 1\n",
+         "new_contents": f"x = {i + 2}\n".encode()} for i, t in enumerate(values)]), times, row_group_size=2)
+    assert pq.ParquetFile(times).metadata.num_row_groups == 3
+
+    rows, drops, manifest = mine(tmp_path, tables=[str(numbers), str(times)])
+    assert set(rows) == {"0" * 40, "4" * 40} and rows["0" * 40]["repo"] == "Octo/B"
+    details = {d["key"]: d["detail"] for d in drop_rows(tmp_path, "malformed_row")}
+    assert details["a" * 40] == f"{numbers} row 0: file_path 0 is not text"
+    assert details["b" * 40] == f"{numbers} row 1: file_path 1 is not text"
+    assert details["1" * 40].startswith(f"{times} row 1: unix_time 1e+20 is not a time in seconds")
+    assert details["2" * 40].startswith(f"{times} row 2: unix_time -100000000000000.0")
+    assert details["3" * 40].startswith(f"{times} row 3: unix_time nan is not a time in seconds")
+    assert (manifest.records_in, manifest.records_out, manifest.dropped) == (7, 2, {"malformed_row": 5})
+
+
+@pytest.mark.timeout(120, method="thread")
+def test_every_drop_path_of_one_run_is_accounted_for(tmp_path):
+    """records_in (commits walked, references that lead nowhere, unreadable repositories, table rows)
+    equals records_out plus every dropped_* counter, in a run that takes every drop path at once."""
+    folder = tmp_path / "repos"
+    alpha, alpha_kept = healthy(folder / "alpha", 2)
+    alpha.write("m.py", "x = 20\n")
+    unlisted = alpha.commit("Fix the value once more for the merged list")
+    alpha.write("m.py", "x = 21\n")
+    alpha.write("n.py", "y = 1\n")
+    alpha.commit("Change two modules in one commit, please")  # multi_file
+    subprocess.run(["git", "clone", "-q", "--bare", str(alpha.path), str(folder / "zz-fork.git")], check=True)  # duplicate_commit
+    forked, forked_kept = healthy(folder / "forked", 3)
+    forked.write_ref("refs/heads/ghost", MISSING + "\n")  # broken_ref, one reference
+    garbled, _ = healthy(folder / "garbled", 4)
+    garbled.write_ref("HEAD", "garbage\n")  # broken_ref, HEAD and (its licence unknowable) both commits
+    (folder / "empty-git" / ".git").mkdir(parents=True)  # unreadable_repository
+    licence, _ = healthy(folder / "licence", 5)
+    licence.damage_object(licence.git("rev-parse", "HEAD:LICENSE"), b"not zlib at all")  # corrupt_object, both commits
+    gpl = GitRepo(folder / "gpl")
+    gpl.write("LICENSE", GPL3)
+    gpl.write("m.py", "x = 1\n")
+    gpl.commit("Start the module with a value")
+    gpl.write("m.py", "x = 6\n")
+    gpl.commit(GOOD)  # license_not_allowed, both commits
+    missing_blob, _ = healthy(folder / "missing-blob", 7)
+    missing_blob.write("m.py", "x = 70\n")
+    gone = missing_blob.commit("Fix the value after the kept one")
+    (missing_blob.git_dir / "objects" / (blob := missing_blob.git("rev-parse", f"{gone}:m.py"))[:2] / blob[2:]).unlink()
+    cut, _ = healthy(folder / "cut", 8)
+    cut.damage_object(cut.git("rev-parse", "HEAD"), keep=40)  # a truncated commit: corrupt_object, the repository
+
+    table = tmp_path / "commits.jsonl"
+    table.write_bytes(b"\n".join([
+        json.dumps({**table_base(), "commit": "c" * 40}).encode(),  # not in the merged list
+        b"",
+        json.dumps({**table_base(), "commit": "d" * 40, "unix_time": 1e20}).encode(),
+        b"{broken json",
+        b'{"commit": "' + b"e" * 40 + b'", "message": "caf\xe9"}',
+        json.dumps({"subject": GOOD}).encode(),
+        json.dumps({**table_base(), "commit": "f" * 40, "message": "wip"}).encode(),
+    ]) + b"\n")
+    damaged_table = tmp_path / "damaged.parquet"  # its second row group's data cannot be inflated: unreadable_table
+    pq.write_table(pa.Table.from_pylist([{**table_base(), "commit": f"{i:040x}", "new_contents": f"x = {i}\n" * 300}
+                                         for i in range(5)]), damaged_table, row_group_size=2)
+    group = pq.ParquetFile(damaged_table).metadata.row_group(1)
+    [column] = [group.column(i) for i in range(group.num_columns) if group.column(i).path_in_schema == "new_contents"]
+    data = bytearray(damaged_table.read_bytes())
+    for offset in range(column.data_page_offset + 20, column.data_page_offset + column.total_compressed_size - 4):
+        data[offset] ^= 0x5A
+    damaged_table.write_bytes(bytes(data))
+
+    pulls = tmp_path / "merged.csv"
+    kept_commits = [alpha_kept, forked_kept]
+    pulls.write_text("commit\n" + "".join(f"{c}\n" for c in kept_commits))
+
+    rows, drops, manifest = mine(tmp_path, repos=[str(folder)], tables=[str(table), str(damaged_table)], refs="all",
+                                 merged_pull_requests=str(pulls))
+    assert set(rows) == set(kept_commits)
+    [unreadable] = drop_rows(tmp_path, "unreadable_table")
+    assert unreadable["key"] == str(damaged_table) and unreadable["detail"].startswith(f"{damaged_table} row 2: row group 1 ")
+    assert manifest.dropped["unreadable_table"] == 2 and manifest.dropped["not_in_merged_pr"] >= 4  # 5th row: its own group
+    assert drops[unlisted] in ("not_in_merged_pr", "duplicate_commit")
+    assert {"broken_ref", "unreadable_repository", "corrupt_object", "license_not_allowed", "duplicate_commit",
+            "not_in_merged_pr", "multi_file", "root_commit", "malformed_row", "missing_columns",
+            "message_too_short", "unreadable_table"} <= set(manifest.dropped)
+    assert manifest.dropped["broken_ref"] == 1 + 1 + 2
+    assert manifest.dropped["corrupt_object"] == 2 + 1 + 1  # licence (2 commits), missing blob, truncated commit
+    assert_every_record_accounted_for(manifest)
