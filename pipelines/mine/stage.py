@@ -112,6 +112,14 @@ def _repository_entries(config: MineConfig) -> list[dict[str, Any]]:
     return sorted(by_path.values(), key=lambda e: (e["name"].lower(), e["path"]))
 
 
+def _sources(config: MineConfig) -> list[dict[str, Any]]:
+    """The repositories to mine; fails when the config names nothing to mine, or a path that is not there."""
+    entries = _repository_entries(config)
+    if not entries and not config.tables:
+        raise ConfigError("stages.mine: nothing to mine; give `repos`, `repo_manifest` or `tables`")
+    return entries
+
+
 def _looks_like_repository(path: Path) -> bool:
     try:
         return is_repository(path)
@@ -717,6 +725,11 @@ class Mine(Stage):
     key_field = "commit"
 
     @classmethod
+    def check(cls, config: MineConfig, registry: LanguageRegistry) -> None:  # type: ignore[override]
+        """The repositories, tables and manifest named exist (a cheap look: no history is read)."""
+        _sources(config)
+
+    @classmethod
     def fingerprint(cls, config: MineConfig) -> dict[str, Any]:  # type: ignore[override]
         heads = {entry["path"]: _history_state(entry["path"], config.refs) for entry in _repository_entries(config)}
         files = [p for p in (*config.tables, config.repo_manifest, config.merged_pull_requests) if p]
@@ -728,9 +741,7 @@ class Mine(Stage):
 
     def build(self, pipeline: beam.Pipeline, inputs: dict[str, beam.PCollection]) -> StageResult:
         config: MineConfig = self.config  # type: ignore[assignment]
-        entries = _repository_entries(config)
-        if not entries and not config.tables:
-            raise ConfigError("stages.mine: nothing to mine; give `repos`, `repo_manifest` or `tables`")
+        entries = _sources(config)
         mined = []
         dropped = []
         if entries:
