@@ -1,24 +1,38 @@
-"""The execution sandbox: untrusted Python runs under bubblewrap with time, memory and process limits.
+"""The execution sandbox: untrusted Python runs under bubblewrap with time, memory, process, output and disk limits.
 
-Inside: a fresh temporary directory (the only writable place besides a private /tmp), the system
-interpreter and its standard library read-only, no network (all namespaces unshared), no view of
-other processes. As root the program runs as `nobody`, so the process limit counts only its own
-processes (a fork bomb stops there). On time-out the whole process group is killed.
+What a sandboxed program can do, exactly:
+- read: the system interpreter and its standard library (/usr, /bin, /lib*, /sbin, bound read-only;
+  from /etc only alternatives, ld.so.cache and localtime), its own /proc (a fresh pid namespace:
+  it sees only itself and bubblewrap's init, none of the host's processes) and /dev's device nodes;
+- write: its work folder /sandbox (which holds program.py) and a private /tmp, each a tmpfs of at
+  most `write_bytes`, and one file at most `file_bytes`; the root, /usr, /etc and /dev are read-only;
+- see an environment of PATH, HOME and PWD only: every process that starts it (prlimit, setpriv,
+  bubblewrap) is itself started with PATH alone, so no /proc/<pid>/environ holds a host variable;
+- not: reach any network (all namespaces unshared, loopback included), see host files (a
+  run directory among them), outlive its time limit (the whole process group is killed), exceed
+  `processes` (as root it runs as `nobody`, so a fork bomb stops there) or `memory_bytes`.
+Its stdout and stderr are read as they come: the first (stdout) and last (stderr) OUTPUT_LIMIT
+characters are kept, the rest is counted and discarded (`truncated`), so memory stays bounded however
+much it prints.
 """
 
 from __future__ import annotations
 
 import os
+import selectors
 import shutil
 import signal
 import subprocess
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 NOBODY = 65534
-OUTPUT_LIMIT = 64_000  # characters of stdout/stderr kept
+OUTPUT_LIMIT = 64_000  # characters of stdout (the first) and stderr (the last) kept
+OUTPUT_KEPT_BYTES = 4 * OUTPUT_LIMIT  # bytes kept per stream: OUTPUT_LIMIT characters of UTF-8 at most
+READ_CHUNK = 1 << 16
+KILL_GRACE_SECONDS = 5.0  # after a time-out, how long the pipes may take to close
+LAUNCHER_ENVIRONMENT = {"PATH": "/usr/bin:/bin"}  # the whole environment of prlimit, setpriv and bubblewrap
 
 
 class SandboxUnavailable(RuntimeError):
@@ -27,19 +41,22 @@ class SandboxUnavailable(RuntimeError):
 
 @dataclass(frozen=True)
 class SandboxLimits:
-    seconds: float = 10.0
-    memory_bytes: int = 512 * 2**20
-    processes: int = 32
-    file_bytes: int = 16 * 2**20
+    seconds: float = 10.0  # wall-clock time of the run (and CPU time, rounded up)
+    memory_bytes: int = 512 * 2**20  # address space of each process
+    processes: int = 32  # processes of the sandbox's user (nobody, when run as root)
+    file_bytes: int = 16 * 2**20  # size of any one file written
+    write_bytes: int = 32 * 2**20  # size of /sandbox (program.py included) and of /tmp, each a tmpfs in memory
 
 
 @dataclass(frozen=True)
 class SandboxResult:
     returncode: int | None
-    stdout: str
-    stderr: str
+    stdout: str  # the first OUTPUT_LIMIT characters
+    stderr: str  # the last OUTPUT_LIMIT characters
     timed_out: bool
     seconds: float
+    truncated: bool = False  # stdout or stderr was longer than what is kept
+    output_bytes: int = 0  # bytes the program wrote to stdout and stderr, kept or not
 
     @property
     def passed(self) -> bool:
@@ -88,7 +105,7 @@ def _read_only_binds() -> list[str]:
     return args
 
 
-def _limit_command(limits: SandboxLimits, as_root: bool) -> list[str]:
+def _limit_command(limits: SandboxLimits, as_root: bool, prlimit: str, setpriv: str) -> list[str]:
     """`prlimit` (and, as root, `setpriv` to become nobody) in front of bubblewrap.
 
     Limits are set by these small util-linux programs rather than in a `preexec_fn`: a Python
@@ -97,11 +114,11 @@ def _limit_command(limits: SandboxLimits, as_root: bool) -> list[str]:
     """
     cpu = int(limits.seconds) + 1
     command = [
-        "prlimit", f"--as={limits.memory_bytes}", f"--nproc={limits.processes}", f"--fsize={limits.file_bytes}",
+        prlimit, f"--as={limits.memory_bytes}", f"--nproc={limits.processes}", f"--fsize={limits.file_bytes}",
         f"--cpu={cpu}:{cpu + 1}", "--core=0", "--",
     ]
     if as_root:
-        command += ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--"]
+        command += [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--"]
     return command
 
 
@@ -130,23 +147,30 @@ def run_python(program: str, limits: SandboxLimits = SandboxLimits(), interprete
 
 
 def _run_once(program: str, limits: SandboxLimits, interpreter: str) -> SandboxResult:
-    bwrap = shutil.which("bwrap")
+    bwrap, prlimit, setpriv = shutil.which("bwrap"), shutil.which("prlimit"), shutil.which("setpriv")
     if bwrap is None:
         raise SandboxUnavailable("bubblewrap (bwrap) is not installed; `apt-get install bubblewrap` (the Makefile does it)")
-    if shutil.which("prlimit") is None or shutil.which("setpriv") is None:
+    if prlimit is None or setpriv is None:
         raise SandboxUnavailable("prlimit and setpriv (util-linux) are needed to limit the sandbox")
     if not os.access(interpreter, os.X_OK):
         raise SandboxUnavailable(f"sandbox interpreter {interpreter} is missing; install Debian's python3")
-    workdir = Path(tempfile.mkdtemp(prefix="codepref-sandbox-"))
+    encoded = program.encode("utf-8")
+    room = min(limits.file_bytes, limits.write_bytes)
+    if len(encoded) > room:  # bubblewrap would die copying it in (SIGXFSZ) or fail (ENOSPC): say why instead
+        return SandboxResult(returncode=None, stdout="", timed_out=False, seconds=0.0,
+                             stderr=f"program.py is {len(encoded)} bytes, more than the sandbox holds ({room} bytes)")
+    source = os.memfd_create("program.py")  # bubblewrap copies it into the work folder's tmpfs
     try:
-        (workdir / "program.py").write_text(program, encoding="utf-8")
-        as_root = os.geteuid() == 0
-        if as_root:
-            os.chown(workdir, NOBODY, NOBODY)
-            os.chown(workdir / "program.py", NOBODY, NOBODY)
+        data = memoryview(encoded)
+        while data:
+            data = data[os.write(source, data):]
+        os.lseek(source, 0, os.SEEK_SET)
+        size = str(limits.write_bytes)
         command = [
-            *_limit_command(limits, as_root), bwrap, *_read_only_binds(),
-            "--tmpfs", "/tmp", "--bind", str(workdir), "/sandbox", "--dev", "/dev", "--proc", "/proc",
+            *_limit_command(limits, os.geteuid() == 0, prlimit, setpriv), bwrap, *_read_only_binds(),
+            "--size", size, "--tmpfs", "/sandbox", "--file", str(source), "/sandbox/program.py",
+            "--size", size, "--tmpfs", "/tmp", "--dev", "/dev", "--remount-ro", "/dev", "--proc", "/proc",
+            "--remount-ro", "/",  # last: the mount points above are made, now nothing else of the root changes
             "--unshare-all", "--die-with-parent", "--new-session", "--clearenv", "--setenv", "PATH", "/usr/bin:/bin",
             "--setenv", "HOME", "/sandbox", "--chdir", "/sandbox", interpreter, "-I", "-B", "program.py",
         ]
@@ -157,20 +181,80 @@ def _run_once(program: str, limits: SandboxLimits, interpreter: str) -> SandboxR
             stderr=subprocess.PIPE,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
-        )
-        timed_out = False
-        try:
-            stdout, stderr = process.communicate(timeout=limits.seconds)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            os.killpg(process.pid, signal.SIGKILL)
-            stdout, stderr = process.communicate()
-        return SandboxResult(
-            returncode=process.returncode,
-            stdout=stdout.decode("utf-8", "replace")[:OUTPUT_LIMIT],
-            stderr=stderr.decode("utf-8", "replace")[-OUTPUT_LIMIT:],
-            timed_out=timed_out,
-            seconds=round(time.monotonic() - start, 3),
+            pass_fds=(source,),
+            env=LAUNCHER_ENVIRONMENT,
         )
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        os.close(source)
+    stdout, stderr = _CappedOutput(keep_tail=False), _CappedOutput(keep_tail=True)
+    with process:
+        timed_out = _read_until_exit(process, {process.stdout: stdout, process.stderr: stderr}, start + limits.seconds)
+    return SandboxResult(
+        returncode=process.returncode,
+        stdout=stdout.text(),
+        stderr=stderr.text(),
+        timed_out=timed_out,
+        seconds=round(time.monotonic() - start, 3),
+        truncated=stdout.truncated or stderr.truncated,
+        output_bytes=stdout.total + stderr.total,
+    )
+
+
+class _CappedOutput:
+    """What a program wrote to one pipe: the first (or last) OUTPUT_KEPT_BYTES kept, the rest only counted."""
+
+    def __init__(self, keep_tail: bool):
+        self.keep_tail = keep_tail
+        self.kept = bytearray()
+        self.total = 0
+
+    def add(self, data: bytes) -> None:
+        self.total += len(data)
+        if self.keep_tail:
+            self.kept += data
+            del self.kept[:-OUTPUT_KEPT_BYTES]
+        elif len(self.kept) < OUTPUT_KEPT_BYTES:
+            self.kept += data[:OUTPUT_KEPT_BYTES - len(self.kept)]
+
+    def text(self) -> str:
+        text = self.kept.decode("utf-8", "replace")
+        return text[-OUTPUT_LIMIT:] if self.keep_tail else text[:OUTPUT_LIMIT]
+
+    @property
+    def truncated(self) -> bool:
+        return self.total > len(self.kept) or len(self.kept.decode("utf-8", "replace")) > OUTPUT_LIMIT
+
+
+def _read_until_exit(process: subprocess.Popen, pipes: dict, deadline: float) -> bool:
+    """Read both pipes as the program writes them until it exits; kill it at `deadline`. True when it timed out."""
+    timed_out = False
+    with selectors.DefaultSelector() as selector:
+        for pipe in pipes:
+            selector.register(pipe, selectors.EVENT_READ)
+        while selector.get_map():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                if timed_out:
+                    break  # killed, and still the pipes stay open: stop reading
+                timed_out = True
+                os.killpg(process.pid, signal.SIGKILL)
+                deadline = time.monotonic() + KILL_GRACE_SECONDS
+                continue
+            for key, _ in selector.select(remaining):
+                data = os.read(key.fd, READ_CHUNK)
+                if data:
+                    pipes[key.fileobj].add(data)
+                else:
+                    selector.unregister(key.fileobj)
+    if not timed_out:
+        try:
+            process.wait(timeout=max(deadline - time.monotonic(), 0))
+        except subprocess.TimeoutExpired:  # it closed its output but runs on
+            timed_out = True
+    if timed_out:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    process.wait()
+    return timed_out

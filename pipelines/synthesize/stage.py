@@ -23,7 +23,7 @@ from pipelines.synthesize.classifier import CLASSIFIERS, commit_text
 from pipelines.synthesize.criteria import SeedTerms
 from pipelines.synthesize.llm import CACHE_FILE as LLM_CACHE_FILE
 from pipelines.synthesize.llm import CommitTasks, IntroduceBugs, LLMTasksConfig
-from pipelines.synthesize.sandbox import SandboxLimits, SandboxUnavailable, run_python
+from pipelines.synthesize.sandbox import SandboxLimits, SandboxResult, SandboxUnavailable, run_python
 from schemas import Candidate, Commit, Origin, to_row
 from storage.tables import TableError, dataset_folder_rows, dataset_folder_shards, fingerprint_files
 
@@ -192,7 +192,7 @@ class InjectBug(beam.DoFn):
                 tests: str | None, region: tuple[int, int]) -> Iterator[Any]:
         source, row_id = item["source"], item["id"]
         if tests is not None:
-            original = run_python(f"{solution}\n\n{tests}\n", self.limits, self.config.sandbox_interpreter)
+            original = self._run_tests(solution, tests)
             if not original.passed:
                 yield drop_record(STAGE, pair_id, "original_fails_tests", original.last_line, brief)
                 return
@@ -208,7 +208,7 @@ class InjectBug(beam.DoFn):
                 return
             verified, verification = None, "unverified: the source has no tests"
             if tests is not None:
-                outcome = run_python(f"{mutation.mutant}\n\n{tests}\n", self.limits, self.config.sandbox_interpreter)
+                outcome = self._run_tests(mutation.mutant, tests)
                 if outcome.passed:
                     continue  # this mutant does not change tested behaviour: try the next one
                 verified = True
@@ -224,6 +224,13 @@ class InjectBug(beam.DoFn):
             ))
             return
         yield drop_record(STAGE, pair_id, "mutants_pass_tests", f"{self.config.max_mutation_attempts} mutants tried, all passed", brief)
+
+    def _run_tests(self, code: str, tests: str) -> SandboxResult:
+        """The tests run after `code` in the sandbox; output cut to the kept length is counted."""
+        result = run_python(f"{code}\n\n{tests}\n", self.limits, self.config.sandbox_interpreter)
+        if result.truncated:
+            Metrics.counter(metrics_namespace(STAGE), "sandbox_output_truncated").inc()
+        return result
 
 
 def human_eval_rows(limit: int | None) -> list[dict[str, Any]]:
@@ -387,11 +394,16 @@ class _InstructItem(beam.DoFn):
         if row_id is None:
             text = f"{row[source.instruction_column]}\0{row[source.solution_column]}"
             row_id = hashlib.blake2b(text.encode("utf-8"), digest_size=8).hexdigest()
+        tests = row.get(source.tests_column) if source.tests_column else None
+        if tests is not None and not isinstance(tests, str):
+            detail = f"row {row_id}: column {source.tests_column!r} is {type(tests).__name__}, not a Python test program (text)"
+            yield drop_record(STAGE, where, "malformed_row", detail, str(row)[:2000])
+            return
         yield {
             "source": source.name,
             "id": str(row_id),
             "language": source.language,
             "instruction": str(row[source.instruction_column]),
             "solution": str(row[source.solution_column]),
-            "tests": row.get(source.tests_column) if source.tests_column else None,
+            "tests": tests,
         }

@@ -4,7 +4,9 @@ environment), steer a path out of the run directory, or carry a secret into logs
 test_synthesize.py::test_sandbox_contains covers an infinite loop, a memory hog, a connection to
 the internet, a write into /usr and a fork bomb that must time out; the tests here add what those
 leave open: nothing of a fork bomb outlives the sandbox, a server on the host's own loopback is out
-of reach, the host's files (the run directory among them) are neither visible nor writable.
+of reach, the host's files (the run directory among them) are neither visible nor writable, and the
+host's environment (an API key in it) reaches no record through an instruction row's tests.
+test_sandbox.py covers the sandbox's own guarantees (environment, read-only root, bounded writes and output).
 """
 
 from __future__ import annotations
@@ -119,8 +121,9 @@ print("env", sorted(k for k in os.environ if "SECRET" in k or "hunter2" in os.en
     assert result.passed, result.stderr
     lines = dict(line.split(" ", 1) for line in result.stdout.strip().splitlines())
     assert lines["read_run_dir"].startswith("refused") and lines["write_run_dir"].startswith("refused")
+    assert lines["write_root"] == "refused OSError" and lines["write_tmp"] == "ok"  # the root is read-only (EROFS)
     assert lines["env"] == "[]"
-    # What the program may write outside its directory (/ and /tmp are the sandbox's own tmpfs) stays there.
+    # What the program may write outside its directory (/tmp is the sandbox's own tmpfs) stays there.
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["secret.txt"]
     assert not (outside / "escape.txt").exists() and not Path("/escape.txt").exists()
     assert {p for p in set(outside.iterdir()) - before if "escape" in p.name} == set()
@@ -204,3 +207,51 @@ def test_an_api_key_never_reaches_logs_errors_manifests_or_drop_records(tmp_path
     assert SECRET not in every_text_in(run_dir)
     captured = capfd.readouterr()
     assert SECRET not in captured.out + captured.err and SECRET not in caplog.text
+
+
+CANARY = "sk-codepref-canary-123"
+
+# Test code of instruction rows that looks for the host's environment every way it can and puts what it
+# finds where records keep it: an assertion message (the verification of a pair, the detail of a drop).
+FIND_THE_ENVIRONMENT = r'''
+import glob, os
+def _environment_found():
+    texts = ["\0".join(f"{k}={v}" for k, v in os.environ.items())]
+    for path in ["/proc/self/environ", "/proc/1/environ", f"/proc/{os.getppid()}/environ", *glob.glob("/proc/*/environ")]:
+        try:
+            texts.append(open(path, "rb").read().decode(errors="replace"))
+        except OSError:
+            pass
+    entries = {e for text in texts for e in text.split("\0") if e}
+    extra = [e for e in entries if e.split("=")[0] not in ("PATH", "HOME", "PWD", "LC_CTYPE")]
+    return sorted(extra, key=lambda e: ("KEY" not in e and "TOKEN" not in e, e))  # keys first: the kept line is short
+_found = _environment_found()
+print("environment found:", _found)
+'''
+
+
+def test_the_hosts_environment_never_reaches_a_record_through_instruction_tests(tmp_path, monkeypatch):
+    import_builtin_stages()
+    monkeypatch.setenv("OPENAI_API_KEY", CANARY)
+    solution = "def larger(a, b):\n    return a if a > b else b\n"
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("".join(json.dumps(row) + "\n" for row in [
+        # passes for the solution, fails for a mutant with what it found: the pair's verification
+        {"id": "verified", "instruction": "Return the larger.", "solution": solution,
+         "tests": FIND_THE_ENVIRONMENT + "assert larger(3, 2) == 3 and larger(2, 3) == 3, f'found {_found}'\n"},
+        # fails for the solution with what it found: the drop's detail
+        {"id": "fails", "instruction": "Return the larger.", "solution": solution,
+         "tests": FIND_THE_ENVIRONMENT + "assert not _found and False, f'found {_found}'\n"},
+    ]))
+    run_dir = tmp_path / "run"
+    stages = {"synthesize": {"inputs": [], "instruct": [{"name": "rows", "path": str(rows), "tests_column": "tests"}]}}
+    run(RunConfig(run_dir=str(run_dir), num_shards=2, runner={"running_mode": "in_memory", "workers": 1}, stages=stages))
+
+    files = [p for p in run_dir.rglob("*") if p.is_file()]
+    assert any(p.suffix == ".parquet" for p in files) and any(p.name.endswith(".json") for p in files)
+    assert [p for p in files if CANARY.encode() in p.read_bytes()] == []  # every byte, compressed shards included
+    assert CANARY not in every_text_in(run_dir)  # and every decoded row
+    (pair,) = read_rows(str(run_dir / "synthesize"), Candidate)
+    assert pair["verified"] is True and pair["verification"].endswith("AssertionError: found []")
+    (drop,) = read_rows(str(run_dir / "synthesize" / "_dropped"), Drop)
+    assert drop["reason"] == "original_fails_tests" and drop["detail"] == "AssertionError: found []"

@@ -220,3 +220,38 @@ def test_a_language_without_mutation_operators_is_a_counted_drop(tmp_path):
     pairs, drops, manifest = run_synthesize(tmp_path, instruct=[{"name": "rusty", "path": str(rows), "language": "Rust"}])
     assert pairs == {} and drops["instruct/rusty/r1"][0] == "no_mutation_operators"
     assert manifest.dropped == {"no_mutation_operators": 1}
+
+
+def test_tests_that_are_not_text_make_a_row_malformed_not_a_silent_drop(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    solution = "def larger(a, b):\n    return a if a > b else b\n"
+    check = "assert larger(3, 2) == 3 and larger(2, 3) == 3\n"
+    rows = tmp_path / "rows.jsonl"
+    row = {"instruction": "Return the larger.", "solution": solution}
+    rows.write_text("".join(json.dumps({**row, "id": row_id, "tests": tests}) + "\n"
+                            for row_id, tests in [("as-list", [check]), ("as-number", 3), ("as-dict", {"code": check}),
+                                                  ("as-flag", True), ("no-tests", None),
+                                                  ("loud", "print('x' * 100_000)\n" + check)]))
+    binary = tmp_path / "rows.parquet"
+    pq.write_table(pa.table({"id": ["as-bytes"], "instruction": ["Return the larger."], "solution": [solution],
+                             "tests": pa.array([check.encode()], pa.binary())}), binary)
+    sources = [{"name": "rows", "path": str(rows), "tests_column": "tests"},
+               {"name": "binary", "path": str(binary), "tests_column": "tests"}]
+    pairs, _, manifest = run_synthesize(tmp_path, instruct=sources)
+    assert set(pairs) == {"instruct/rows/no-tests", "instruct/rows/loud"}
+    assert pairs["instruct/rows/no-tests"]["verified"] is None and pairs["instruct/rows/loud"]["verified"] is True
+    drops = list(read_rows(str(tmp_path / "run" / "synthesize" / "_dropped"), Drop))
+    assert manifest.dropped == {"malformed_row": 5}
+    details = sorted(d["detail"] for d in drops)
+    assert details == sorted([
+        "row as-list: column 'tests' is list, not a Python test program (text)",
+        "row as-number: column 'tests' is int, not a Python test program (text)",
+        "row as-dict: column 'tests' is dict, not a Python test program (text)",
+        "row as-flag: column 'tests' is bool, not a Python test program (text)",
+        "row as-bytes: column 'tests' is bytes, not a Python test program (text)",
+    ])
+    assert {d["key"] for d in drops} == {str(rows), str(binary)}
+    # the loud row's tests print more than the sandbox keeps: counted (the solution's run and the mutant's)
+    assert manifest.counters["sandbox_output_truncated"] >= 1
