@@ -24,14 +24,33 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from parsers import LanguageRegistry
 from parsers.registry import DEFAULT_REGISTRY, registry_files
-from pipelines.config import ConfigError, RunConfig, RunnerConfig
+from pipelines.config import ConfigError, RunConfig, RunnerConfig, check_stages, refuse_object_store
+from pipelines.conservation import (
+    DROP_RECORDS,
+    RECORDS_IN,
+    RECORDS_OUT,
+    RECORDS_READ,
+    CheckedInput,
+    ConservationError,
+    check_counts,
+    check_input,
+    parquet_rows,
+)
 from pipelines.local_runner import local_runner
+from pipelines.ownership import (
+    ATTEMPT_DIR,
+    ATTEMPT_MARKER,
+    RunLock,
+    check_output,
+    check_run_dir,
+    clear_dir,
+    is_object_store,
+    mark_run_dir,
+)
 from pipelines.stage import STAGES, Progress, Stage, StageContext, TaskStage, metrics_namespace
 from schemas import RECORD_TYPES, Drop
 from storage import ReadRecords, StageManifest, WriteShardedParquet, list_parts, package_versions, shard_name, write_rows
 
-ATTEMPT_DIR = "_attempt"
-ATTEMPT_MARKER = "_attempt_config"  # a task stage's unfinished attempt: the config hash it runs under
 DROPPED_DIR = "_dropped"
 
 
@@ -70,11 +89,6 @@ def pipeline_for(runner: RunnerConfig, label: str) -> beam.Pipeline:
         options = PipelineOptions([*args, *runner.options, f"--job_name={label}"])
         return beam.Pipeline(runner=local_runner(), options=options)
     return beam.Pipeline(options=PipelineOptions([f"--runner={runner.name}", *runner.options]))
-
-
-def is_object_store(path: str) -> bool:
-    """gs://, s3:// and the like: Beam's file systems reach them, plain file APIs (SQLite, DuckDB) do not."""
-    return "://" in path and not path.startswith("file://")
 
 
 def stage_order(config: RunConfig, selected: list[str] | None = None) -> list[str]:
@@ -142,18 +156,13 @@ def _done(manifest: StageManifest | None, wanted_hash: str, directory: str) -> b
     return all(FileSystems.exists(FileSystems.join(directory, name)) for name in manifest.files)
 
 
-def _count(label: str, namespace: str, counter: str) -> beam.PTransform:
+def _count(label: str, namespace: str, *counters: str) -> beam.PTransform:
     def counted(row: Any) -> Any:
-        beam.metrics.Metrics.counter(namespace, counter).inc()
+        for counter in counters:
+            beam.metrics.Metrics.counter(namespace, counter).inc()
         return row
 
     return label >> beam.Map(counted)
-
-
-def _reset_dir(directory: str) -> None:
-    if FileSystems.exists(directory):
-        FileSystems.delete([directory])
-    FileSystems.mkdirs(directory)
 
 
 def _fill_empty_shards(directory: str, record_type: type, num_shards: int) -> None:
@@ -201,16 +210,13 @@ def run_stage(
     """
     stage_cls = STAGES[name]
     stage_config = config.stage_config(name)
-    needs_path = stage_cls.local_files(stage_config)
-    if needs_path and (is_object_store(config.run_dir) or is_object_store(output_dir or "")):
-        raise ConfigError(f"stage {name!r} keeps {needs_path}, which needs a file-system path, but run_dir is "
-                          f"{config.run_dir!r}: use a run directory on a file system every worker mounts (NFS, Filestore, "
-                          "a gcsfuse or s3fs mount), or run this stage on a separate config whose run_dir is local")
+    refuse_object_store(config, name, output_dir)
     stage_dir = output_dir or FileSystems.join(config.run_dir, name)
     if input_dirs is None:
         input_dirs = {up: FileSystems.join(config.run_dir, up) for up in stage_cls.input_stages(stage_config)}
 
     upstream: dict[str, str] = {}
+    manifests: dict[str, StageManifest] = {}
     input_types: dict[str, type] = {}
     records_in = 0
     for up, directory in input_dirs.items():
@@ -218,6 +224,7 @@ def run_stage(
         if manifest is None:
             raise StageOrderError(f"stage {name!r} reads {up!r}, which has no finished output in {directory}; run it first")
         upstream[up] = manifest.config_hash
+        manifests[up] = manifest
         records_in += manifest.records_out
         if not issubclass(stage_cls, TaskStage):
             # The record type: the stage's, else the upstream stage's, else what the directory's manifest says it holds.
@@ -228,24 +235,32 @@ def run_stage(
         assert existing is not None
         return StageOutcome(name, skipped=True, manifest=existing)
 
-    context = StageContext(run_dir=config.run_dir, registry=registry, input_dirs=dict(input_dirs), input_types=input_types)
-    if on_start is not None:
-        on_start(name, stage_cls.progress(stage_config, context, stage_dir, records_in))
-    try:
-        if issubclass(stage_cls, TaskStage):
-            return _run_task(stage_cls, stage_config, context, stage_dir, wanted, upstream)
-        return _run_pipeline(stage_cls, config, stage_config, context, stage_dir, wanted, upstream)
-    except ConfigError:
-        raise
-    except Exception as error:
-        raise StageFailed(name, stage_dir, error) from error
+    check_output(stage_dir, f"stage {name!r} output")
+    with RunLock(stage_dir, purpose=f"stage {name!r}"):
+        try:
+            checked = {up: check_input(up, input_dirs[up], manifests[up]) for up in input_dirs} if input_types else {}
+        except ConservationError as error:
+            raise StageFailed(name, stage_dir, error) from None
+        context = StageContext(run_dir=config.run_dir, registry=registry, input_dirs=dict(input_dirs), input_types=input_types,
+                               input_files={up: item.files for up, item in checked.items()})
+        if on_start is not None:
+            on_start(name, stage_cls.progress(stage_config, context, stage_dir, records_in))
+        try:
+            if issubclass(stage_cls, TaskStage):
+                return _run_task(stage_cls, stage_config, context, stage_dir, wanted, upstream)
+            return _run_pipeline(stage_cls, config, stage_config, context, stage_dir, wanted, upstream, list(checked.values()))
+        except ConfigError:
+            raise
+        except Exception as error:
+            raise StageFailed(name, stage_dir, error) from error
 
 
 def _run_pipeline(stage_cls: type[Stage], config: RunConfig, stage_config: Any, context: StageContext, stage_dir: str,
-                  wanted: str, upstream: dict[str, str]) -> StageOutcome:
-    """A Beam stage: its pipeline into the attempt directory, then the shards moved into place, then the manifest."""
+                  wanted: str, upstream: dict[str, str], checked: list[CheckedInput]) -> StageOutcome:
+    """A Beam stage: its pipeline into the attempt directory, the counts checked against the files, then the
+    shards moved into place, then the manifest."""
     name = stage_cls.name
-    _reset_dir(stage_dir)
+    clear_dir(stage_dir)
     attempt = FileSystems.join(stage_dir, ATTEMPT_DIR)
     FileSystems.mkdirs(attempt)
     namespace = metrics_namespace(name)
@@ -254,21 +269,22 @@ def _run_pipeline(stage_cls: type[Stage], config: RunConfig, stage_config: Any, 
     pipeline = pipeline_for(config.runner_for(name), f"codepref-{name}")
     inputs = {
         up: pipeline
-        | f"Read_{up}" >> ReadRecords(directory, context.input_types[up])
-        | _count(f"Count_{up}", namespace, "records_in")
+        | f"Read_{up}" >> ReadRecords(directory, context.input_types[up], context.input_files[up])
+        | _count(f"Count_{up}", namespace, RECORDS_READ, RECORDS_IN)
         for up, directory in context.input_dirs.items()
     }
     stage = stage_cls(stage_config, context)
     result = stage.build(pipeline, inputs)
     (
         result.rows
-        | _count("CountOut", namespace, "records_out")
+        | _count("CountOut", namespace, RECORDS_OUT)
         | "WriteOutput" >> WriteShardedParquet(attempt, stage_cls.output_type, stage_cls.key_field, config.num_shards)
     )
     if result.dropped:
         (
             result.dropped
             | "FlattenDropped" >> beam.Flatten()
+            | _count("CountDropped", namespace, DROP_RECORDS)
             | "WriteDropped" >> WriteShardedParquet(FileSystems.join(attempt, DROPPED_DIR), Drop, "key", 1)
         )
     for table_name, table in result.tables.items():
@@ -278,6 +294,9 @@ def _run_pipeline(stage_cls: type[Stage], config: RunConfig, stage_config: Any, 
     pipeline_result = pipeline.run()
     pipeline_result.wait_until_finish()
     counters = _counters(pipeline_result, namespace)
+    dropped = {key.removeprefix("dropped_"): value for key, value in sorted(counters.items()) if key.startswith("dropped_")}
+    drop_rows = parquet_rows(list_parts(FileSystems.join(attempt, DROPPED_DIR))) if result.dropped else None
+    check_counts(name, stage_cls.accounting, counters, dropped, checked, parquet_rows(list_parts(attempt)), drop_rows)
 
     _fill_empty_shards(attempt, stage_cls.output_type, config.num_shards)
     for table_name, table in result.tables.items():
@@ -287,9 +306,9 @@ def _run_pipeline(stage_cls: type[Stage], config: RunConfig, stage_config: Any, 
         stage=name,
         config_hash=wanted,
         schema=f"{stage_cls.output_type.SCHEMA} v{stage_cls.output_type.VERSION}",
-        records_in=counters.pop("records_in", 0),
-        records_out=counters.pop("records_out", 0),
-        dropped={key.removeprefix("dropped_"): value for key, value in sorted(counters.items()) if key.startswith("dropped_")},
+        records_in=counters.pop(RECORDS_IN, 0),
+        records_out=counters.pop(RECORDS_OUT, 0),
+        dropped=dropped,
         started=started.isoformat(timespec="seconds"),
         finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         seconds=round(time.monotonic() - clock, 3),
@@ -314,8 +333,7 @@ def _run_task(stage_cls: type[TaskStage], stage_config: Any, context: StageConte
     attempt = Path(stage_dir) / ATTEMPT_MARKER
     resuming = stage_cls.resumable and attempt.is_file() and attempt.read_text().strip() == wanted
     if not resuming:
-        _reset_dir(stage_dir)
-        Path(stage_dir).mkdir(parents=True, exist_ok=True)
+        clear_dir(stage_dir)
         attempt.write_text(wanted)
     started, clock = datetime.now(timezone.utc), time.monotonic()
     stage = stage_cls(stage_config, context)
@@ -359,12 +377,17 @@ def run(
     """Run the configured stages in order; finished stages with a matching manifest are skipped.
     `on_start` hears when a stage starts (with its progress probe), `on_stage` when it is done or skipped."""
     registry, registry_id = run_registry(config)
-    outcomes = []
-    for name in stage_order(config, selected):
-        outcome = run_stage(config, name, registry, registry_id, force=force, on_start=on_start)
-        outcomes.append(outcome)
-        if on_stage is not None:
-            on_stage(outcome)
+    order = stage_order(config, selected)
+    check_stages(config, order, registry)
+    check_run_dir(config.run_dir, list(config.stages))
+    with RunLock(config.run_dir):
+        mark_run_dir(config.run_dir)
+        outcomes = []
+        for name in order:
+            outcome = run_stage(config, name, registry, registry_id, force=force, on_start=on_start)
+            outcomes.append(outcome)
+            if on_stage is not None:
+                on_stage(outcome)
     return outcomes
 
 

@@ -42,6 +42,7 @@ class StageContext:
     registry: LanguageRegistry = field(compare=False)
     input_dirs: dict[str, str] = field(default_factory=dict)  # upstream name -> directory, for stages that read twice
     input_types: dict[str, type] = field(default_factory=dict)  # upstream name -> the record type read from it
+    input_files: dict[str, list[str]] = field(default_factory=dict)  # upstream name -> its shards, as its manifest lists them
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,9 @@ class Stage:
     output_type: ClassVar[type]
     key_field: ClassVar[str]
     version: ClassVar[int] = 1  # bump when a change of logic changes the output
+    # How the run checks its counts (pipelines.conservation): "conserving" (in = out + dropped + held out) or
+    # "fan_out" (in = inputs that gave output + dropped).
+    accounting: ClassVar[str] = "conserving"
 
     def __init__(self, config: StageConfig, context: StageContext):
         self.config = config
@@ -101,7 +105,7 @@ class Stage:
         """Every upstream record read again, as one PCollection (for stages that re-read rather than hold)."""
         from storage import ReadRecords
 
-        reads = [pipeline | f"{label}_{name}" >> ReadRecords(directory, self.context.input_types[name])
+        reads = [pipeline | f"{label}_{name}" >> ReadRecords(directory, self.context.input_types[name], self.context.input_files.get(name))
                  for name, directory in self.context.input_dirs.items()]
         return reads | f"{label}_All" >> beam.Flatten()
 

