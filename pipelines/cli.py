@@ -228,7 +228,7 @@ def _run_one_stage(
 ):  # type: ignore[no-untyped-def]
     """Run one stage outside a run directory: its config from `--config` (if any) plus the flags."""
     logging.getLogger().setLevel(logging.ERROR)
-    from pipelines.config import ConfigError, RunConfig, import_builtin_stages, load_config
+    from pipelines.config import ConfigError, RunConfig, check_stages, import_builtin_stages, load_config
     from pipelines.run import StageFailed, run_registry, run_stage
 
     try:
@@ -240,6 +240,7 @@ def _run_one_stage(
         # Files a stage keeps beside its output (the judge's answer cache) go next to `out`.
         config = RunConfig.model_validate({**base.model_dump(), "run_dir": str(Path(out).parent), "stages": {name: stage}})
         registry, registry_id = run_registry(config)
+        check_stages(config, [name], registry)
         inputs = {"input": input_dir} if input_dir else None
         return run_stage(config, name, registry, registry_id, force=force, output_dir=out, input_dirs=inputs)
     except StageFailed as error:

@@ -358,10 +358,10 @@ def test_a_multi_processing_run_listens_on_loopback_only(tmp_path):
     assert listening <= {"127.0.0.1", "::1", "::ffff:127.0.0.1"}, listening
 
 
-def test_runner_input_written_while_a_flush_waits_is_sent(monkeypatch):
+def test_runner_input_written_while_a_flush_waits_is_sent():
     """The cause of the lost rows: Beam's runner sent bundle input through a stream whose background flush
-    clears what is written while it waits on a full send queue. Modelled here with a slow send and a runner
-    thread that writes more slowly than the one-second flush period, as on a busy machine."""
+    clears what is written while it waits on a full send queue. Modelled here with Beam's own sender, a send
+    that waits, and a runner thread that writes more slowly than the one-second flush period (a busy machine)."""
     from apache_beam.runners.portability.fn_api_runner import fn_runner, worker_handlers
     from apache_beam.runners.worker.data_plane import ClosableOutputStream
 
