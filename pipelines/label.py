@@ -101,7 +101,7 @@ class JudgeBatch(beam.DoFn):
         return self.backends[judge.judge]
 
     def process(self, batch: list[dict[str, Any]]) -> Iterator[Any]:
-        config, namespace = self.config, metrics_namespace(STAGE)
+        config = self.config
         texts: dict[str, str] = {}
         rejected: dict[str, str] = {}  # pair id -> why a judge's backend refused it
         for judge in config.judges:

@@ -44,7 +44,6 @@ from pipelines.ownership import (
     check_output,
     check_run_dir,
     clear_dir,
-    is_object_store,
     mark_run_dir,
 )
 from pipelines.stage import STAGES, Progress, Stage, StageContext, TaskStage, metrics_namespace

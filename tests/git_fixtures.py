@@ -139,3 +139,35 @@ def synthetic_history(path: Path, commits: int, seed: int = 7, files: int = 40) 
         stream.append(header + blob(message) + parents + b"".join(ops) + b"\n")
     subprocess.run(["git", "fast-import", "--quiet"], input=b"".join(stream), cwd=path, check=True, env=env)
     return path
+
+
+def large_file_history(path: Path, commits: int, seed: int = 0, files: int = 30, functions: int = 900) -> Path:
+    """A bare repository (MIT licence) of one import commit, then `commits - 1` single-file edits to Python files
+    of about 30 KB each, written with `git fast-import`: many large records from one repository walk."""
+    rng = random.Random(seed)
+    path.mkdir(parents=True)
+    env = {**os.environ, "GIT_CONFIG_NOSYSTEM": "1", "HOME": str(path)}
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(path)], check=True, env=env)
+    sources = {f"pkg/mod{i}.py": [f"def f{i}_{j}(x):\n    return x * {j} + {i}\n" for j in range(functions)] for i in range(files)}
+    messages = ["Fix off-by-one in loop bound", "Speed up parsing of large inputs", "Sanitize user input before query",
+                "Reduce memory used by cache", "Fix crash on empty input"]
+
+    def blob(data: bytes) -> bytes:
+        return b"data %d\n%s\n" % (len(data), data)
+
+    stream = []
+    for n in range(commits):
+        header = b"commit refs/heads/main\nmark :%d\ncommitter Dev <dev@example.com> %d +0000\n" % (n + 1, 1_500_000_000 + n * 600)
+        if n == 0:
+            ops = [b"M 100644 inline LICENSE\n" + blob(b"MIT License\n\nPermission is hereby granted, free of charge, to any "
+                                                          b"person obtaining a copy\n")]
+            ops += [b"M 100644 inline %s\n" % name.encode() + blob("".join(lines).encode()) for name, lines in sources.items()]
+        else:
+            name = rng.choice(sorted(sources))
+            line = rng.randrange(functions)
+            sources[name][line] = f"def g{n}_{line}(x):\n    return x - {n}\n"
+            ops = [b"M 100644 inline %s\n" % name.encode() + blob("".join(sources[name]).encode())]
+        parent = b"from :%d\n" % n if n else b""
+        stream.append(header + blob(f"{rng.choice(messages)} (#{n})".encode()) + parent + b"".join(ops) + b"\n")
+    subprocess.run(["git", "fast-import", "--quiet"], input=b"".join(stream), cwd=path, check=True, env=env)
+    return path
