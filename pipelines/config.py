@@ -145,7 +145,7 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ru
         unknown = [upstream for upstream in STAGES[name].input_stages(stage_config) if upstream not in STAGES]
         if unknown:
             key = f"stages.{name}.inputs" if "inputs" in type(stage_config).model_fields else f"stages.{name}"
-            raise ConfigError(f"{path}: {key}: unknown stages {unknown}; known: {', '.join(STAGES.names())}")
+            raise ConfigError(f"{path}: {key}: unknown stages {unknown}; known: {', '.join(sorted(STAGES.names()))}")
     return config
 
 

@@ -7,7 +7,9 @@ Checked for every Beam stage, on every runner:
   records written equal those produced;
 - **balance**, by the stage's `accounting`: `conserving` stages account for every record they take in
   (in = out + dropped + held out); `fan_out` stages for every input (in = inputs that gave output +
-  dropped inputs), and for every output they made (made = out + dropped outputs).
+  dropped inputs), and for every output they made (made = out + dropped outputs); `per_source` stages (external)
+  at each level for each source: rows = keyed + dropped rows, keyed = rows in groups that gave pairs + rows in
+  groups that gave none, pairs made = kept + dropped pairs.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from storage import PART_GLOB, StageManifest, list_parts
 
 CONSERVING = "conserving"
 FAN_OUT = "fan_out"
-ACCOUNTING_KINDS = (CONSERVING, FAN_OUT)
+PER_SOURCE = "per_source"  # external: rows -> keyed rows -> groups -> candidates, balanced for each source
+ACCOUNTING_KINDS = (CONSERVING, FAN_OUT, PER_SOURCE)
 
 RECORDS_READ = "records_read"  # rows the pipeline read from the upstream shards (counted by the run)
 RECORDS_IN = "records_in"  # what the stage accounts for: rows read, plus what it reads from outside the run
@@ -82,6 +85,31 @@ def _is_part(name: str) -> bool:
     return name.startswith(prefix) and name.endswith(suffix)
 
 
+def per_source_problems(counters: dict[str, int], produced: int, total_dropped: int) -> list[str]:
+    """The balance of each source `S` from its counters `S.rows`, `S.keyed`, `S.rows_dropped`, `S.rows_paired`,
+    `S.rows_unpaired`, `S.group_drops`, `S.candidates`, `S.kept`, `S.candidate_drops`."""
+    sources = sorted({key.rsplit(".", 1)[0] for key in counters if key.endswith(".rows")})
+    count = lambda source, name: counters.get(f"{source}.{name}", 0)  # noqa: E731
+    problems = []
+    for s in sources:
+        checks = [
+            ("rows", count(s, "rows"), ("keyed", "rows_dropped")),
+            ("keyed rows", count(s, "keyed"), ("rows_paired", "rows_unpaired")),
+            ("pairs made", count(s, "candidates"), ("kept", "candidate_drops")),
+        ]
+        for label, total, parts in checks:
+            if total != sum(count(s, part) for part in parts):
+                figures = " + ".join(f"{part} {count(s, part):,}" for part in parts)
+                problems.append(f"source {s}: {label} {total:,} != {figures}")
+    kept = sum(count(s, "kept") for s in sources)
+    if kept != produced:
+        problems.append(f"the sources kept {kept:,} pairs but {produced:,} rows were produced")
+    source_drops = sum(count(s, "rows_dropped") + count(s, "group_drops") + count(s, "candidate_drops") for s in sources)
+    if source_drops != total_dropped:
+        problems.append(f"the sources dropped {source_drops:,} but the stage counted {total_dropped:,} drops")
+    return problems
+
+
 def check_counts(stage: str, accounting: str, counters: dict[str, int], dropped: dict[str, int], inputs: list[CheckedInput],
                  rows_written: int, drop_rows_written: int | None) -> None:
     """Fail with the figures when the pipeline's counts and the files disagree, or the balance does not hold."""
@@ -109,6 +137,8 @@ def check_counts(stage: str, accounting: str, counters: dict[str, int], dropped:
         if made != produced + outputs_dropped:
             problems.append(f"outputs made {made:,} != out {produced:,} + outputs dropped {outputs_dropped:,} "
                             f"(off by {made - produced - outputs_dropped:+,})")
+    if accounting == PER_SOURCE:
+        problems += per_source_problems(counters, produced, total_dropped)
     if problems:
         raise ConservationError(f"stage {stage!r}: counts do not add up: {'; '.join(problems)}. No manifest was written; "
                                 "rerun the same command to redo the stage")

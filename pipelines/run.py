@@ -260,6 +260,11 @@ def _run_pipeline(stage_cls: type[Stage], config: RunConfig, stage_config: Any, 
     shards moved into place, then the manifest."""
     name = stage_cls.name
     clear_dir(stage_dir)
+    # Marks the directory as this stage's until the manifest is written: a rerun after a failure between moving
+    # the shards and writing the manifest (a full disk, a kill) may clear it again.
+    marker = FileSystems.join(stage_dir, ATTEMPT_MARKER)
+    with FileSystems.create(marker) as handle:
+        handle.write(wanted.encode("utf-8"))
     attempt = FileSystems.join(stage_dir, ATTEMPT_DIR)
     FileSystems.mkdirs(attempt)
     namespace = metrics_namespace(name)
@@ -319,6 +324,7 @@ def _run_pipeline(stage_cls: type[Stage], config: RunConfig, stage_config: Any, 
     )
     manifest.files.extend(stage.finish(stage_dir, manifest))  # before the manifest: a failure here leaves the stage undone
     manifest.write(stage_dir)
+    FileSystems.delete([marker])
     return StageOutcome(name, skipped=False, manifest=manifest)
 
 

@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from parsers import LanguageRegistry
 from pipelines.config import ConfigError
 from pipelines.external.adapters import ADAPTERS, Adapter, AdapterSettings, Missing, content_id, slug, stable_rank
+from pipelines.conservation import PER_SOURCE
 from pipelines.stage import DROPPED, Rejection, Stage, StageConfig, StageResult, drop_record, metrics_namespace, register_stage
 from schemas import Candidate, to_row
 from storage.tables import ReadTableRows, TableError, fingerprint_files
@@ -142,10 +143,12 @@ def mix_quotas(counts: dict[str, int], caps: dict[str, int | None], shares: dict
     return quotas
 
 
-def _drop(source: ExternalSource, key: str, reason: str, detail: str, record: Any) -> Iterator[Any]:
-    """Count a drop for the source and the stage; route a drop record unless the source turned them off."""
+def _drop(source: ExternalSource, key: str, reason: str, detail: str, record: Any, level: str) -> Iterator[Any]:
+    """Count a drop for the source (at its `level`: rows_dropped, group_drops, candidate_drops) and the stage;
+    route a drop record unless the source turned them off."""
     namespace = metrics_namespace(STAGE)
     Metrics.counter(namespace, f"{source.key}.dropped_{reason}").inc()
+    Metrics.counter(namespace, f"{source.key}.{level}").inc()
     if source.record_drops:
         yield drop_record(STAGE, key, reason, detail, record)
     else:
@@ -169,7 +172,7 @@ class PrepareRows(beam.DoFn):
         Metrics.counter(namespace, f"{self.source.key}.rows").inc()
         if not isinstance(row, dict):
             key = f"external/{self.source.name}/{content_id(row)}"
-            yield from _drop(self.source, key, "malformed_row", f"not a JSON object ({file})", row)
+            yield from _drop(self.source, key, "malformed_row", f"not a JSON object ({file})", row, "rows_dropped")
             return
         try:
             prepared = self.adapter.prepare(file, row)
@@ -178,8 +181,9 @@ class PrepareRows(beam.DoFn):
         except (TypeError, ValueError, AttributeError, KeyError) as error:
             prepared = Rejection("malformed_row", f"{type(error).__name__}: {error}")
         if isinstance(prepared, Rejection):
-            yield from _drop(self.source, self.adapter.row_key(file, row), prepared.reason, prepared.detail, row)
+            yield from _drop(self.source, self.adapter.row_key(file, row), prepared.reason, prepared.detail, row, "rows_dropped")
             return
+        Metrics.counter(namespace, f"{self.source.key}.keyed").inc()
         yield prepared
 
 
@@ -203,13 +207,15 @@ class PairRows(beam.DoFn):
             results = [Rejection("missing_column", str(error))]
         except (TypeError, ValueError, AttributeError, KeyError) as error:
             results = [Rejection("malformed_row", f"{type(error).__name__}: {error}")]
+        paired = any(isinstance(result, Candidate) for result in results)
+        Metrics.counter(namespace, f"{self.source.key}.{'rows_paired' if paired else 'rows_unpaired'}").inc(len(items))
         for result in results:
             if isinstance(result, Candidate):
                 Metrics.counter(namespace, f"{self.source.key}.candidates").inc()
                 Metrics.counter(namespace, f"criterion_{slug(result.criterion)}").inc()
                 yield self.source.key, to_row(result)
             else:
-                yield from _drop(self.source, drop_key, result.reason, result.detail, {"key": key, "rows": items})
+                yield from _drop(self.source, drop_key, result.reason, result.detail, {"key": key, "rows": items}, "group_drops")
 
 
 def _statement_pairs(item: tuple[str, Any], problems: ProblemStatements) -> Iterator[tuple[str, str]]:
@@ -253,11 +259,11 @@ class KeepChosen(beam.DoFn):
         (label, row), duplicates = rows[0], rows[1:]
         for other_label, other in duplicates:
             yield from _drop(self.sources[other_label], pair_id, "duplicate_pair", "another row gave the same pair id",
-                             _brief(other))
+                             _brief(other), "candidate_drops")
         verdict = grouped["verdicts"][0] if grouped["verdicts"] else "kept"
         if verdict != "kept":
             detail = "beyond the source's cap" if verdict == "over_cap" else "beyond the source's share of the mix"
-            yield from _drop(self.sources[label], pair_id, verdict, detail, _brief(row))
+            yield from _drop(self.sources[label], pair_id, verdict, detail, _brief(row), "candidate_drops")
             return
         Metrics.counter(metrics_namespace(STAGE), f"{label}.kept").inc()
         yield row
@@ -353,6 +359,7 @@ class ProblemStatementsById(beam.PTransform):
 class External(Stage):
     """Candidate pairs from local copies of public preference sets, as `Candidate` records."""
 
+    accounting = PER_SOURCE  # rows are keyed, grouped and paired: balanced at each level, per source
     name = STAGE
     Config = ExternalConfig
     output_type = Candidate

@@ -35,6 +35,7 @@ class DieOnce(beam.DoFn):
         self.marker = marker
 
     def process(self, index: int) -> Iterator[Any]:
+        beam.metrics.Metrics.counter("codepref.dying_source", "records_in").inc()  # a source counts what it makes
         if index == self.kill_on and not Path(self.marker).exists():
             Path(self.marker).write_text(str(os.getpid()))
             os.kill(os.getpid(), signal.SIGKILL)

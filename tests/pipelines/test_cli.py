@@ -175,7 +175,7 @@ def test_a_config_that_cannot_be_read_is_one_line_naming_the_file(tmp_path):
     ("stages", "message"),
     [
         ({"parse": {"inputs": ["a_stage_that_does_not_exist"]}},
-         "stages.parse.inputs: unknown stages ['a_stage_that_does_not_exist']; known: mine, synthesize"),
+         "stages.parse.inputs: unknown stages ['a_stage_that_does_not_exist']; known: assemble, "),
         ({"label": {"votes": 7}}, "stages.label.votes: 7 is odd; votes are split evenly over both orders"),
         ({"eval": {"model": "m", "benchmark": "b", "system_mode": "bogus"}},
          "stages.eval.system_mode: Input should be 'none', 'full' or 'per-criterion'"),
