@@ -88,12 +88,7 @@ def check_output(directory: str, what: str = "output") -> None:
             raise OutputRefused(f"{what} {directory} holds {len(entries)} objects codepref did not write "
                                 "(no _manifest.json or attempt marker); choose another location")
         return
-    path = Path(directory).expanduser().absolute()
-    if path.exists() and not path.is_dir():
-        raise OutputRefused(f"{what} {directory} is a file, not a folder; nothing was touched: choose a folder")
-    reason = _git_guard(Path(os.path.realpath(path)))
-    if reason:
-        raise OutputRefused(f"{what} {directory} is refused: {reason}; nothing was touched")
+    path = _local_folder(directory, what)
     if path.is_dir() and not owned_by_codepref(str(path)):
         others = sorted(child.name for child in path.iterdir() if child.name != LOCK_NAME)
         if others:
@@ -102,16 +97,22 @@ def check_output(directory: str, what: str = "output") -> None:
                                 "nothing was touched: choose a new or empty folder (--force redoes only codepref's own outputs)")
 
 
-def check_run_dir(run_dir: str, stage_names: list[str]) -> None:
+def _local_folder(directory: str, what: str) -> Path:
+    """The absolute path of a local output folder, refused when it is a file or lies in a git repository's way."""
+    path = Path(directory).expanduser().absolute()
+    if path.exists() and not path.is_dir():
+        raise OutputRefused(f"{what} {directory} is a file, not a folder; nothing was touched: choose a folder")
+    reason = _git_guard(Path(os.path.realpath(path)))
+    if reason:
+        raise OutputRefused(f"{what} {directory} is refused: {reason}; nothing was touched")
+    return path
+
+
+def check_run_dir(run_dir: str) -> None:
     """Refuse a run directory that is not empty and shows no sign of codepref (its marker or a stage directory of it)."""
     if is_object_store(run_dir):
         return
-    path = Path(run_dir).expanduser().absolute()
-    if path.exists() and not path.is_dir():
-        raise OutputRefused(f"run directory {run_dir} is a file, not a folder; nothing was touched")
-    reason = _git_guard(Path(os.path.realpath(path)))
-    if reason:
-        raise OutputRefused(f"run directory {run_dir} is refused: {reason}; nothing was touched")
+    path = _local_folder(run_dir, "run directory")
     if not path.is_dir() or (path / RUN_MARKER).exists():
         return
     children = [child for child in path.iterdir() if child.name != LOCK_NAME]

@@ -384,7 +384,7 @@ def run(
     registry, registry_id = run_registry(config)
     order = stage_order(config, selected)
     check_stages(config, order, registry)
-    check_run_dir(config.run_dir, list(config.stages))
+    check_run_dir(config.run_dir)
     with RunLock(config.run_dir):
         mark_run_dir(config.run_dir)
         outcomes = []
