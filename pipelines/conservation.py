@@ -25,7 +25,6 @@ from storage import PART_GLOB, StageManifest, list_parts
 CONSERVING = "conserving"
 FAN_OUT = "fan_out"
 PER_SOURCE = "per_source"  # external: rows -> keyed rows -> groups -> candidates, balanced for each source
-ACCOUNTING_KINDS = (CONSERVING, FAN_OUT, PER_SOURCE)
 
 RECORDS_READ = "records_read"  # rows the pipeline read from the upstream shards (counted by the run)
 RECORDS_IN = "records_in"  # what the stage accounts for: rows read, plus what it reads from outside the run

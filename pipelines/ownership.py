@@ -125,7 +125,8 @@ def check_run_dir(run_dir: str) -> None:
 
 def mark_run_dir(run_dir: str) -> None:
     """Create the run directory if needed and mark it as codepref's."""
-    FileSystems.mkdirs(run_dir) if not FileSystems.exists(run_dir) else None
+    if not FileSystems.exists(run_dir):
+        FileSystems.mkdirs(run_dir)
     marker = FileSystems.join(run_dir, RUN_MARKER)
     if not FileSystems.exists(marker):
         with FileSystems.create(marker) as handle:

@@ -77,8 +77,8 @@ class Stage:
     output_type: ClassVar[type]
     key_field: ClassVar[str]
     version: ClassVar[int] = 1  # bump when a change of logic changes the output
-    # How the run checks its counts (pipelines.conservation): "conserving" (in = out + dropped + held out) or
-    # "fan_out" (in = inputs that gave output + dropped).
+    # How the run checks its counts (pipelines.conservation): "conserving" (in = out + dropped + held out),
+    # "fan_out" (in = inputs that gave output + dropped inputs) or "per_source" (the stage's per-source counters).
     accounting: ClassVar[str] = "conserving"
 
     def __init__(self, config: StageConfig, context: StageContext):

@@ -189,7 +189,7 @@ def test_two_runs_started_together_on_one_run_directory(tmp_path):
     assert manifest.records_out == len(list(read_rows(str(run_dir / "mine"), Commit))) == 3
 
 
-def test_a_lock_file_replaced_under_a_waiting_process_is_not_trusted(tmp_path):
+def test_a_released_lock_leaves_no_file_and_a_killed_holders_lock_is_recognised(tmp_path):
     lock = RunLock(str(tmp_path)).acquire()
     with pytest.raises(Exception, match="in use by another codepref run"):
         RunLock(str(tmp_path)).acquire()
@@ -197,6 +197,13 @@ def test_a_lock_file_replaced_under_a_waiting_process_is_not_trusted(tmp_path):
     assert not (tmp_path / LOCK_NAME).exists()
     with RunLock(str(tmp_path)) as again:
         assert again.took_over is None and (tmp_path / LOCK_NAME).exists()
+
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    with RunLock(str(tmp_path)) as taken:
+        assert taken.took_over is not None and taken.took_over["pid"] == holder.pid
 
 
 # --- conservation ----------------------------------------------------------------------------------------------------

@@ -381,7 +381,8 @@ def test_cli_mine_writes_the_output_directory_and_skips_when_done(tmp_path, repo
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     first = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT, env=env, timeout=300)
     assert first.returncode == 0, first.stderr
-    assert "mine: 2 commits read, 1 kept" in first.stdout, first.stdout and "root_commit 1" in first.stdout
+    assert "mine: 2 commits read, 1 kept" in first.stdout, first.stdout
+    assert "root_commit 1" in first.stdout, first.stdout
     assert [r["commit"] for r in read_rows(str(out), Commit)] == [kept]
     assert StageManifest.read(str(out)).records_out == 1
     second = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT, env=env, timeout=300)
