@@ -40,7 +40,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from pipelines.synthesize.classifier import TfidfLogReg, evaluate, held_out_split, seed_labelled  # noqa: E402
+from pipelines.synthesize.classifier import (  # noqa: E402
+    TfidfLogReg,
+    evaluate,
+    held_out_split,
+    seed_labelled,
+)
 from pipelines.synthesize.criteria import SeedTerms  # noqa: E402
 from schemas import CRITERIA, Commit  # noqa: E402
 from storage import read_rows  # noqa: E402

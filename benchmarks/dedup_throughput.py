@@ -37,10 +37,16 @@ from datasketch import MinHash  # noqa: E402
 from rensa import RMinHash  # noqa: E402
 
 from parsers import code_tokens, parse  # noqa: E402
-from pipelines.dedup.minhash import estimated_jaccard, exact_jaccard, shingle_hashes, signatures, token_hashes  # noqa: E402
+from pipelines.dedup.minhash import (  # noqa: E402
+    estimated_jaccard,
+    exact_jaccard,
+    shingle_hashes,
+    signatures,
+    token_hashes,
+)
 from schemas import Candidate, ClusterMember  # noqa: E402
 from storage import read_rows  # noqa: E402
-from tests.stage_fixtures import candidate, write_stage  # noqa: E402
+from tests.support.stage_fixtures import candidate, write_stage  # noqa: E402
 
 NGRAM, NUM_PERM, THRESHOLD = 5, 256, 0.7
 

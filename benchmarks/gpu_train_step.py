@@ -58,7 +58,7 @@ def write_model(folder: Path, args: argparse.Namespace) -> str:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from tests.model_fixtures import tiny_tokenizer
+    from tests.support.model_fixtures import tiny_tokenizer
 
     tokenizer = tiny_tokenizer(folder)
     torch.manual_seed(0)

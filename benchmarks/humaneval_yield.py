@@ -18,8 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipelines.config import RunConfig, import_builtin_stages  # noqa: E402
-from pipelines.run import run  # noqa: E402
+from pipelines.run.config import RunConfig, import_builtin_stages  # noqa: E402
+from pipelines.run.orchestrator import run  # noqa: E402
 from schemas import Candidate  # noqa: E402
 from storage import read_rows  # noqa: E402
 

@@ -31,9 +31,9 @@ def main() -> None:
     parser.add_argument("--constrained", action="store_true")
     args = parser.parse_args()
 
-    from pipelines.llm.backends import BACKENDS, Sampling
-    from pipelines.llm.judging import ORDERS, VERDICT_PATTERN, JudgeTask
-    from pipelines.llm.models import prepare_smollm2
+    from llm.backends import BACKENDS, Sampling
+    from llm.judging import ORDERS, VERDICT_PATTERN, JudgeTask
+    from llm.models import prepare_smollm2
     from pipelines.synthesize.stage import human_eval_rows
 
     task = JudgeTask()

@@ -5,7 +5,7 @@ For each size N:
    as `synthesize` mutates, with exact and near copies) are written as a finished upstream stage,
    `WORK/n<N>/synthesize/` (Candidate shards + manifest), so the real stages read them;
 2. `parse`, `dedup` and `assemble` (its `inputs` set to the dedup output: unjudged Candidate pairs) run
-   through `pipelines.run.run_stage` with FnApiRunner multi_processing, each in its own process,
+   through `pipelines.run.orchestrator.run_stage` with FnApiRunner multi_processing, each in its own process,
    measured from outside: wall time, peak RSS of the whole process tree (the Beam workers included,
    sampled every 0.2 s), the largest single process (ru_maxrss), CPU seconds of the tree and of each process;
 3. for N up to --plain-up-to, the same DoFns and functions run in a plain Python loop (one process,
@@ -59,7 +59,7 @@ PAIRS_FILE = "pairs-{n}.parquet"
 
 def run_config(run_dir: Path, workers: int, num_shards: int) -> Any:
     """The benchmark's run config: the demo's runner and stage settings, assemble reading dedup."""
-    from pipelines.config import RunConfig
+    from pipelines.run.config import RunConfig
 
     return RunConfig(
         run_dir=str(run_dir), num_shards=num_shards, runner={"running_mode": "multi_processing", "workers": workers},
@@ -85,8 +85,8 @@ def write_benchmark_file(run_dir: Path) -> None:
 def _generate_language(task: tuple[str, int, int, str]) -> dict[str, Any]:
     """One language's share of the first `count` pairs, into its own Parquet file (run in a worker process)."""
     from benchmarks.scale_corpus import PairStream
-    from pipelines.config import RunConfig
-    from pipelines.run import run_registry
+    from pipelines.run.config import RunConfig
+    from pipelines.run.orchestrator import run_registry
     from schemas import Candidate, arrow_schema, to_row
 
     language, count, seed, path = task
@@ -257,9 +257,9 @@ def measured(command: list[str]) -> dict[str, Any]:
 # --- inside the measured processes ---------------------------------------------------------------
 
 def beam_stage(run_dir: Path, stage: str, workers: int, num_shards: int) -> dict[str, Any]:
-    """One real stage through pipelines.run.run_stage, as `codepref run` runs it."""
-    from pipelines.config import import_builtin_stages
-    from pipelines.run import run_registry, run_stage
+    """One real stage through pipelines.run.orchestrator.run_stage, as `codepref run` runs it."""
+    from pipelines.run.config import import_builtin_stages
+    from pipelines.run.orchestrator import run_registry, run_stage
 
     import_builtin_stages()
     config = run_config(run_dir, workers, num_shards)
@@ -297,7 +297,7 @@ class PlainShardedWriter:
             self.spills[shard].append(path)
 
     def close(self) -> None:
-        from pipelines.run import _fill_empty_shards
+        from pipelines.run.orchestrator import _fill_empty_shards
         from storage.parquet import SPILL_DIR
 
         for value in self.spill.finish_bundle():
@@ -337,8 +337,8 @@ class Outputs:
 
 
 def plain_parse(run_dir: Path, out: Path, num_shards: int) -> dict[str, Any]:
-    from pipelines.parse import ParseBothSides, ParseConfig
-    from pipelines.run import run_registry
+    from pipelines.parse.stage import ParseBothSides, ParseConfig
+    from pipelines.run.orchestrator import run_registry
     from schemas import Candidate
 
     config = run_config(run_dir, 1, num_shards)
@@ -373,7 +373,14 @@ def _find_duplicates(analysed: Iterator[tuple], config: Any, reanalyse: Any) -> 
     """pipelines.dedup.stage.FindDuplicates in a loop: exact groups, band keys, bucket pairs, verification,
     components; `reanalyse(ids)` gives the analysed candidate documents again (None: keep the signatures)."""
     from pipelines.dedup.minhash import optimal_banding
-    from pipelines.dedup.stage import _Components, _PackBandKeys, _PartitionPairs, _Verify, _compact, _exact_groups
+    from pipelines.dedup.stage import (
+        _compact,
+        _Components,
+        _exact_groups,
+        _PackBandKeys,
+        _PartitionPairs,
+        _Verify,
+    )
 
     exact: dict[str, list] = defaultdict(list)
     packer = _PackBandKeys(optimal_banding(config.threshold, config.num_perm))
@@ -417,7 +424,14 @@ def _find_duplicates(analysed: Iterator[tuple], config: Any, reanalyse: Any) -> 
 
 
 def plain_dedup(run_dir: Path, out: Path, num_shards: int) -> dict[str, Any]:
-    from pipelines.dedup.stage import KEYS, STAGE, DedupConfig, _ApplyDecisions, candidate_rank, candidate_text
+    from pipelines.dedup.stage import (
+        KEYS,
+        STAGE,
+        DedupConfig,
+        _ApplyDecisions,
+        candidate_rank,
+        candidate_text,
+    )
     from schemas import Candidate, ClusterMember
 
     config = DedupConfig.model_validate(run_config(run_dir, 1, num_shards).stages["dedup"])
@@ -446,10 +460,20 @@ def plain_dedup(run_dir: Path, out: Path, num_shards: int) -> dict[str, Any]:
 def plain_assemble(run_dir: Path, out: Path, num_shards: int) -> dict[str, Any]:
     from pipelines.assemble.card import write_card
     from pipelines.assemble.decontaminate import benchmark_prompts
-    from pipelines.assemble.filters import CodeDepth, Decontaminate, EnglishPrompt, TokenLength
-    from pipelines.assemble.stage import AssembleConfig, Prepare, _ApplyDecisions, to_corpus_row
+    from pipelines.assemble.filters import (
+        CodeDepth,
+        Decontaminate,
+        EnglishPrompt,
+        TokenLength,
+    )
+    from pipelines.assemble.stage import (
+        AssembleConfig,
+        Prepare,
+        _ApplyDecisions,
+        to_corpus_row,
+    )
     from pipelines.dedup.stage import KEYS, candidate_rank, candidate_text
-    from pipelines.run import run_registry
+    from pipelines.run.orchestrator import run_registry
     from schemas import ContaminationReport, CorpusRow, to_row
     from storage import StageManifest
 
@@ -497,7 +521,7 @@ PLAIN = {"parse": plain_parse, "dedup": plain_dedup, "assemble": plain_assemble}
 
 def plain_stage(run_dir: Path, stage: str, num_shards: int) -> dict[str, Any]:
     """The stage's DoFns and functions in a plain loop in this process, into WORK/n<N>/plain/<stage>."""
-    from pipelines.local_runner import tune_malloc as _tune_malloc
+    from pipelines.run.local_runner import tune_malloc as _tune_malloc
 
     _tune_malloc()  # the same allocator settings the stages run with
     out = run_dir / "plain" / stage
@@ -542,9 +566,9 @@ def judge_prompt_tokens(dedup_dir: Path, sample: int) -> dict[str, Any]:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from transformers import AutoTokenizer
 
-    from pipelines.llm.judging import JudgeTask, ORDERS
-    from pipelines.llm.models import smollm2_tokenizer
-    from pipelines.label import sample_rank
+    from llm.judging import ORDERS, JudgeTask
+    from llm.models import smollm2_tokenizer
+    from pipelines.label.stage import sample_rank
 
     tokenizer = AutoTokenizer.from_pretrained(str(smollm2_tokenizer().parent))
     task = JudgeTask()
@@ -556,7 +580,7 @@ def judge_prompt_tokens(dedup_dir: Path, sample: int) -> dict[str, Any]:
     counts, by_language = [], defaultdict(list)
     for row in rows:
         for order in ORDERS:
-            messages = task.format_input({**row, "fence": "", "order": order})  # as pipelines.label.JudgeBatch renders them
+            messages = task.format_input({**row, "fence": "", "order": order})  # as pipelines.label.stage.JudgeBatch renders them
             text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
             count = len(tokenizer(text, add_special_tokens=False)["input_ids"])
             counts.append(count)

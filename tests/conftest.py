@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.support.fake_judge import serving
+
 
 @pytest.fixture(autouse=True)
 def isolated_user_config(tmp_path_factory, monkeypatch):
@@ -16,7 +18,7 @@ def isolated_user_config(tmp_path_factory, monkeypatch):
 @pytest.fixture(scope="session")
 def smollm2(tmp_path_factory):
     """The packaged CPU judge, converted once per test session."""
-    from pipelines.llm.models import prepare_smollm2
+    from llm.models import prepare_smollm2
 
     return str(prepare_smollm2(tmp_path_factory.mktemp("models")))
 
@@ -25,9 +27,16 @@ def smollm2(tmp_path_factory):
 def vllm_engine(smollm2):
     """One vLLM engine on CPU for the whole test session: backends and stages configured with this
     entry (`{"backend": "vllm", "model": smollm2}`, context 2048) share it instead of starting their own."""
-    from pipelines.llm.backends import BackendConfig, acquire_backend, release_backend
+    from llm.backends import BackendConfig, acquire_backend, release_backend
 
     config = BackendConfig(backend="vllm", model=smollm2, max_model_len=2048)
     backend = acquire_backend(config)
     yield backend
     release_backend(config)
+
+
+@pytest.fixture
+def faulty_judge():
+    """The /v1 address of a scripted judge server (tests.support.fake_judge.FaultyJudge), reset for each test."""
+    with serving() as url:
+        yield url

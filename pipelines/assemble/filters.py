@@ -13,7 +13,7 @@ from apache_beam.metrics import Metrics
 from parsers import LanguageRegistry
 from parsers.facts import parse
 from pipelines.assemble.decontaminate import BenchmarkFile, BenchmarkIndex
-from pipelines.stage import RecordFilter, Rejection, metrics_namespace
+from pipelines.core import RecordFilter, Rejection, metrics_namespace
 
 STAGE = "assemble"
 _FENCED = re.compile(r"```.*?(```|\Z)", re.DOTALL)
@@ -23,7 +23,7 @@ _INLINE = re.compile(r"`[^`\n]*`")
 def tokenizer_file(name: str) -> Path:
     """'smollm2' (packaged, offline), a tokenizer.json, or a folder holding one."""
     if name == "smollm2":
-        from pipelines.llm.models import smollm2_tokenizer
+        from llm.models import smollm2_tokenizer
 
         return smollm2_tokenizer()
     path = Path(name)

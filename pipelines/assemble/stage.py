@@ -19,13 +19,43 @@ from pydantic import Field
 
 from pipelines.assemble.card import write_card
 from pipelines.assemble.decontaminate import BenchmarkFile, benchmark_prompts
-from pipelines.assemble.filters import STAGE, CodeDepth, Decontaminate, EnglishPrompt, TokenLength
+from pipelines.assemble.filters import (
+    STAGE,
+    CodeDepth,
+    Decontaminate,
+    EnglishPrompt,
+    TokenLength,
+)
 from pipelines.assemble.system_prompts import SystemPromptShares, draw
-from pipelines.dedup.stage import KEYS, DedupConfig, FindDuplicates, candidate_rank, candidate_text
-from pipelines.stage import DROPPED, SideTable, Stage, StageConfig, StageResult, apply_filter, drop_record, metrics_namespace, register_stage
-from schemas import ASPECTS, LANGUAGES, BenchRow, ContaminationReport, CorpusRow, Origin, from_row, to_row
+from pipelines.core import (
+    DROPPED,
+    SideTable,
+    Stage,
+    StageConfig,
+    StageResult,
+    apply_filter,
+    drop_record,
+    metrics_namespace,
+    register_stage,
+)
+from pipelines.dedup.stage import DedupConfig
+from pipelines.dedup.transforms import (
+    KEYS,
+    FindDuplicates,
+    candidate_rank,
+    candidate_text,
+)
+from schemas import (
+    ASPECTS,
+    LANGUAGES,
+    BenchRow,
+    ContaminationReport,
+    CorpusRow,
+    Origin,
+    from_row,
+    to_row,
+)
 from storage import StageManifest
-
 
 HOLDOUT_TABLE = "holdout"  # the held-out pairs' folder inside the stage directory
 
@@ -135,7 +165,7 @@ def _contamination_report(benchmarks: list[BenchmarkFile], ngram: int) -> beam.P
     return report()  # type: ignore[no-any-return]
 
 
-class _ApplyDecisions(beam.DoFn):
+class _RouteFinalDecisions(beam.DoFn):
     """Drop the final dedup's duplicates; send the held-out pairs to their table; the rest is the corpus."""
 
     def process(self, entry: dict[str, Any], decisions: dict[str, tuple[str, str]], held_out: Any = frozenset()) -> Iterator[Any]:
@@ -179,7 +209,7 @@ class Assemble(Stage):
         dropped = [prepared[DROPPED]]
         entries = prepared.entries
         filters = [("TokenLength", TokenLength(config.tokenizer, config.max_tokens)),
-                   ("CodeDepth", CodeDepth(self.context.registry, config.min_depth))]
+                   ("CodeDepth", CodeDepth(self.context.languages, config.min_depth))]
         if config.english_only:
             filters.append(("EnglishPrompt", EnglishPrompt()))
         for label, fn in filters:
@@ -208,7 +238,7 @@ class Assemble(Stage):
         )
         decided = beam.pvalue.AsDict(decisions)
         held_out = beam.pvalue.AsSingleton(passed_ids | "HoldOut" >> _HeldOutIds(decided, config.holdout)) if config.holdout else frozenset()
-        final = reread("Reread") | "ApplyDedup" >> beam.ParDo(_ApplyDecisions(), decided, held_out).with_outputs(
+        final = reread("Reread") | "ApplyDedup" >> beam.ParDo(_RouteFinalDecisions(), decided, held_out).with_outputs(
             DROPPED, HOLDOUT_TABLE, main="kept")
         dropped.append(final[DROPPED])
         kept = final.kept

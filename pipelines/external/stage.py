@@ -33,10 +33,20 @@ from apache_beam.metrics import Metrics
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from parsers import LanguageRegistry
-from pipelines.config import ConfigError
-from pipelines.external.adapters import ADAPTERS, Adapter, AdapterSettings, Missing, content_id, slug, stable_rank
-from pipelines.conservation import PER_SOURCE
-from pipelines.stage import DROPPED, Rejection, Stage, StageConfig, StageResult, drop_record, metrics_namespace, register_stage
+from pipelines.core import (
+    DROPPED,
+    Rejection,
+    Stage,
+    StageConfig,
+    StageResult,
+    drop_record,
+    metrics_namespace,
+    register_stage,
+)
+from pipelines.external.adapters import ADAPTERS, Adapter, AdapterSettings
+from pipelines.external.adapters.base import Missing, content_id, slug, stable_rank
+from pipelines.run.config import ConfigError
+from pipelines.run.conservation import PER_SOURCE
 from schemas import Candidate, to_row
 from storage.tables import ReadTableRows, TableError, fingerprint_files
 
@@ -386,7 +396,7 @@ class External(Stage):
         config: ExternalConfig = self.config  # type: ignore[assignment]
         candidates, dropped = [], []
         for index, source in enumerate(config.sources):
-            pairs, drops = pipeline | f"Source_{slug(source.key)}-{index}" >> SourcePairs(source, index, self.context.registry)
+            pairs, drops = pipeline | f"Source_{slug(source.key)}-{index}" >> SourcePairs(source, index, self.context.languages)
             candidates.append(pairs)
             dropped.append(drops)
         chosen = tuple(candidates) | "AllCandidates" >> beam.Flatten() | "Select" >> SelectCandidates(config)

@@ -19,8 +19,16 @@ from apache_beam.io.filesystems import FileSystems
 from pydantic import Field, field_validator
 
 from parsers import LanguageRegistry
-from pipelines.config import ConfigError
-from pipelines.mine.rules import (
+from pipelines.core import (
+    DROPPED,
+    Stage,
+    StageConfig,
+    StageResult,
+    drop_record,
+    metrics_namespace,
+    register_stage,
+)
+from pipelines.mine.filters import (
     REFERENCE_LICENSES,
     LicenseDetector,
     MessageRules,
@@ -30,9 +38,7 @@ from pipelines.mine.rules import (
     default_blocklist,
     split_of,
 )
-from pipelines.stage import DROPPED, Stage, StageConfig, StageResult, drop_record, metrics_namespace, register_stage
-from schemas import Commit, to_row
-from storage.git import (
+from pipelines.mine.git import (
     BrokenRefError,
     Change,
     GitReadError,
@@ -45,6 +51,8 @@ from storage.git import (
     truncated_history_objects,
     walk_changes,
 )
+from pipelines.run.config import ConfigError
+from schemas import Commit, to_row
 
 STAGE = "mine"
 TABLE_COLUMNS = ("commit", "subject", "message", "repos", "license", "unix_time", "old_contents", "new_contents")
@@ -749,7 +757,7 @@ class Mine(Stage):
                 pipeline
                 | "Repositories" >> beam.Create(entries)
                 | "SpreadRepositories" >> beam.Reshuffle()
-                | "MineRepositories" >> beam.ParDo(MineRepository(config, self.context.registry)).with_outputs(DROPPED, main="commits")
+                | "MineRepositories" >> beam.ParDo(MineRepository(config, self.context.languages)).with_outputs(DROPPED, main="commits")
             )
             mined.append(repos.commits)
             dropped.append(repos[DROPPED])
@@ -757,7 +765,7 @@ class Mine(Stage):
             table_rows = _read_tables(pipeline, config.tables)
             revert_messages = table_rows | "RevertTrailers" >> beam.FlatMap(_revert_messages)
             tables = table_rows | "MineTableRows" >> beam.ParDo(
-                MineTableRow(config, self.context.registry), beam.pvalue.AsList(revert_messages)
+                MineTableRow(config, self.context.languages), beam.pvalue.AsList(revert_messages)
             ).with_outputs(DROPPED, main="commits")
             mined.append(tables.commits)
             dropped.append(tables[DROPPED])

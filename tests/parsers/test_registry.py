@@ -7,7 +7,14 @@ import textwrap
 
 import pytest
 
-from parsers import GrammarError, LanguageRegistry, RegistryError, detect_language, languages, parse
+from parsers import (
+    GrammarError,
+    LanguageRegistry,
+    RegistryError,
+    detect_language,
+    languages,
+    parse,
+)
 from parsers.registry import DEFAULT_REGISTRY
 
 RUST_ENTRY = textwrap.dedent(

@@ -47,7 +47,7 @@ MISSING = "0123456789abcdef" * 2 + "01234567"
 
 
 def _history(path):
-    from tests.git_fixtures import GitRepo
+    from tests.support.git_fixtures import GitRepo
 
     repo = GitRepo(path)
     repo.write("m.py", "x = 1\n")
@@ -58,7 +58,7 @@ def _history(path):
 
 
 def _walk(path, refs):
-    from storage.git import BrokenRefError, open_repository, walk_changes
+    from pipelines.mine.git import BrokenRefError, open_repository, walk_changes
 
     items = list(walk_changes(open_repository(str(path)), refs))
     return [str(i) for i in items if isinstance(i, BrokenRefError)], [i.commit for i in items if not isinstance(i, Exception)]
@@ -90,7 +90,13 @@ def test_references_that_lead_to_no_commit_are_reported_and_the_others_walked(tm
 
 
 def test_a_garbage_head_or_packed_refs_file_is_a_broken_ref_error_not_an_exception(tmp_path):
-    from storage.git import BrokenRefError, head_commit, license_text, open_repository, reference_targets
+    from pipelines.mine.git import (
+        BrokenRefError,
+        head_commit,
+        license_text,
+        open_repository,
+        reference_targets,
+    )
 
     repo = _history(tmp_path / "repo")
     tip = repo.git("rev-parse", "HEAD")
@@ -121,7 +127,7 @@ def test_a_commit_whose_encoding_header_names_no_codec_is_read_as_utf8(tmp_path)
     odd = repo.commit_object("encoding no-such-codec\n", "Fix the caf\u00e9 value, and \xff".encode("utf-8")[:-2] + b"\xff\n")
     _, walked = _walk(repo.path, "head")
     assert walked[-1] == odd
-    from storage.git import open_repository, walk_changes
+    from pipelines.mine.git import open_repository, walk_changes
 
     [change] = [c for c in walk_changes(open_repository(str(repo.path))) if c.commit == odd]
     assert change.message == "Fix the caf\u00e9 value, and \ufffd\n" and change.shape == "modified"

@@ -7,8 +7,16 @@ import pytest
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
 from schemas import Candidate, Commit
-from storage import SchemaMismatch, StageManifest, WriteShardedParquet, check_schema, read_rows, shard_of, write_rows
-from tests.pipelines.test_run import commit_row
+from storage import (
+    SchemaMismatch,
+    StageManifest,
+    WriteShardedParquet,
+    check_schema,
+    read_rows,
+    shard_of,
+    write_rows,
+)
+from tests.pipelines.run.test_run import commit_row
 
 
 def write_with_beam(directory, rows, num_shards=4):

@@ -1,0 +1,166 @@
+"""What a stage is: a named composite transform with a typed config, plus counted drops.
+
+A stage class registers itself in `STAGES`, declares the stages it reads (`inputs`), the record
+type it writes and the field that keys its records. The run orchestrator (pipelines.run) reads
+the inputs, applies the stage, writes its shards and its manifest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import apache_beam as beam
+from pydantic import BaseModel, ConfigDict
+
+from parsers import LanguageRegistry
+from pipelines.core.registry import Registry
+
+
+class StageConfig(BaseModel):
+    """Base of every stage's typed config: unknown keys are errors, every field has a description."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class StageContext:
+    """What a stage may know about the run it belongs to."""
+
+    run_dir: str
+    languages: LanguageRegistry = field(compare=False)  # the run's language registry
+    input_dirs: dict[str, str] = field(default_factory=dict)  # upstream name -> directory, for stages that read twice
+    input_types: dict[str, type] = field(default_factory=dict)  # upstream name -> the record type read from it
+    input_files: dict[str, list[str]] = field(default_factory=dict)  # upstream name -> its shards, as its manifest lists them
+
+
+@dataclass(frozen=True)
+class SideTable:
+    """An extra dataset a stage writes beside its records (e.g. dedup's cluster table)."""
+
+    rows: beam.PCollection
+    record_type: type
+    key_field: str
+
+
+@dataclass
+class StageResult:
+    """A stage's output rows, the drop records it produced, and any side tables by name."""
+
+    rows: beam.PCollection
+    dropped: list[beam.PCollection] = field(default_factory=list)
+    tables: dict[str, SideTable] = field(default_factory=dict)
+
+
+class Stage:
+    """Base of registered stages. Subclasses set the class attributes and implement `build`.
+
+    A stage that reads data from outside the run (repositories, files) overrides `fingerprint`,
+    so that a change of that data changes the stage's config hash.
+    """
+
+    name: ClassVar[str]
+    Config: ClassVar[type[StageConfig]] = StageConfig
+    inputs: ClassVar[tuple[str, ...]] = ()  # upstream stages whose records this stage reads
+    input_type: ClassVar[type | None] = None  # record type of the inputs (default: each upstream's output type)
+    output_type: ClassVar[type]
+    key_field: ClassVar[str]
+    version: ClassVar[int] = 1  # bump when a change of logic changes the output
+    # How the run checks its counts (pipelines.run.conservation): "conserving" (in = out + dropped + held out),
+    # "fan_out" (in = inputs that gave output + dropped inputs) or "per_source" (the stage's per-source counters).
+    accounting: ClassVar[str] = "conserving"
+
+    def __init__(self, config: StageConfig, context: StageContext):
+        self.config = config
+        self.context = context
+
+    @classmethod
+    def input_stages(cls, config: StageConfig) -> tuple[str, ...]:
+        """The upstream stages read: the config's `inputs` when it has that key, else the class's."""
+        return tuple(getattr(config, "inputs", None) or cls.inputs)
+
+    @classmethod
+    def fingerprint(cls, config: StageConfig) -> dict[str, Any]:
+        """What identifies the outside data this stage reads (default: nothing)."""
+        return {}
+
+    @classmethod
+    def check(cls, config: StageConfig, registry: LanguageRegistry) -> None:
+        """Checks of the config that need the run's language registry or a cheap look at the files it names
+        (what the typed config alone cannot say); raise pipelines.run.config.ConfigError naming the key. Run by
+        `codepref config check` and by the run before it builds any stage (default: nothing to check)."""
+
+    def read_inputs(self, pipeline: beam.Pipeline, label: str) -> beam.PCollection:
+        """Every upstream record read again, as one PCollection (for stages that re-read rather than hold)."""
+        from storage import ReadRecords
+
+        reads = [pipeline | f"{label}_{name}" >> ReadRecords(directory, self.context.input_types[name], self.context.input_files.get(name))
+                 for name, directory in self.context.input_dirs.items()]
+        return reads | f"{label}_All" >> beam.Flatten()
+
+    def build(self, pipeline: beam.Pipeline, inputs: dict[str, beam.PCollection]) -> StageResult:
+        """Apply this stage to its input records (rows of the upstream stages)."""
+        raise NotImplementedError
+
+    @classmethod
+    def local_files(cls, config: StageConfig) -> str | None:
+        """What this stage keeps that needs a file-system path (a SQLite cache, files a local program reads),
+        so that its run directory cannot be an object store such as gs:// (default: nothing; Beam IO only)."""
+        return None
+
+    @classmethod
+    def progress(cls, config: StageConfig, context: StageContext, stage_dir: str, records_in: int) -> Progress | None:
+        """What the run polls for a progress bar while this stage runs (default: none; a spinner and the time)."""
+        return None
+
+    def finish(self, stage_dir: str, manifest: Any) -> list[str]:
+        """After the pipeline, before the manifest is written: write files that summarise the output
+        (e.g. a dataset card) and return their names relative to `stage_dir` (default: none)."""
+        return []
+
+
+@dataclass(frozen=True)
+class Progress:
+    """How far a running stage is: `poll()` gives (done, total or None) in `unit`s; it runs in the
+    process that drives the run, so it reads what the workers leave on disk (a cache, a log)."""
+
+    unit: str
+    poll: Callable[[], tuple[int, int | None]]
+
+
+@dataclass
+class TaskResult:
+    """What a task stage did: the manifest's counts, and the files it wrote (relative to its directory)."""
+
+    records_in: int
+    records_out: int
+    files: list[str]
+    counters: dict[str, int] = field(default_factory=dict)
+    dropped: dict[str, int] = field(default_factory=dict)
+
+
+class TaskStage(Stage):
+    """A stage that is a plain program (PyTorch training, scoring) rather than a Beam pipeline. The run
+    still orders it by its inputs, skips it when its manifest matches, and writes that manifest."""
+
+    output_type: ClassVar[type | None] = None  # type: ignore[assignment]
+    output_kind: ClassVar[str]  # what the manifest says the directory holds, e.g. "RewardModel v1"
+    key_field = ""
+    resumable: ClassVar[bool] = False  # True: an unfinished attempt with the same config keeps its files (checkpoints)
+
+    @classmethod
+    def local_files(cls, config: StageConfig) -> str | None:
+        return "a program's working files (checkpoints, models, scores)"
+
+    def execute(self, stage_dir: str) -> TaskResult:
+        """Do the work, writing into `stage_dir` (empty); the upstream directories are in `self.context.input_dirs`."""
+        raise NotImplementedError
+
+
+STAGES: Registry[type[Stage]] = Registry("stage")
+
+
+def register_stage(cls: type[Stage]) -> type[Stage]:
+    """Class decorator: register a stage under its `name`."""
+    return STAGES.register(cls.name)(cls)

@@ -1,0 +1,336 @@
+"""Exact and MinHash-LSH near deduplication as Beam transforms (the `dedup` stage, and assemble's final pass).
+
+Recipe (no process ever holds the records, nor the signatures of all documents):
+1. analyse: batches of comment-free texts -> token hashes -> the hash of each token sequence (for
+   exact dedup) and a MinHash signature from vectorised shingles;
+2. exact: (token-sequence hash -> id) grouped; the best-ranked id of each group stays;
+3. band: one `(band, band hash) -> id` record per band, packed per worker into blobs by partition of
+   the key space and grouped with GroupByKey; documents sharing a bucket are candidate pairs (each
+   member paired with at most `max_bucket_pairs` later members);
+4. verify: only the signatures of candidate documents are gathered (a side input), and a pair is
+   an edge when its estimated Jaccard reaches the threshold;
+5. cluster: connected components of the edges (the edge list is O(duplicates), not O(documents));
+   the representative is the best-ranked member: earliest committer time, then smallest id;
+6. apply: the records are read again and the drop decisions (a side input of dropped ids) applied,
+   so records are streamed, never held while duplicates are being found.
+Documents with fewer tokens than the shingle size are never near-deduplicated (only exactly):
+they cannot be shingled, and empty shingle sets would all look identical.
+"""
+
+
+from __future__ import annotations
+
+import itertools
+import struct
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.metrics import Metrics
+
+from parsers import strip_comments
+from pipelines.core import (
+    metrics_namespace,
+)
+from pipelines.dedup.minhash import Banding, analyse, estimated_jaccard, optimal_banding
+
+if TYPE_CHECKING:
+    from pipelines.dedup.stage import DedupConfig
+
+NO_TIME = 2**62  # records without a commit time rank after all dated ones
+KEYS = {"after": "chosen", "before": "rejected", "chosen": "chosen", "rejected": "rejected", "pair": "pair"}
+
+
+def candidate_text(key: str) -> Callable[[dict[str, Any]], bytes]:
+    """The comment-free code of a candidate's chosen side, rejected side or both (as UTF-8 bytes)."""
+
+    def side(row: dict[str, Any], name: str) -> bytes:
+        facts = row.get(f"{name}_facts")
+        spans = facts["comment_spans"] if facts is not None else []  # not parsed: comments are not known
+        return strip_comments(row[name], spans)
+
+    def text(row: dict[str, Any]) -> bytes:
+        if key == "pair":
+            return side(row, "chosen") + b"\n\x00\n" + side(row, "rejected")
+        return side(row, key)
+
+    return text
+
+
+def candidate_rank(row: dict[str, Any]) -> tuple[int, str]:
+    committed_at = row.get("committed_at")
+    return (NO_TIME if committed_at is None else int(committed_at), row["pair_id"])
+
+
+def _exact_groups(element: tuple[str, Iterable[tuple[tuple, str]]]) -> Iterator[Any]:
+    """Members and drop decisions of one group of identical token sequences (ids with their ranks)."""
+    _, ranked = element
+    ordered = sorted((tuple(rank), doc_id) for rank, doc_id in ranked)
+    if len(ordered) == 1:
+        return
+    rep = ordered[0][1]
+    yield beam.pvalue.TaggedOutput("members", _member(rep, rep, "exact", 1.0, True))
+    for _, doc_id in ordered[1:]:
+        yield beam.pvalue.TaggedOutput("members", _member(doc_id, rep, "exact", 1.0, False))
+        yield doc_id, ("exact_duplicate", f"same token sequence as {rep}")
+
+
+def _member(record: str, rep: str, kind: str, similarity: float, kept: bool) -> dict[str, Any]:
+    return {"record_id": record, "cluster_id": rep, "representative_id": rep, "kind": kind,
+            "similarity": round(similarity, 6), "kept": kept}
+
+
+def brief(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v[:500] if isinstance(v, str) else v) for k, v in row.items() if not k.endswith("_facts")}
+
+
+class _AnalyseBatch(beam.DoFn):
+    """(id, rank, token-sequence hash, signature bytes or None) per document; short ones are counted."""
+
+    def __init__(self, stage: str, ngram: int, num_perm: int, seed: int):
+        self.stage = stage
+        self.ngram, self.num_perm, self.seed = ngram, num_perm, seed
+
+    def process(self, batch: list[tuple[str, tuple, bytes]]) -> Iterator[tuple[str, tuple, str, bytes | None]]:
+        results = analyse([text for _, _, text in batch], ngram=self.ngram, num_perm=self.num_perm, seed=self.seed)
+        short = Metrics.counter(metrics_namespace(self.stage), "short_documents_not_near_deduplicated")
+        for (doc_id, rank, _), (exact, sig) in zip(batch, results):
+            if sig is None:
+                short.inc()
+            yield doc_id, rank, exact, None if sig is None else sig.tobytes()
+
+
+BAND_PARTITIONS = 64
+PACK_BYTES = 1 << 20
+
+
+class _PackBandKeys(beam.DoFn):
+    """Band keys of signed documents, packed into a few large blobs per partition of the key space.
+
+    Shuffling one small element per (band, document) costs the runner hundreds of bytes each;
+    blobs of `key (10 bytes) + id length (2) + id` records cost almost nothing beyond their bytes.
+    """
+
+    def __init__(self, banding: Banding):
+        self.banding = banding
+
+    def start_bundle(self) -> None:
+        self.buffers: dict[int, list[bytes]] = {}
+        self.sizes: dict[int, int] = {}
+
+    def process(self, doc: tuple[str, tuple, bytes]) -> Iterator[tuple[int, bytes]]:
+        doc_id = doc[0].encode("utf-8")
+        tail = struct.pack(">H", len(doc_id)) + doc_id
+        for key in self.banding.keys(_as_signature(doc[2])):
+            partition = int.from_bytes(key[2:4], "big") % BAND_PARTITIONS
+            self.buffers.setdefault(partition, []).append(key + tail)
+            self.sizes[partition] = self.sizes.get(partition, 0) + len(key) + len(tail)
+            if self.sizes[partition] >= PACK_BYTES:
+                yield partition, b"".join(self.buffers.pop(partition))
+                self.sizes[partition] = 0
+
+    def finish_bundle(self) -> Iterator[Any]:
+        from apache_beam.transforms.window import GlobalWindow
+        from apache_beam.utils.windowed_value import WindowedValue
+
+        for partition, chunks in sorted(self.buffers.items()):
+            if chunks:
+                yield WindowedValue((partition, b"".join(chunks)), 0, [GlobalWindow()])
+        self.buffers, self.sizes = {}, {}
+
+
+def _unpack(blob: bytes) -> Iterator[tuple[bytes, str]]:
+    position = 0
+    while position < len(blob):
+        key = blob[position : position + 10]
+        (length,) = struct.unpack_from(">H", blob, position + 10)
+        start = position + 12
+        yield key, blob[start : start + length].decode("utf-8")
+        position = start + length
+
+
+class _PartitionPairs(beam.DoFn):
+    """Candidate pairs of one key-space partition: documents sharing a bucket, each paired with at most
+    `limit` later members; ids in the excluded side input take no part."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+
+    def process(self, element: tuple[int, Iterable[bytes]], excluded: dict[str, Any]) -> Iterator[tuple[str, str]]:
+        entries = sorted(entry for blob in element[1] for entry in _unpack(blob))
+        seen: set[tuple[str, str]] = set()
+        for _, group in itertools.groupby(entries, key=lambda entry: entry[0]):
+            members = sorted({doc_id for _, doc_id in group if doc_id not in excluded})
+            for i, first in enumerate(members):
+                for second in members[i + 1 : i + 1 + self.limit]:
+                    if (first, second) not in seen:
+                        seen.add((first, second))
+                        yield first, second
+
+
+def _compact(signature: bytes) -> bytes:
+    """The low 16 bits of each MinHash value: half the memory for verification, and a chance
+    collision (1 in 65,536 per value) shifts an estimated Jaccard by about 0.00002."""
+    return np.frombuffer(signature, dtype=np.uint32).astype(np.uint16).tobytes()
+
+
+def _as_compact(data: bytes) -> np.ndarray:
+    return np.frombuffer(data, dtype=np.uint16)
+
+
+def _as_signature(data: bytes) -> np.ndarray:
+    return np.frombuffer(data, dtype=np.uint32)
+
+
+class _Verify(beam.DoFn):
+    """Keeps candidate pairs whose estimated Jaccard reaches the threshold."""
+
+    def __init__(self, threshold: float):
+        self.threshold = threshold
+
+    def process(self, pair: tuple[str, str], signed: dict[str, tuple[tuple, bytes]]) -> Iterator[tuple[str, str, float]]:
+        first, second = signed[pair[0]], signed[pair[1]]
+        similarity = estimated_jaccard(_as_compact(first[1]), _as_compact(second[1]))
+        if similarity >= self.threshold:
+            yield pair[0], pair[1], similarity
+
+
+class _Components(beam.DoFn):
+    """Connected components of the verified edges; each member is compared with its representative."""
+
+    def process(self, element: tuple[int, Iterable[tuple[str, str, float]]], signed: dict[str, tuple[tuple, bytes]]) -> Iterator[dict[str, Any]]:
+        parent: dict[str, str] = {}
+
+        def find(node: str) -> str:
+            root = node
+            while parent.setdefault(root, root) != root:
+                root = parent[root]
+            while parent[node] != root:
+                parent[node], node = root, parent[node]
+            return root
+
+        for first, second, _ in element[1]:
+            a, b = find(first), find(second)
+            if a != b:
+                parent[max(a, b)] = min(a, b)
+        components: dict[str, list[str]] = {}
+        for node in sorted(parent):
+            components.setdefault(find(node), []).append(node)
+        for members in components.values():
+            rep = min(members, key=lambda m: (tuple(signed[m][0]), m))
+            rep_sig = _as_compact(signed[rep][1])
+            for member in members:
+                similarity = 1.0 if member == rep else estimated_jaccard(_as_compact(signed[member][1]), rep_sig)
+                yield _member(member, rep, "near", similarity, member == rep)
+
+
+class SimilarPairs(beam.PTransform):
+    """Analysed documents (id, rank, exact hash, signature) -> (verified edges (id, id, similarity),
+    signatures of the candidate documents as a side input). Ids in `excluded` take no part.
+
+    With `reanalysed` (a function giving a fresh analysis of the records, read again), the
+    signatures of candidate documents are computed again from a second read instead of holding
+    every signature until the candidates are known: more signing, much less memory.
+    """
+
+    def __init__(self, *, threshold: float, num_perm: int, max_bucket_pairs: int, excluded: Any = None,
+                 reanalysed: Callable[[str, Any], beam.PCollection] | None = None):
+        super().__init__()
+        self.threshold, self.max_bucket_pairs, self.excluded, self.reanalysed = threshold, max_bucket_pairs, excluded, reanalysed
+        self.banding: Banding = optimal_banding(threshold, num_perm)
+
+    def expand(self, analysed: beam.PCollection) -> tuple[beam.PCollection, beam.pvalue.AsDict]:
+        banding = self.banding
+        excluded = self.excluded if self.excluded is not None else beam.pvalue.AsDict(analysed.pipeline | "NothingExcluded" >> beam.Create([]))
+        signed = analysed | "Signed" >> beam.FlatMap(lambda doc: [(doc[0], doc[1], doc[3])] if doc[3] is not None else [])
+        pairs = (
+            signed
+            | "BandKeys" >> beam.ParDo(_PackBandKeys(banding))
+            | "GroupBands" >> beam.GroupByKey()
+            | "BucketPairs" >> beam.ParDo(_PartitionPairs(self.max_bucket_pairs), excluded)
+        )
+        candidates = beam.pvalue.AsDict(
+            pairs
+            | "CandidateIds" >> beam.FlatMap(lambda pair: [(pair[0], True), (pair[1], True)])
+            | "OneEach" >> beam.CombinePerKey(any)
+        )
+        source = signed if self.reanalysed is None else (
+            self.reanalysed("Reanalyse", candidates)
+            | "SignedAgain" >> beam.FlatMap(lambda doc: [(doc[0], doc[1], doc[3])] if doc[3] is not None else [])
+        )
+        candidate_signatures = source | "KeepCandidates" >> beam.FlatMap(
+            lambda doc, ids: [(doc[0], (doc[1], _compact(doc[2])))] if doc[0] in ids else [], ids=candidates
+        )
+        lookup = beam.pvalue.AsDict(candidate_signatures)
+        return pairs | "Verify" >> beam.ParDo(_Verify(self.threshold), lookup), lookup
+
+
+class Analyse(beam.PTransform):
+    """Records -> (id, rank, token-sequence hash, signature bytes or None), in batches."""
+
+    def __init__(self, stage: str, id_field: str, rank: Callable, text: Callable, *, ngram: int, num_perm: int, seed: int, batch_size: int):
+        super().__init__()
+        self.stage, self.id_field, self.rank, self.text = stage, id_field, rank, text
+        self.ngram, self.num_perm, self.seed, self.batch_size = ngram, num_perm, seed, batch_size
+
+    def expand(self, records: beam.PCollection) -> beam.PCollection:
+        id_field, rank, text = self.id_field, self.rank, self.text
+        return (
+            records
+            | "Texts" >> beam.Map(lambda row: (row[id_field], rank(row), text(row)))
+            | "Batch" >> beam.BatchElements(min_batch_size=min(64, self.batch_size), max_batch_size=self.batch_size)
+            | "AnalyseBatches" >> beam.ParDo(_AnalyseBatch(self.stage, self.ngram, self.num_perm, self.seed))
+        )
+
+
+class FindDuplicates(beam.PTransform):
+    """Records -> (drop decisions: id -> (reason, detail); ClusterMember rows explaining every cluster)."""
+
+    def __init__(self, stage: str, id_field: str, rank: Callable, text: Callable, config: DedupConfig,
+                 reread: Callable[[str], beam.PCollection] | None = None):
+        super().__init__()
+        self.stage, self.id_field, self.rank, self.text, self.config = stage, id_field, rank, text, config
+        self.reread = reread  # a fresh read of the same records, labelled; None holds signatures instead
+
+    def _analyse(self) -> Analyse:
+        config = self.config
+        return Analyse(self.stage, self.id_field, self.rank, self.text, ngram=config.ngram, num_perm=config.num_perm,
+                       seed=config.seed, batch_size=config.batch_size)
+
+    def expand(self, records: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
+        config, id_field = self.config, self.id_field
+        analysed = records | "Analyse" >> self._analyse()
+        reanalysed = None
+        if self.reread is not None:
+            reread = self.reread
+
+            def reanalysed(label: str, wanted: Any) -> beam.PCollection:
+                return (
+                    reread(f"{label}Read")
+                    | f"{label}Wanted" >> beam.Filter(lambda row, ids: row[id_field] in ids, ids=wanted)
+                    | f"{label}Analyse" >> self._analyse()
+                )
+
+        exact = (
+            analysed
+            | "ByTokenSequence" >> beam.Map(lambda doc: (doc[2], (doc[1], doc[0])))
+            | "GroupExact" >> beam.GroupByKey()
+            | "ExactGroups" >> beam.FlatMap(_exact_groups).with_outputs("members", main="decisions")
+        )
+        edges, lookup = analysed | "SimilarPairs" >> SimilarPairs(
+            threshold=config.threshold, num_perm=config.num_perm, max_bucket_pairs=config.max_bucket_pairs,
+            excluded=beam.pvalue.AsDict(exact.decisions), reanalysed=reanalysed,
+        )
+        near_members = (
+            edges
+            | "AllEdges" >> beam.Map(lambda edge: (0, edge))
+            | "GatherEdges" >> beam.GroupByKey()
+            | "Components" >> beam.ParDo(_Components(), lookup)
+        )
+        near_decisions = near_members | "NearDecisions" >> beam.FlatMap(
+            lambda m: [] if m["kept"] else [(m["record_id"], ("near_duplicate", f"similar to {m['representative_id']} (estimated Jaccard {m['similarity']:.3f})"))]
+        )
+        decisions = (exact.decisions, near_decisions) | "AllDecisions" >> beam.Flatten()
+        members = (exact.members, near_members) | "AllMembers" >> beam.Flatten()
+        return decisions, members

@@ -1,0 +1,1 @@
+"""The orchestrator: run order, attempts, manifests, conservation checks, locks, local runners, progress."""

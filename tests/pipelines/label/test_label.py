@@ -1,0 +1,103 @@
+"""The `label` stage with the real vLLM engine on CPU: both orders, counts, raw texts, cache on rerun."""
+
+from __future__ import annotations
+
+from llm.cache import AnswerCache
+from pipelines.run.config import RunConfig, import_builtin_stages
+from pipelines.run.orchestrator import run
+from schemas import Candidate, JudgedPair
+from storage import read_rows
+from tests.support.stage_fixtures import candidate, write_stage
+
+
+def test_label_votes_in_both_orders_and_a_rerun_asks_for_nothing(tmp_path, smollm2, vllm_engine):
+    import_builtin_stages()
+    run_dir = tmp_path / "run"
+    pairs = [
+        candidate("p1", "s = set(xs)\nprint(x in s)\n", "print(x in xs)\n"),
+        candidate("p2", "with open(p) as f:\n    data = f.read()\n", "data = open(p).read()\n"),
+        candidate("p3", "def mean(xs):\n    return sum(xs) / len(xs) if xs else 0.0\n", "def mean(xs):\n    return sum(xs) / len(xs)\n"),
+    ]
+    write_stage(run_dir, "dedup", pairs, Candidate)
+    stage = {"judges": [{"backend": "vllm", "model": smollm2}], "votes": 4, "max_tokens": 16, "constrained": True,
+             "min_matches": 3, "max_contradictions": 1}
+    config = RunConfig(run_dir=str(run_dir), num_shards=1, runner={"running_mode": "in_memory", "workers": 1},
+                       stages={"label": stage})
+    (outcome,) = run(config)
+    judged = {row["pair_id"]: row for row in read_rows(str(run_dir / "label"), JudgedPair)}
+    assert set(judged) == {"p1", "p2", "p3"}
+    cache = AnswerCache(run_dir / "label_answers.sqlite")
+    assert len(cache) == 3 * 2 * 2  # pairs x orders x samples
+    for row in judged.values():
+        votes = row["votes"]
+        assert [v["order"] for v in votes].count("chosen_first") == 2 and [v["order"] for v in votes].count("chosen_second") == 2
+        assert all(v["verdict"] in ("A", "B", "TIE") for v in votes)  # constrained: no parse errors
+        for order in ("chosen_first", "chosen_second"):
+            counts = row[order]
+            assert counts["matches"] + counts["contradictions"] + counts["ties"] + counts["errors"] == 2
+        raw = cache.get_many_by_key([v["answer_key"] for v in votes])
+        assert len(raw) == 4 and all("[VERDICT]" in text for text in raw.values())
+        assert row["kept"] == (row["keep_reason"] == "kept")
+    manifest = outcome.manifest
+    assert manifest.counters["backend_requests"] == 6 and manifest.records_out == 3
+
+    (again,) = run(config, force=True)  # redo the stage: every answer comes from the cache
+    assert again.manifest.counters.get("backend_requests", 0) == 0
+    assert again.manifest.counters["answers_from_cache"] == 12
+    rerun = {row["pair_id"]: row for row in read_rows(str(run_dir / "label"), JudgedPair)}
+    assert rerun == judged
+
+
+def test_two_judges_vote_apart_and_the_consensus_rule_decides(tmp_path, smollm2, vllm_engine):
+    from pipelines.label.voting import KeepRule
+    from schemas import Vote
+
+    import_builtin_stages()
+    run_dir = tmp_path / "run"
+    pairs = [candidate("p1", "s = set(xs)\nprint(x in s)\n", "print(x in xs)\n"),
+             candidate("p2", "total = sum(xs)\n", "total = 0\nfor x in xs:\n    total = total + x\n")]
+    write_stage(run_dir, "dedup", pairs, Candidate)
+    judges = [{"backend": "vllm", "model": smollm2, "name": "smollm2-vllm"},
+              {"backend": "transformers", "model": smollm2, "name": "smollm2-hf"}]
+
+    def label(consensus: str, force: bool = False):
+        stage = {"judges": judges, "votes": 2, "max_tokens": 16, "constrained": True, "min_matches": 1,
+                 "max_contradictions": 0, "consensus": consensus}
+        config = RunConfig(run_dir=str(run_dir), num_shards=1, runner={"running_mode": "in_memory", "workers": 1},
+                           stages={"label": stage})
+        (outcome,) = run(config, force=force)
+        return outcome, {row["pair_id"]: row for row in read_rows(str(run_dir / "label"), JudgedPair)}
+
+    outcome, judged = label("all")
+    assert outcome.manifest.counters["backend_requests"] == 2 * 2 * 2  # judges x pairs x orders
+    assert len(AnswerCache(run_dir / "label_answers.sqlite")) == 8
+    for row in judged.values():
+        by_judge = {name: [v for v in row["votes"] if v["judge"] == name] for name in ("smollm2-vllm", "smollm2-hf")}
+        for votes in by_judge.values():
+            assert sorted(v["order"] for v in votes) == ["chosen_first", "chosen_second"]
+        votes = [Vote(**v) for v in row["votes"]]
+        assert (row["kept"], row["keep_reason"]) == KeepRule(1, 0, "all").decide(votes)
+
+    again, pooled = label("pooled", force=True)  # another rule over the same answers: nothing asked again
+    assert again.manifest.counters.get("backend_requests", 0) == 0
+    for row in pooled.values():
+        assert (row["kept"], row["keep_reason"]) == KeepRule(1, 0, "pooled").decide([Vote(**v) for v in row["votes"]])
+
+
+def test_label_judges_only_its_sample_of_pairs(tmp_path, smollm2, vllm_engine):
+    from pipelines.label.stage import sample_rank
+    from schemas import Drop
+
+    import_builtin_stages()
+    run_dir = tmp_path / "run"
+    pairs = [candidate(f"s{i}", f"def f(xs):\n    return sorted(xs)[:{i}]\n", f"def f(xs):\n    return xs[:{i}]\n") for i in range(5)]
+    write_stage(run_dir, "dedup", pairs, Candidate)
+    stage = {"judges": [{"backend": "vllm", "model": smollm2}], "votes": 2, "max_tokens": 16, "constrained": True, "sample": 2,
+             "min_matches": 1}
+    config = RunConfig(run_dir=str(run_dir), num_shards=1, runner={"running_mode": "in_memory", "workers": 1}, stages={"label": stage})
+    (outcome,) = run(config)
+    expected = sorted((p.pair_id for p in pairs), key=sample_rank)[:2]
+    assert sorted(row["pair_id"] for row in read_rows(str(run_dir / "label"), JudgedPair)) == sorted(expected)
+    drops = {d["key"]: d["reason"] for d in read_rows(str(run_dir / "label" / "_dropped"), Drop)}
+    assert set(drops) == {p.pair_id for p in pairs} - set(expected) and set(drops.values()) == {"not_sampled"}
+    assert outcome.manifest.counters["backend_requests"] == 4  # 2 pairs x 2 orders

@@ -1,0 +1,102 @@
+"""Two small stages for testing the run machinery: a JSONL commit source and a message filter.
+
+They are real Beam stages (text IO, tagged drop outputs, counters); the product's own stages
+plug in the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import apache_beam as beam
+from pydantic import Field
+
+from pipelines.core import (
+    DROPPED,
+    RecordFilter,
+    Rejection,
+    Stage,
+    StageConfig,
+    StageResult,
+    apply_filter,
+    drop_record,
+    register_stage,
+)
+from schemas import Commit, from_row, to_row
+
+
+class SourceConfig(StageConfig):
+    path: str = Field(description="JSONL file of commit rows.")
+    fail_on: str = Field("", description="Raise on the row with this commit id (to simulate a crash).")
+
+
+class ParseCommitLine(beam.DoFn):
+    def __init__(self, stage: str, fail_on: str):
+        self.stage = stage
+        self.fail_on = fail_on
+
+    def process(self, line: str) -> Iterator[Any]:
+        beam.metrics.Metrics.counter(f"codepref.{self.stage}", "records_in").inc()
+        try:
+            row = json.loads(line)
+            record = from_row(Commit, row)
+        except (ValueError, KeyError, TypeError) as error:
+            yield drop_record(self.stage, line[:40], "malformed_row", str(error), line)
+            return
+        if record.commit == self.fail_on:
+            raise RuntimeError(f"simulated crash on {record.commit}")
+        yield to_row(record)
+
+
+@register_stage
+class SampleSource(Stage):
+    name = "sample_source"
+    Config = SourceConfig
+    output_type = Commit
+    key_field = "commit"
+
+    def build(self, pipeline, inputs):
+        parsed = (
+            pipeline
+            | "ReadLines" >> beam.io.ReadFromText(self.config.path)
+            | "ParseRows" >> beam.ParDo(ParseCommitLine(self.name, self.config.fail_on)).with_outputs(DROPPED, main="rows")
+        )
+        return StageResult(parsed.rows, [parsed[DROPPED]])
+
+
+class FilterConfig(StageConfig):
+    min_message: int = Field(10, description="Shortest message kept.")
+    stall_once: str = Field("", description="If this file does not exist: create it and stall (for a test to kill the run).")
+
+
+class MessageLength(RecordFilter):
+    def __init__(self, stage: str, min_message: int, stall_once: str = ""):
+        super().__init__(stage, "commit")
+        self.min_message = min_message
+        self.stall_once = stall_once
+
+    def check(self, record):
+        if self.stall_once and not os.path.exists(self.stall_once):
+            with open(self.stall_once, "w") as marker:
+                marker.write(str(os.getpid()))
+            time.sleep(300)
+        if len(record["message"]) < self.min_message:
+            return Rejection("short_message", f"{len(record['message'])} characters")
+        return None
+
+
+@register_stage
+class SampleFilter(Stage):
+    name = "sample_filter"
+    Config = FilterConfig
+    inputs = ("sample_source",)
+    output_type = Commit
+    key_field = "commit"
+
+    def build(self, pipeline, inputs):
+        kept, dropped = apply_filter(inputs["sample_source"], "MessageLength", MessageLength(self.name, self.config.min_message, self.config.stall_once))
+        return StageResult(kept, [dropped])
