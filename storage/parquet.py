@@ -99,7 +99,7 @@ def read_rows(directory: str, record_type: type | None = None) -> Iterator[dict[
 SPILL_DIR = "_spill"
 
 
-class _SpillByShard(beam.DoFn):
+class SpillByShard(beam.DoFn):
     """Buffers rows per shard and spills every `spill_rows` of a shard to a temporary Parquet file.
 
     Rows never gather in one place: each worker writes what it saw, and only the small list of
@@ -139,7 +139,7 @@ class _SpillByShard(beam.DoFn):
         return path
 
 
-class _MergeShard(beam.DoFn):
+class MergeShard(beam.DoFn):
     """Merges one shard's spill files into its final file, rows sorted by key; yields (file name, rows)."""
 
     def __init__(self, directory: str, record_type: type, num_shards: int, key_field: str):
@@ -188,9 +188,9 @@ class WriteShardedParquet(beam.PTransform):
     def expand(self, rows: beam.PCollection) -> beam.PCollection:
         merged = (
             rows
-            | "SpillByShard" >> beam.ParDo(_SpillByShard(self.directory, self.record_type, self.num_shards, self.key_field, self.spill_rows))
+            | "SpillByShard" >> beam.ParDo(SpillByShard(self.directory, self.record_type, self.num_shards, self.key_field, self.spill_rows))
             | "GroupSpills" >> beam.GroupByKey()
-            | "MergeShards" >> beam.ParDo(_MergeShard(self.directory, self.record_type, self.num_shards, self.key_field))
+            | "MergeShards" >> beam.ParDo(MergeShard(self.directory, self.record_type, self.num_shards, self.key_field))
         )
         spill_dir = FileSystems.join(self.directory, SPILL_DIR)
         _ = (

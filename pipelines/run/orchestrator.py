@@ -185,7 +185,7 @@ def _count(label: str, namespace: str, *counters: str) -> beam.PTransform:
     return label >> beam.Map(counted)
 
 
-def _fill_empty_shards(directory: str, record_type: type, num_shards: int) -> None:
+def fill_empty_shards(directory: str, record_type: type, num_shards: int) -> None:
     """Write an empty shard for every shard index that got no rows, so a dataset always has all its files."""
     present = {part.rsplit("/", 1)[-1] for part in list_parts(directory)}
     for shard in range(num_shards):
@@ -323,9 +323,9 @@ def _run_pipeline(stage_cls: type[Stage], config: RunConfig, stage_config: Any, 
     drop_rows = parquet_rows(list_parts(FileSystems.join(attempt, DROPPED_DIR))) if result.dropped else None
     check_counts(name, stage_cls.accounting, counters, dropped, checked, parquet_rows(list_parts(attempt)), drop_rows)
 
-    _fill_empty_shards(attempt, stage_cls.output_type, config.num_shards)
+    fill_empty_shards(attempt, stage_cls.output_type, config.num_shards)
     for table_name, table in result.tables.items():
-        _fill_empty_shards(FileSystems.join(attempt, table_name), table.record_type, config.num_shards)
+        fill_empty_shards(FileSystems.join(attempt, table_name), table.record_type, config.num_shards)
     files = _move_outputs(attempt, stage_dir, [DROPPED_DIR, *result.tables])
     manifest = StageManifest(
         stage=name,
