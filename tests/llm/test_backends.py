@@ -35,9 +35,26 @@ def test_vllm_engine_judges_both_orders_with_constrained_verdicts(vllm_backend):
 
 
 def test_transformers_backend_generates_raw_texts(smollm2):
+    from transformers import AutoTokenizer
+
     backend = BACKENDS["transformers"](smollm2)
-    (texts,) = backend.generate([JudgeTask().format_input({**PAIRS[0], "order": "chosen_first"})], Sampling(n=2, max_tokens=8, seed=1))
-    assert len(texts) == 2 and all(isinstance(t, str) for t in texts)
+    tokenizer = AutoTokenizer.from_pretrained(smollm2)
+    conversations = [JudgeTask().format_input({**pair, "order": "chosen_first"}) for pair in PAIRS]
+    seen: dict[int, list[str]] = {}
+    sampled = backend.generate(conversations[:1], Sampling(n=2, max_tokens=8, seed=1), on_answer=seen.__setitem__)
+    assert len(sampled) == 1 and len(sampled[0]) == 2 and seen == {0: sampled[0]}
+    for text in sampled[0]:
+        # Only the answer comes back: some text, at most 8 new tokens, no prompt and no chat markup.
+        assert text.strip() and len(tokenizer(text, add_special_tokens=False).input_ids) <= 8, text
+        assert "<|im_start|>" not in text and PAIRS[0]["prompt"] not in text, text
+    assert backend.generate(conversations[:1], Sampling(n=2, max_tokens=8, seed=1)) == sampled  # seeded: the same samples again
+
+    # Greedy decoding answers each conversation on its own: a longer budget only extends the same answer.
+    short = backend.generate(conversations, Sampling(n=1, temperature=0.0, max_tokens=6), seeds=[1, 2])
+    longer = backend.generate(conversations, Sampling(n=1, temperature=0.0, max_tokens=12), seeds=[3, 4])
+    for (brief,), (full,) in zip(short, longer, strict=True):
+        assert brief.strip() and full.startswith(brief) and len(full) > len(brief), (brief, full)
+    assert short[0] != short[1]  # two different pairs, two different answers
 
 
 def test_vllm_rejects_a_prompt_too_long_for_the_model_and_answers_the_rest(vllm_backend):
