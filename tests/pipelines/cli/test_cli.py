@@ -1,4 +1,4 @@
-"""`codepref languages`, `codepref parse`, `codepref config check` and the one-stage summaries as a user runs them."""
+"""`codepref languages`, `codepref parse`, `codepref config check` and the one-stage commands as a user runs them."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[3]
 def codepref(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "pipelines.cli", *args],
-        capture_output=True, text=True, cwd=REPO, timeout=120, env={**os.environ, **(env or {})},
+        check=False, capture_output=True, text=True, cwd=REPO, timeout=120, env={**os.environ, **(env or {})},
     )
 
 
@@ -71,6 +71,30 @@ def test_parse_unknown_extension_and_missing_file_fail_with_the_name(tmp_path):
     assert result.returncode == 1
     assert "notes.txt" in result.stderr and "no registered language" in result.stderr
     assert "gone.py: cannot read" in result.stderr
+
+
+def test_languages_parse_is_the_same_command_as_parse_with_files(tmp_path):
+    source = tmp_path / "ok.go"
+    source.write_text("package main\n\nfunc add(a, b int) int { return a + b }\n")
+    old = codepref("parse", str(source), "--json", "--tokens")
+    new = codepref("languages", "parse", str(source), "--json", "--tokens")
+    assert new.returncode == old.returncode == 0, new.stderr
+    assert new.stdout == old.stdout and json.loads(new.stdout)["functions"][0]["name"] == "add"
+
+
+def test_parse_takes_files_or_a_stage_folder_not_both(tmp_path):
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    source = tmp_path / "ok.py"
+    source.write_text("def f():\n    return 1\n")
+    both = CliRunner().invoke(app, ["parse", str(source), "--in", str(tmp_path), "--out", str(tmp_path / "out")])
+    assert both.exit_code == 2 and "not both" in both.output
+    neither = CliRunner().invoke(app, ["parse"])
+    assert neither.exit_code == 2 and "give --in DIR and --out DIR" in neither.output
+    misplaced = CliRunner().invoke(app, ["parse", "--in", str(tmp_path), "--out", str(tmp_path / "out"), "--json"])
+    assert misplaced.exit_code == 2 and "go with source files" in misplaced.output
 
 
 def test_parse_a_ninth_language_from_a_user_registry(tmp_path):
@@ -237,9 +261,9 @@ def test_the_judge_summary_counts_kept_pairs_as_the_manifest_does(tmp_path, faul
     rule = {"min_matches": 1, "max_contradictions": 1, "max_tokens": 16}
     config.write_text(yaml.safe_dump({"runner": {"running_mode": "in_memory", "workers": 1}, "stages": {"label": rule}}))
     out = tmp_path / "judged" / "label"
-    judge = ["judge", "--in", str(source), "--out", str(out), "--backend", "openai", "--model", "judge", "--base-url", faulty_judge,
+    label = ["label", "--in", str(source), "--out", str(out), "--backend", "openai", "--model", "judge", "--base-url", faulty_judge,
              "--votes", "2", "--config", str(config)]
-    result = CliRunner().invoke(app, judge)
+    result = CliRunner().invoke(app, label)
     assert result.exit_code == 0, result.output
     manifest = StageManifest.read(str(out))
     assert (manifest.records_out, manifest.counters["pairs_kept"]) == (3, 3)
@@ -247,8 +271,46 @@ def test_the_judge_summary_counts_kept_pairs_as_the_manifest_does(tmp_path, faul
 
     config.write_text(yaml.safe_dump({"runner": {"running_mode": "in_memory", "workers": 1},
                                       "stages": {"label": {**rule, "min_matches": 2}}}))  # now no pair passes
-    result = CliRunner().invoke(app, judge)
+    result = CliRunner().invoke(app, ["judge", *label[1:]])  # the command's older name
     assert result.exit_code == 0, result.output
     manifest = StageManifest.read(str(out))
     assert (manifest.records_out, manifest.counters["pairs_not_kept"]) == (3, 3)
     assert "label: 3 in, 3 judged: 0 kept, 3 not kept (" in result.output and "3 kept" not in result.output
+
+
+def test_the_parse_stage_command_parses_a_candidate_folder(tmp_path):
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+    from pipelines.run.config import import_builtin_stages
+    from schemas import Candidate
+    from storage import StageManifest, read_rows
+    from tests.support.stage_fixtures import candidate, write_stage
+
+    import_builtin_stages()
+    pairs = [candidate("ok", "def f(xs):\n    return sorted(xs)\n", "def f(xs):\n    return xs\n"),
+             candidate("same", "def g():\n    return 1\n", "def g():\n    return 1\n")]
+    source = write_stage(tmp_path / "run", "synthesize", pairs, Candidate)
+    config = tmp_path / "parse.yaml"
+    config.write_text(yaml.safe_dump({"runner": {"running_mode": "in_memory", "workers": 1}}))
+    out = tmp_path / "parsed" / "parse"
+    result = CliRunner().invoke(app, ["parse", "--in", str(source), "--out", str(out), "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert "parse: 2 in, 1 kept (" in result.output and "dropped: identical_sides 1" in result.output
+    (kept,) = read_rows(str(out), Candidate)
+    assert kept["pair_id"] == "ok" and kept["chosen_facts"]["functions"] == 1 and kept["chosen_facts"]["parse_ok"]
+    assert StageManifest.read(str(out)).dropped == {"identical_sides": 1}
+    again = CliRunner().invoke(app, ["parse", "--in", str(source), "--out", str(out), "--config", str(config)])
+    assert again.exit_code == 0 and "(already done)" in again.output
+
+
+def test_judge_is_a_hidden_name_of_the_label_command():
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    listing = CliRunner().invoke(app, ["--help"])
+    assert " label " in listing.output and " judge " not in listing.output
+    label, judge = (CliRunner().invoke(app, [name, "--help"]) for name in ("label", "judge"))
+    assert label.exit_code == judge.exit_code == 0
+    assert label.output.replace("label", "judge") == judge.output.replace("label", "judge")
