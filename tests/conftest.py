@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.fake_judge import serving
+from tests.support.fake_openai import serving
 
 
 @pytest.fixture(autouse=True)
@@ -37,6 +37,6 @@ def vllm_engine(smollm2):
 
 @pytest.fixture
 def faulty_judge():
-    """The /v1 address of a scripted judge server (tests.support.fake_judge.FaultyJudge), reset for each test."""
+    """The /v1 address of a scripted judge server (tests.support.fake_openai.FakeOpenAI), reset for each test."""
     with serving() as url:
         yield url

@@ -24,7 +24,7 @@ from pipelines.run.config import RunConfig, import_builtin_stages, load_config
 from pipelines.run.orchestrator import run
 from schemas import Candidate, Commit, Drop, JudgedPair
 from storage import MANIFEST_NAME, read_rows
-from tests.support.fake_judge import VERDICT, FaultyJudge
+from tests.support.fake_openai import VERDICT, FakeOpenAI
 from tests.support.git_fixtures import MIT, GitRepo
 from tests.support.stage_fixtures import candidate, write_stage
 
@@ -39,12 +39,12 @@ def openai_judge(url: str, **options: object):
 
 
 def test_malformed_truncated_short_and_late_answers_are_retried_then_the_answer_is_used(faulty_judge):
-    FaultyJudge.faults = ["500", "malformed", "truncated", "no_choices", "few_choices", "html", "slow"]
+    FakeOpenAI.faults = ["500", "malformed", "truncated", "no_choices", "few_choices", "html", "slow"]
     judge = openai_judge(faulty_judge, max_retries=7)
     (texts,) = judge.generate([CONVERSATION], Sampling(n=2), seeds=[3])
     assert texts == [VERDICT, VERDICT]
     assert judge.retries == 7
-    assert FaultyJudge.served == [("q1", 3), ("q1", 3)]  # the late answer was served, not used: asked again
+    assert FakeOpenAI.served == [("q1", 3), ("q1", 3)]  # the late answer was served, not used: asked again
 
 
 @pytest.mark.parametrize(
@@ -58,7 +58,7 @@ def test_malformed_truncated_short_and_late_answers_are_retried_then_the_answer_
     ],
 )
 def test_a_server_that_keeps_answering_badly_fails_naming_it_and_what_it_answered(faulty_judge, fault, message):
-    FaultyJudge.faults = [fault] * 3
+    FakeOpenAI.faults = [fault] * 3
     judge = openai_judge(faulty_judge, max_retries=2)
     with pytest.raises(BackendUnavailable, match=re.escape(faulty_judge) + r": still failing after 2 retries \(" + message):
         judge.generate([CONVERSATION], Sampling(n=2), seeds=[3])
@@ -89,8 +89,8 @@ def answers_stored(run_dir: Path) -> list[tuple[str, str, int]]:
 def test_label_rides_out_a_flaky_server_and_drops_the_pair_it_refuses_naming_it(tmp_path, faulty_judge):
     run_dir = tmp_path / "run"
     pair_ids = candidates(run_dir, 5)
-    FaultyJudge.faults = ["503", "malformed", "truncated", "few_choices", "slow", "no_choices"]
-    FaultyJudge.refuse = {"p3"}
+    FakeOpenAI.faults = ["503", "malformed", "truncated", "few_choices", "slow", "no_choices"]
+    FakeOpenAI.refuse = {"p3"}
     (outcome,) = run(label_config(run_dir, faulty_judge))
 
     judged = sorted(row["pair_id"] for row in read_rows(str(run_dir / "label"), JudgedPair))
@@ -109,7 +109,7 @@ def test_a_server_that_goes_down_stops_the_stage_and_the_rerun_asks_only_for_wha
     run_dir = tmp_path / "run"
     pair_ids = candidates(run_dir, 6)
     dedup_manifest = (run_dir / "dedup" / MANIFEST_NAME).read_text()
-    FaultyJudge.down_after = 5  # 5 of the 12 (pair, order) requests answered, then 503 for ever
+    FakeOpenAI.down_after = 5  # 5 of the 12 (pair, order) requests answered, then 503 for ever
     config = label_config(run_dir, faulty_judge, max_retries=2)
     with pytest.raises(Exception, match=re.escape(faulty_judge) + r": still failing after 2 retries \(InternalServerError"):
         run(config)
@@ -117,12 +117,12 @@ def test_a_server_that_goes_down_stops_the_stage_and_the_rerun_asks_only_for_wha
     assert (run_dir / "dedup" / MANIFEST_NAME).read_text() == dedup_manifest  # finished work intact
     assert len(answers_stored(run_dir)) == 5  # every answer that came is kept
 
-    FaultyJudge.down_after = None  # the server is back
+    FakeOpenAI.down_after = None  # the server is back
     (outcome,) = run(config)
     judged = sorted(row["pair_id"] for row in read_rows(str(run_dir / "label"), JudgedPair))
     assert judged == pair_ids  # none lost, none twice
     assert outcome.manifest.counters["backend_requests"] == 7 and outcome.manifest.counters["answers_from_cache"] == 5
-    assert len(FaultyJudge.served) == len(set(FaultyJudge.served)) == 12  # no (pair, order) answered twice
+    assert len(FakeOpenAI.served) == len(set(FakeOpenAI.served)) == 12  # no (pair, order) answered twice
     assert len(answers_stored(run_dir)) == len(set(answers_stored(run_dir))) == 12
 
 

@@ -31,7 +31,7 @@ from pipelines.synthesize.sandbox import SandboxLimits, run_python
 from schemas import Candidate, Commit, Drop
 from storage import read_rows
 from tests.pipelines.run.test_faults import candidates, label_config
-from tests.support.fake_judge import FaultyJudge
+from tests.support.fake_openai import FakeOpenAI
 
 LIMITS = SandboxLimits(seconds=2, memory_bytes=256 * 2**20, processes=16)
 SANDBOX_COMMAND = ["-I", "-B", "program.py"]  # how the sandbox's interpreter is started (pipelines/synthesize/sandbox.py)
@@ -192,9 +192,9 @@ def test_an_api_key_never_reaches_logs_errors_manifests_or_drop_records(tmp_path
     caplog.set_level(logging.DEBUG)
     run_dir = tmp_path / "run"
     candidates(run_dir, 3)
-    FaultyJudge.echo_auth = True  # every error body repeats the Authorization header, key included
-    FaultyJudge.refuse = {"p1"}
-    FaultyJudge.faults = ["500"] * 3  # the first request fails for good (2 retries): the stage stops
+    FakeOpenAI.echo_auth = True  # every error body repeats the Authorization header, key included
+    FakeOpenAI.refuse = {"p1"}
+    FakeOpenAI.faults = ["500"] * 3  # the first request fails for good (2 retries): the stage stops
     config = label_config(run_dir, faulty_judge, api_key_env="CODEPREF_JUDGE_KEY", max_retries=2)
     with pytest.raises(Exception) as failed:
         run(config)
