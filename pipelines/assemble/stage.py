@@ -35,6 +35,7 @@ from pipelines.core import (
     StageResult,
     apply_filter,
     drop_record,
+    inputs_field,
     metrics_namespace,
     register_stage,
 )
@@ -63,7 +64,7 @@ HOLDOUT_TABLE = "holdout"  # the held-out pairs' folder inside the stage directo
 class AssembleConfig(StageConfig):
     """Final filters, decontamination, system prompts."""
 
-    inputs: list[str] = Field(default_factory=lambda: ["label"], description="Stages read: label (kept pairs), or Candidate stages.")
+    inputs: list[str] = inputs_field("label", description="Stages read: label (kept pairs), or Candidate stages.")
     tokenizer: str = Field("smollm2", description="Length tokenizer: 'smollm2' (packaged), a tokenizer.json or a folder with one.")
     max_tokens: int = Field(4096, ge=16, description="Most tokens in one conversation (system + input + response).")
     min_depth: int = Field(3, ge=0, description="Least tree depth of each code response.")
@@ -180,27 +181,26 @@ class _RouteFinalDecisions(beam.DoFn):
 
 
 @register_stage
-class Assemble(Stage):
+class Assemble(Stage[AssembleConfig]):
     """The corpus: final filters, decontamination, final near-dedup, system prompts, card."""
 
     name = STAGE
     Config = AssembleConfig
-    inputs = ("label",)
     output_type = CorpusRow
     key_field = "idx"
 
     @classmethod
-    def fingerprint(cls, config: AssembleConfig) -> dict[str, Any]:  # type: ignore[override]
+    def fingerprint(cls, config: AssembleConfig) -> dict[str, Any]:
         from storage.tables import fingerprint_files
 
         return fingerprint_files([b.path for b in config.benchmarks])
 
     @classmethod
-    def local_files(cls, config: StageConfig) -> str:
+    def local_files(cls, config: AssembleConfig) -> str:
         return "the dataset card (DuckDB reads the shards it describes)"
 
     def build(self, pipeline: beam.Pipeline, inputs: dict[str, beam.PCollection]) -> StageResult:
-        config: AssembleConfig = self.config  # type: ignore[assignment]
+        config = self.config
         prepared = (
             list(inputs.values())
             | "AllPairs" >> beam.Flatten()

@@ -19,6 +19,7 @@ from pipelines.core.stage import (
     StageResult,
     TaskResult,
     TaskStage,
+    inputs_field,
     register_stage,
 )
 
@@ -38,6 +39,7 @@ __all__ = [
     "TaskStage",
     "apply_filter",
     "drop_record",
+    "inputs_field",
     "metrics_namespace",
     "register_stage",
 ]

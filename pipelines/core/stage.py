@@ -1,27 +1,40 @@
 """What a stage is: a named composite transform with a typed config, plus counted drops.
 
-A stage class registers itself in `STAGES`, declares the stages it reads (`inputs`), the record
-type it writes and the field that keys its records. The run orchestrator (pipelines.run) reads
-the inputs, applies the stage, writes its shards and its manifest.
+A stage class registers itself in `STAGES`, names its typed config (whose `inputs` field, when it has one,
+says the stages it reads), the record type it writes and the field that keys its records. The run
+orchestrator (pipelines.run) reads the inputs, applies the stage, writes its shards and its manifest.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import apache_beam as beam
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from parsers import LanguageRegistry
 from pipelines.core.registry import Registry
 
 
 class StageConfig(BaseModel):
-    """Base of every stage's typed config: unknown keys are errors, every field has a description."""
+    """Base of every stage's typed config: unknown keys are errors, every field has a description.
+
+    A stage that reads other stages' records declares them in its config, once: a field `inputs`
+    (use `inputs_field`) whose default is the usual upstream stages; `[]` reads no upstream stage.
+    A config without that field belongs to a stage that reads none (it reads from outside the run)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def inputs_field(*upstream: str, description: str, at_least_one: bool = True) -> Any:
+    """The `inputs` field of a stage config: the upstream stages read, `upstream` by default. `at_least_one`: the
+    stage has nothing to work on without one, so `[]` is refused (else `[]` reads no upstream stage)."""
+    return Field(default_factory=lambda: list(upstream), min_length=1 if at_least_one else 0, description=description)
+
+
+C = TypeVar("C", bound=StageConfig)
 
 
 @dataclass(frozen=True)
@@ -53,16 +66,16 @@ class StageResult:
     tables: dict[str, SideTable] = field(default_factory=dict)
 
 
-class Stage:
-    """Base of registered stages. Subclasses set the class attributes and implement `build`.
+class Stage(Generic[C]):
+    """Base of registered stages, generic over their config type (`class Mine(Stage[MineConfig])`).
+    Subclasses set the class attributes and implement `build`.
 
     A stage that reads data from outside the run (repositories, files) overrides `fingerprint`,
     so that a change of that data changes the stage's config hash.
     """
 
     name: ClassVar[str]
-    Config: ClassVar[type[StageConfig]] = StageConfig
-    inputs: ClassVar[tuple[str, ...]] = ()  # upstream stages whose records this stage reads
+    Config: type[C]  # the stage's typed config (set on the class); its `inputs` field names the upstream stages
     input_type: ClassVar[type | None] = None  # record type of the inputs (default: each upstream's output type)
     output_type: ClassVar[type]
     key_field: ClassVar[str]
@@ -71,22 +84,28 @@ class Stage:
     # "fan_out" (in = inputs that gave output + dropped inputs) or "per_source" (the stage's per-source counters).
     accounting: ClassVar[str] = "conserving"
 
-    def __init__(self, config: StageConfig, context: StageContext):
-        self.config = config
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "inputs" in cls.__dict__:
+            raise TypeError(f"{cls.__qualname__}: declare the stages it reads as the config field `inputs` "
+                            "(pipelines.core.inputs_field), not as a class attribute")
+
+    def __init__(self, config: C, context: StageContext):
+        self.config: C = config
         self.context = context
 
     @classmethod
     def input_stages(cls, config: StageConfig) -> tuple[str, ...]:
-        """The upstream stages read: the config's `inputs` when it has that key, else the class's."""
-        return tuple(getattr(config, "inputs", None) or cls.inputs)
+        """The upstream stages a config reads: its `inputs` (`[]`: none); none when the config has no such field."""
+        return tuple(getattr(config, "inputs", ()))
 
     @classmethod
-    def fingerprint(cls, config: StageConfig) -> dict[str, Any]:
+    def fingerprint(cls, config: C) -> dict[str, Any]:
         """What identifies the outside data this stage reads (default: nothing)."""
         return {}
 
     @classmethod
-    def check(cls, config: StageConfig, registry: LanguageRegistry) -> None:
+    def check(cls, config: C, registry: LanguageRegistry) -> None:
         """Checks of the config that need the run's language registry or a cheap look at the files it names
         (what the typed config alone cannot say); raise pipelines.run.config.ConfigError naming the key. Run by
         `codepref config check` and by the run before it builds any stage (default: nothing to check)."""
@@ -104,13 +123,13 @@ class Stage:
         raise NotImplementedError
 
     @classmethod
-    def local_files(cls, config: StageConfig) -> str | None:
+    def local_files(cls, config: C) -> str | None:
         """What this stage keeps that needs a file-system path (a SQLite cache, files a local program reads),
         so that its run directory cannot be an object store such as gs:// (default: nothing; Beam IO only)."""
         return None
 
     @classmethod
-    def progress(cls, config: StageConfig, context: StageContext, stage_dir: str, records_in: int) -> Progress | None:
+    def progress(cls, config: C, context: StageContext, stage_dir: str, records_in: int) -> Progress | None:
         """What the run polls for a progress bar while this stage runs (default: none; a spinner and the time)."""
         return None
 
@@ -140,7 +159,7 @@ class TaskResult:
     dropped: dict[str, int] = field(default_factory=dict)
 
 
-class TaskStage(Stage):
+class TaskStage(Stage[C]):
     """A stage that is a plain program (PyTorch training, scoring) rather than a Beam pipeline. The run
     still orders it by its inputs, skips it when its manifest matches, and writes that manifest."""
 
@@ -150,7 +169,7 @@ class TaskStage(Stage):
     resumable: ClassVar[bool] = False  # True: an unfinished attempt with the same config keeps its files (checkpoints)
 
     @classmethod
-    def local_files(cls, config: StageConfig) -> str | None:
+    def local_files(cls, config: C) -> str | None:
         return "a program's working files (checkpoints, models, scores)"
 
     def execute(self, stage_dir: str) -> TaskResult:
@@ -158,9 +177,11 @@ class TaskStage(Stage):
         raise NotImplementedError
 
 
-STAGES: Registry[type[Stage]] = Registry("stage")
+STAGES: Registry[type[Stage[Any]]] = Registry("stage")
+
+S = TypeVar("S", bound=type[Stage[Any]])
 
 
-def register_stage(cls: type[Stage]) -> type[Stage]:
+def register_stage(cls: S) -> S:
     """Class decorator: register a stage under its `name`."""
     return STAGES.register(cls.name)(cls)

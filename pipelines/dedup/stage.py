@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal, get_args
 
 import apache_beam as beam
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from pipelines.core import (
     DROPPED,
@@ -15,6 +15,7 @@ from pipelines.core import (
     StageConfig,
     StageResult,
     drop_record,
+    inputs_field,
     register_stage,
 )
 from pipelines.dedup.transforms import (
@@ -27,26 +28,21 @@ from pipelines.dedup.transforms import (
 from schemas import Candidate, ClusterMember
 
 STAGE = "dedup"
+DedupKey = Literal["after", "before", "chosen", "rejected", "pair"]  # the names of transforms.KEYS
+assert set(get_args(DedupKey)) == set(KEYS), "DedupKey and pipelines.dedup.transforms.KEYS name the same keys"
 
 
 class DedupConfig(StageConfig):
     """Which text identifies a pair, and how similar two pairs must be to count as duplicates."""
 
-    inputs: list[str] = Field(default_factory=lambda: ["parse"], description="Stages whose Candidate records are deduplicated.")
-    key: str = Field("after", description="Text compared: after (chosen), before (rejected) or pair (both sides).")
+    inputs: list[str] = inputs_field("parse", description="Stages whose Candidate records are deduplicated.")
+    key: DedupKey = Field("after", description="Text compared: after (chosen), before (rejected) or pair (both sides).")
     threshold: float = Field(0.7, gt=0.0, le=1.0, description="Estimated Jaccard similarity at which two pairs are near duplicates.")
     ngram: int = Field(5, ge=1, description="Tokens per shingle (5 for commit contents, 20 for the final corpus).")
     num_perm: int = Field(256, ge=16, le=1024, description="MinHash permutations.")
     seed: int = Field(1, description="MinHash seed.")
     max_bucket_pairs: int = Field(64, ge=1, description="Each bucket member is paired with at most this many later members.")
     batch_size: int = Field(512, ge=1, description="Documents signed per batch.")
-
-    @field_validator("key")
-    @classmethod
-    def _key(cls, value: str) -> str:
-        if value not in KEYS:
-            raise ValueError(f"must be one of {sorted(KEYS)}")
-        return value
 
 
 class _DropDuplicates(beam.DoFn):
@@ -62,18 +58,17 @@ class _DropDuplicates(beam.DoFn):
 
 
 @register_stage
-class Dedup(Stage):
+class Dedup(Stage[DedupConfig]):
     """Exact and MinHash-LSH near dedup of candidate pairs, with a cluster table that says why."""
 
     name = STAGE
     Config = DedupConfig
-    inputs = ("parse",)
     input_type = Candidate
     output_type = Candidate
     key_field = "pair_id"
 
     def build(self, pipeline: beam.Pipeline, inputs: dict[str, beam.PCollection]) -> StageResult:
-        config: DedupConfig = self.config  # type: ignore[assignment]
+        config = self.config
         records = list(inputs.values()) | "AllCandidates" >> beam.Flatten()
 
         def reread(label: str) -> beam.PCollection:

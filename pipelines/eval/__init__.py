@@ -13,7 +13,7 @@ from pipelines.eval.conversations import (
     PairError,
     messages,
 )
-from pipelines.eval.evaluation import EvaluateConfig, evaluate
+from pipelines.eval.evaluation import EvalConfig, evaluate
 from pipelines.eval.metrics import (
     RESULTS_FILE,
     ScoresError,
@@ -39,7 +39,7 @@ __all__ = [
     "SYSTEM_PROMPTS",
     "BenchPair",
     "BenchmarkError",
-    "EvaluateConfig",
+    "EvalConfig",
     "ModelError",
     "BenchPairEncoder",
     "PairError",

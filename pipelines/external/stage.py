@@ -366,7 +366,7 @@ class ProblemStatementsById(beam.PTransform):
 
 
 @register_stage
-class External(Stage):
+class External(Stage[ExternalConfig]):
     """Candidate pairs from local copies of public preference sets, as `Candidate` records."""
 
     accounting = PER_SOURCE  # rows are keyed, grouped and paired: balanced at each level, per source
@@ -376,24 +376,28 @@ class External(Stage):
     key_field = "pair_id"
 
     @classmethod
-    def check(cls, config: ExternalConfig, registry: LanguageRegistry) -> None:  # type: ignore[override]
-        """Each local copy (and problems table) named is there: a path or glob that matches something (object stores
-        are looked at when read)."""
+    def check(cls, config: ExternalConfig, registry: LanguageRegistry) -> None:
+        """The languages a source selects are in the run's registry; each local copy (and problems table) named is
+        there: a path or glob that matches something (object stores are looked at when read)."""
         for index, source in enumerate(config.sources):
+            missing = [name for name in source.languages or () if name not in registry]
+            if missing:
+                raise ConfigError(f"stages.{STAGE}.sources[{index}] ({source.name}).languages: {missing} are not in the "
+                                  f"language registry; known: {', '.join(registry.names)}")
             tables = [("path", source.path), *([("problems.path", source.problems.path)] if source.problems else [])]
             for key, path in tables:
                 if "://" not in path and next(glob.iglob(path, recursive=True), None) is None:
                     raise ConfigError(f"stages.{STAGE}.sources[{index}] ({source.name}).{key}: {path!r}: no such file or folder")
 
     @classmethod
-    def fingerprint(cls, config: ExternalConfig) -> dict[str, Any]:  # type: ignore[override]
+    def fingerprint(cls, config: ExternalConfig) -> dict[str, Any]:
         """Size and time of every file of the sources and their problem tables: a new copy redoes the stage."""
         places = [source.path for source in config.sources]
         places += [source.problems.path for source in config.sources if source.problems is not None]
         return fingerprint_files(places)
 
     def build(self, pipeline: beam.Pipeline, inputs: dict[str, beam.PCollection]) -> StageResult:
-        config: ExternalConfig = self.config  # type: ignore[assignment]
+        config = self.config
         candidates, dropped = [], []
         for index, source in enumerate(config.sources):
             pairs, drops = pipeline | f"Source_{slug(source.key)}-{index}" >> SourcePairs(source, index, self.context.languages)

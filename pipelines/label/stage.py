@@ -36,6 +36,7 @@ from pipelines.core import (
     StageContext,
     StageResult,
     drop_record,
+    inputs_field,
     metrics_namespace,
     register_stage,
 )
@@ -60,7 +61,7 @@ class JudgeConfig(BackendConfig):
 class LabelConfig(StageConfig):
     """Who judges, how often, and which pairs are kept."""
 
-    inputs: list[str] = Field(default_factory=lambda: ["dedup"], description="Stages whose Candidate records are judged.")
+    inputs: list[str] = inputs_field("dedup", description="Stages whose Candidate records are judged.")
     judges: list[JudgeConfig] = Field(default_factory=lambda: [JudgeConfig(model="smollm2")], description="Judge models.")
     votes: int = Field(8, ge=2, description="Votes per judge and pair, half in each order (must be even).")
     temperature: float = Field(0.8, ge=0.0, description="Sampling temperature.")
@@ -187,31 +188,29 @@ def cache_path(run_dir: str) -> str:
 
 
 @register_stage
-class Label(Stage):
+class Label(Stage[LabelConfig]):
     """LLM judges vote on every pair in both orders; every answer cached, every vote kept."""
 
     name = STAGE
     Config = LabelConfig
-    inputs = ("dedup",)
     input_type = Candidate
     output_type = JudgedPair
     key_field = "pair_id"
 
     @classmethod
-    def local_files(cls, config: StageConfig) -> str:
+    def local_files(cls, config: LabelConfig) -> str:
         return f"the judges' answer cache (SQLite, RUN_DIR/{STAGE}{CACHE_FILE})"
 
     @classmethod
-    def progress(cls, config: StageConfig, context: StageContext, stage_dir: str, records_in: int) -> Progress:
+    def progress(cls, config: LabelConfig, context: StageContext, stage_dir: str, records_in: int) -> Progress:
         """Answers in the cache (earlier runs' included) of the answers this stage needs."""
-        label: LabelConfig = config  # type: ignore[assignment]
-        pairs = min(records_in, label.sample) if label.sample else records_in
-        total = pairs * label.votes * len(label.judges)
-        cache, judges = cache_path(context.run_dir), [judge.judge for judge in label.judges]
+        pairs = min(records_in, config.sample) if config.sample else records_in
+        total = pairs * config.votes * len(config.judges)
+        cache, judges = cache_path(context.run_dir), [judge.judge for judge in config.judges]
         return Progress("answers", lambda: (min(count_answers(cache, judges), total), total))
 
     def build(self, pipeline: beam.Pipeline, inputs: dict[str, beam.PCollection]) -> StageResult:
-        config: LabelConfig = self.config  # type: ignore[assignment]
+        config = self.config
         cache = cache_path(self.context.run_dir)
         candidates = list(inputs.values()) | "AllCandidates" >> beam.Flatten()
         dropped = []

@@ -10,13 +10,13 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
-from pydantic import Field, field_validator
+from pydantic import Field, model_validator
 
 from parsers import LanguageRegistry
 from pipelines.core import (
@@ -66,7 +66,7 @@ class MineConfig(StageConfig):
     repos: list[str] = Field(default_factory=list, description="Git repositories (bare or with a work tree), or folders of them.")
     repo_manifest: str | None = Field(None, description="CSV or JSONL of repositories: path, and optional name, license, stars.")
     tables: list[str] = Field(default_factory=list, description="Commit tables (JSONL or Parquet) mined elsewhere.")
-    refs: str = Field("head", description="History to walk: 'head' (HEAD's ancestry) or 'all' (every branch and tag).")
+    refs: Literal["head", "all"] = Field("head", description="History to walk: 'head' (HEAD's ancestry) or 'all' (every branch and tag).")
     licenses: list[str] = Field(list(REFERENCE_LICENSES), description="Allowed SPDX licence ids (case-insensitive).")
     repo_allowlist: list[str] | None = Field(None, description="If set, only these repositories (names, case-insensitive).")
     min_message_chars: int = Field(10, description="Messages must be longer than this (stripped).")
@@ -80,12 +80,15 @@ class MineConfig(StageConfig):
     bench_end: date | None = Field(None, description="Benchmark commits must be committed before this day.")
     benchmark_share: float = Field(0.0, ge=0.0, le=1.0, description="Share of repositories assigned to the benchmark split.")
 
-    @field_validator("refs")
-    @classmethod
-    def _refs(cls, value: str) -> str:
-        if value not in ("head", "all"):
-            raise ValueError("must be 'head' or 'all'")
-        return value
+    @model_validator(mode="after")
+    def _ordered_bounds(self) -> MineConfig:
+        if self.min_message_chars >= self.max_message_chars - 1:
+            raise ValueError(f"min_message_chars ({self.min_message_chars}) leaves no message length below max_message_chars "
+                             f"({self.max_message_chars}); every commit would be dropped")
+        if self.bench_start is not None and self.bench_end is not None and self.bench_start >= self.bench_end:
+            raise ValueError(f"bench_start ({self.bench_start}) is not before bench_end ({self.bench_end}); "
+                             "no commit would be in the benchmark window")
+        return self
 
 
 def _repository_entries(config: MineConfig) -> list[dict[str, Any]]:
@@ -724,7 +727,7 @@ def _history_state(path: str, refs: str) -> Any:
 
 
 @register_stage
-class Mine(Stage):
+class Mine(Stage[MineConfig]):
     """Single-file commits from git repositories and commit tables, as `Commit` records."""
 
     name = STAGE
@@ -733,12 +736,12 @@ class Mine(Stage):
     key_field = "commit"
 
     @classmethod
-    def check(cls, config: MineConfig, registry: LanguageRegistry) -> None:  # type: ignore[override]
+    def check(cls, config: MineConfig, registry: LanguageRegistry) -> None:
         """The repositories, tables and manifest named exist (a cheap look: no history is read)."""
         _sources(config)
 
     @classmethod
-    def fingerprint(cls, config: MineConfig) -> dict[str, Any]:  # type: ignore[override]
+    def fingerprint(cls, config: MineConfig) -> dict[str, Any]:
         heads = {entry["path"]: _history_state(entry["path"], config.refs) for entry in _repository_entries(config)}
         files = [p for p in (*config.tables, config.repo_manifest, config.merged_pull_requests) if p]
         stats = {}
@@ -748,7 +751,7 @@ class Mine(Stage):
         return {"heads": heads, "files": stats}
 
     def build(self, pipeline: beam.Pipeline, inputs: dict[str, beam.PCollection]) -> StageResult:
-        config: MineConfig = self.config  # type: ignore[assignment]
+        config = self.config
         entries = _sources(config)
         mined = []
         dropped = []

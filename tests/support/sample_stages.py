@@ -24,6 +24,7 @@ from pipelines.core import (
     StageResult,
     apply_filter,
     drop_record,
+    inputs_field,
     register_stage,
 )
 from schemas import Commit, from_row, to_row
@@ -69,6 +70,7 @@ class SampleSource(Stage):
 
 
 class FilterConfig(StageConfig):
+    inputs: list[str] = inputs_field("sample_source", description="Stages whose commits are filtered.")
     min_message: int = Field(10, description="Shortest message kept.")
     stall_once: str = Field("", description="If this file does not exist: create it and stall (for a test to kill the run).")
 
@@ -93,7 +95,6 @@ class MessageLength(RecordFilter):
 class SampleFilter(Stage):
     name = "sample_filter"
     Config = FilterConfig
-    inputs = ("sample_source",)
     output_type = Commit
     key_field = "commit"
 

@@ -18,7 +18,7 @@ from pipelines.eval import (
     BenchmarkError,
     BenchPair,
     BenchPairEncoder,
-    EvaluateConfig,
+    EvalConfig,
     ModelError,
     PairError,
     ScoresError,
@@ -256,8 +256,8 @@ def test_scoring_end_to_end_in_every_system_mode(reward_model, tmp_path):
 
 
 def test_evaluate_writes_scores_and_results_that_recompute(reward_model, tmp_path):
-    config = EvaluateConfig(model=reward_model["rm"], benchmark=write_bench(tmp_path / "crb.parquet"),
-                            system_mode="full", batch_size=4, max_length=1024, device="cpu")
+    config = EvalConfig(model=reward_model["rm"], benchmark=write_bench(tmp_path / "crb.parquet"),
+                        system_mode="full", batch_size=4, max_length=1024, device="cpu")
     summary = evaluate(config, tmp_path / "out")
     assert json.loads((tmp_path / "out" / RESULTS_FILE).read_text()) == summary
     assert recompute(tmp_path / "out" / SCORES_FILE) == summary

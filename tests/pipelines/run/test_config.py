@@ -57,6 +57,21 @@ def test_an_input_must_be_a_registered_stage_but_need_not_be_configured(tmp_path
          r"stages\.synthesize: instruct\[1\] \(human-eval\): bug_injection 'llm' needs `stages\.synthesize\.llm`"),
         ("synthesize", {"classifier": {"kind": "bayes", "path": "c"}},
          r"stages\.synthesize\.classifier\.kind: unknown classifier kind 'bayes'; known: tfidf-logreg, transformers"),
+        ("synthesize", {"inputs": []}, r"stages\.synthesize: nothing to synthesize; give `inputs` \(e\.g\. \[mine\]\) or `instruct`"),
+        ("synthesize", {"inputs": [], "instruct": [{"name": "tasks"}]},
+         r"stages\.synthesize\.instruct\[0\]: tasks: give `path` \(only 'human-eval' is packaged\)"),
+        ("dedup", {"key": "chosen_side"}, r"stages\.dedup\.key: Input should be 'after', 'before', 'chosen', 'rejected' or 'pair'"),
+        ("assemble", {"dedup": {"key": "both"}}, r"stages\.assemble\.dedup\.key: Input should be 'after', 'before'"),
+        ("mine", {"refs": "branches"}, r"stages\.mine\.refs: Input should be 'head' or 'all'"),
+        ("mine", {"min_message_chars": 50, "max_message_chars": 51},
+         r"stages\.mine: min_message_chars \(50\) leaves no message length below max_message_chars \(51\)"),
+        ("mine", {"bench_start": "2024-06-01", "bench_end": "2024-01-01"},
+         r"stages\.mine: bench_start \(2024-06-01\) is not before bench_end \(2024-01-01\)"),
+        ("parse", {"inputs": []}, r"stages\.parse\.inputs: List should have at least 1 item"),
+        ("train", {"model": "m", "inputs": []}, r"stages\.train\.inputs: List should have at least 1 item"),
+        ("eval", {"inputs": [], "model": "m"}, r"stages\.eval: name a `benchmark`, or read the assemble stage's held-out pairs"),
+        ("external", {"sources": [{"name": "venus", "path": "v"}, {"name": "oracle", "path": "o"}]},
+         r"stages\.external\.sources\[1\]: unknown set 'oracle'; known: codenet, venus"),
     ],
 )
 def test_data_free_checks_fail_when_the_config_is_loaded_naming_the_key(tmp_path, stage, values, message):
@@ -101,3 +116,77 @@ def test_a_config_with_nothing_wrong_passes_check_stages(tmp_path):
     config = RunConfig(run_dir=str(tmp_path), stages={"parse": {"max_error_share": {"default": 0.1, "C": 0.5}}, "label": {},
                                                       "dedup": {}, "assemble": {}})
     check_stages(config)
+
+
+def test_the_languages_an_external_source_selects_must_be_in_the_run_registry(tmp_path):
+    import_builtin_stages()
+    (tmp_path / "venus.jsonl").write_text("{}\n")
+    source = {"name": "codenet", "path": str(tmp_path / "venus.jsonl"), "languages": ["Python", "Klingon"]}
+    with pytest.raises(ConfigError, match=r"^stages\.external\.sources\[0\] \(codenet\)\.languages: \['Klingon'\] are not in the "
+                                          r"language registry; known: C, C#"):
+        check_stages(RunConfig(stages={"external": {"sources": [source]}}))
+
+
+def test_an_instruction_file_that_is_not_there_is_named_before_the_run(tmp_path):
+    import_builtin_stages()
+    missing = tmp_path / "tasks.jsonl"
+    config = RunConfig(stages={"synthesize": {"inputs": [], "instruct": [{"name": "tasks", "path": str(missing)}]}})
+    with pytest.raises(ConfigError, match=rf"^stages\.synthesize\.instruct\[0\] \(tasks\)\.path: '{missing}' does not exist$"):
+        check_stages(config)
+
+
+# --- `inputs`: one declaration (the config field), one meaning of [] ----------------------------------------------------
+
+
+def test_inputs_are_the_config_field_and_an_empty_list_reads_no_stage():
+    from pipelines.core import STAGES
+
+    import_builtin_stages()
+    defaults = {name: STAGES[name].input_stages(STAGES[name].Config.model_validate(values)) for name, values in {
+        "mine": {}, "synthesize": {}, "parse": {}, "dedup": {}, "label": {}, "assemble": {}, "train": {"model": "m"}, "eval": {},
+        "external": {"sources": [{"name": "venus", "path": "v"}]}}.items()}
+    assert defaults == {"mine": (), "synthesize": ("mine",), "parse": ("synthesize",), "dedup": ("parse",), "label": ("dedup",),
+                        "assemble": ("label",), "train": ("assemble",), "eval": ("train", "assemble"), "external": ()}
+    only_instructions = STAGES["synthesize"].Config.model_validate({"inputs": [], "instruct": [{"name": "human-eval"}]})
+    assert STAGES["synthesize"].input_stages(only_instructions) == ()
+    scored = STAGES["eval"].Config.model_validate({"inputs": [], "model": "m", "benchmark": "b"})
+    assert STAGES["eval"].input_stages(scored) == ()
+    assert STAGES["parse"].input_stages(STAGES["parse"].Config.model_validate({"inputs": ["external", "synthesize"]})) == (
+        "external", "synthesize")
+
+
+def test_a_stage_that_declares_inputs_as_a_class_attribute_is_refused():
+    from pipelines.core import Stage, StageConfig
+
+    with pytest.raises(TypeError, match=r"OldStyle: declare the stages it reads as the config field `inputs`"):
+        class OldStyle(Stage[StageConfig]):
+            inputs = ("parse",)
+
+
+# --- `codepref config check` and `codepref run` say the same -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "stages",
+    [
+        {"label": {"votes": 7}},  # a typed config's validator
+        {"dedup": {"key": "chosen_side"}},
+        {"synthesize": {"inputs": []}},
+        {"parse": {"inputs": ["a_stage_that_does_not_exist"]}},  # the run config's own check
+        {"parse": {"max_error_share": {"Klingon": 0.1}}},  # needs the language registry
+        {"mine": {"tables": ["no-such-table.parquet"]}, "parse": {"max_error_share": {"Vulcan": 0.1}}},  # a file named; two problems
+        {"dedup": {"inputs": ["label"]}, "label": {"inputs": ["dedup"]}},  # the stage order
+    ],
+)
+def test_config_check_rejects_what_run_rejects_in_the_same_words(tmp_path, stages):
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    path = write(tmp_path, {"run_dir": str(tmp_path / "run"), "stages": stages})
+    checked = CliRunner().invoke(app, ["config", "check", str(path)])
+    ran = CliRunner().invoke(app, ["run", str(path)])
+    assert checked.exit_code == ran.exit_code == 2, (checked.output, ran.output)
+    assert checked.output.strip() == ran.output.strip(), (checked.output, ran.output)  # (run's progress display may add a blank line)
+    assert checked.output.startswith(f"error: {path}: ")
+    assert not (tmp_path / "run").exists()  # the run stopped before it touched its directory

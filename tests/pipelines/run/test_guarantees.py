@@ -298,7 +298,6 @@ class Leaky(Stage):
 
     name = "leaky"
     Config = LeakyConfig
-    inputs = ("parse",)
     output_type = Candidate
     key_field = "pair_id"
 

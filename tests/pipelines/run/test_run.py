@@ -67,7 +67,7 @@ def test_stages_write_shards_manifests_and_drops(tmp_path, commits_file):
     flt = StageManifest.read(str(tmp_path / "run" / "sample_filter"))
     assert (flt.records_in, flt.records_out, flt.dropped) == (40, 32, {"short_message": 8})
     assert flt.inputs == {"sample_source": source.config_hash}
-    assert flt.config == {"min_message": 10, "stall_once": ""}
+    assert flt.config == {"inputs": ["sample_source"], "min_message": 10, "stall_once": ""}
     assert {"apache-beam", "pyarrow", "tree-sitter", "python"} <= set(flt.versions)
     assert flt.started <= flt.finished
 
@@ -235,7 +235,7 @@ def test_stages_that_keep_local_files_refuse_an_object_store_run_dir():
     config = RunConfig(run_dir="gs://bucket/run", stages={"label": {}})
     with pytest.raises(ConfigError, match=r"stage 'label' keeps the judges' answer cache .* run_dir is 'gs://bucket/run'"):
         run(config)
-    llm = RunConfig(run_dir="s3://bucket/run", stages={"synthesize": {"inputs": [], "llm": {}}})
+    llm = RunConfig(run_dir="s3://bucket/run", stages={"synthesize": {"inputs": [], "instruct": [{"name": "human-eval"}], "llm": {}}})
     with pytest.raises(ConfigError, match=r"stage 'synthesize' keeps the LLM tasks' answer cache"):
         run(llm)
 
