@@ -1,10 +1,17 @@
-"""Test isolation: no user registry file or registry env var leaks in from the machine."""
+"""Shared fixtures: test isolation (no user registry file or registry env var leaks in from the machine), the
+packaged CPU judge and its vLLM engine, the fake OpenAI server, and a runner of one stage."""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.support.fake_openai import serving
+
+if TYPE_CHECKING:
+    from tests.support.stage_run import StageRun
 
 
 @pytest.fixture(autouse=True)
@@ -40,3 +47,16 @@ def faulty_judge():
     """The /v1 address of a scripted judge server (tests.support.fake_openai.FakeOpenAI), reset for each test."""
     with serving() as url:
         yield url
+
+
+@pytest.fixture
+def run_stage(tmp_path):
+    """Run one stage alone in `tmp_path / "run"` (or `run_dir=`): `run_stage("synthesize", config, upstream={"mine":
+    (commits, Commit)})` -> StageRun(rows, drops, details, manifest); see tests/support/stage_run.py."""
+
+    from tests.support.stage_run import run_one_stage
+
+    def run_alone(stage: str, config: dict | None = None, *, run_dir: Path | None = None, **options: object) -> StageRun:
+        return run_one_stage(run_dir or tmp_path / "run", stage, config, **options)
+
+    return run_alone

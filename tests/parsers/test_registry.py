@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import textwrap
 
 import pytest
 
@@ -16,22 +15,7 @@ from parsers import (
     parse,
 )
 from parsers.registry import DEFAULT_REGISTRY
-
-RUST_ENTRY = textwrap.dedent(
-    """
-    languages:
-      - name: Rust
-        aliases: [rs]
-        extensions: [.rs]
-        grammar: {package: tree-sitter-rust, module: tree_sitter_rust, entry: language}
-        nodes:
-          comment: [line_comment, block_comment]
-          function: [function_item]
-          class: [struct_item, enum_item, trait_item]
-        fence: rust
-    """
-)
-RUST_CODE = "// sum\nstruct P { x: i32 }\nfn add(a: i32, b: i32) -> i32 { a + b }\n"
+from tests.support.inputs import RUST_CODE, RUST_ENTRY
 
 
 def registry_with(tmp_path, text: str) -> LanguageRegistry:

@@ -16,7 +16,7 @@ from storage import (
     shard_of,
     write_rows,
 )
-from tests.pipelines.run.test_run import commit_row
+from tests.support.inputs import commit_row
 
 
 def write_with_beam(directory, rows, num_shards=4):

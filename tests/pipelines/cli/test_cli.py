@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.parsers.test_registry import RUST_CODE, RUST_ENTRY
+from tests.support.inputs import RUST_CODE, RUST_ENTRY
 
 REPO = Path(__file__).resolve().parents[3]
 

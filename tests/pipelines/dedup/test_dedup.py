@@ -21,9 +21,7 @@ from pipelines.dedup.minhash import (
     token_hashes,
 )
 from pipelines.dedup.transforms import Analyse, SimilarPairs
-from pipelines.run.config import RunConfig, import_builtin_stages
-from pipelines.run.orchestrator import run
-from schemas import Candidate, ClusterMember, Drop
+from schemas import Candidate, ClusterMember
 from storage import StageManifest, read_rows
 from tests.support.stage_fixtures import candidate, write_stage
 
@@ -38,23 +36,20 @@ def numbered(prefix: str, count: int) -> list[str]:
     return [f"{prefix}{i}" for i in range(count)]
 
 
-def run_dedup(tmp_path, records, mode="in_memory", workers=1, name="run", **config):
-    import_builtin_stages()
-    run_dir = tmp_path / name
-    write_stage(run_dir, "parse", records, Candidate)
-    run(RunConfig(run_dir=str(run_dir), num_shards=3, runner={"running_mode": mode, "workers": workers},
-                  stages={"dedup": config}), force=True)
-    kept = {r["pair_id"]: r for r in read_rows(str(run_dir / "dedup"), Candidate)}
-    drops = {d["key"]: (d["reason"], d["detail"]) for d in read_rows(str(run_dir / "dedup" / "_dropped"), Drop)}
-    clusters = {m["record_id"]: m for m in read_rows(str(run_dir / "dedup" / "clusters"), ClusterMember)}
-    return kept, drops, clusters, StageManifest.read(str(run_dir / "dedup"))
+def dedup(run_stage, records, **config):
+    """The dedup stage over `records` written as a finished `parse` stage, in 3 shards."""
+    return run_stage("dedup", config, upstream={"parse": (records, Candidate)}, num_shards=3)
+
+
+def clusters_of(deduped) -> dict[str, dict]:
+    return {member["record_id"]: member for member in deduped.table("clusters", ClusterMember)}
 
 
 def code(tokens: list[str]) -> str:
     return " ".join(tokens)
 
 
-def test_near_duplicates_with_known_jaccard(tmp_path):
+def test_near_duplicates_with_known_jaccard(run_stage):
     base = numbered("t", 200)
     # Replacing one token every k positions changes n shingles around each replacement.
     close = [f"x{i}" if i % 50 == 25 else t for i, t in enumerate(base)]  # 4 edits
@@ -67,9 +62,10 @@ def test_near_duplicates_with_known_jaccard(tmp_path):
         candidate("b-close", code(close), "old", committed_at=100),  # earlier: it represents the cluster
         candidate("c-far", code(far), "old", committed_at=50),
     ]
-    kept, drops, clusters, manifest = run_dedup(tmp_path, records, ngram=n, threshold=0.7)
+    deduped = dedup(run_stage, records, ngram=n, threshold=0.7)
+    (kept, drops, manifest), clusters = deduped, clusters_of(deduped)
     assert set(kept) == {"b-close", "c-far"}
-    assert drops["a-base"][0] == "near_duplicate" and "b-close" in drops["a-base"][1]
+    assert drops["a-base"] == "near_duplicate" and "b-close" in deduped.details["a-base"]
     member = clusters["a-base"]
     assert (member["cluster_id"], member["representative_id"], member["kind"], member["kept"]) == ("b-close", "b-close", "near", False)
     assert abs(member["similarity"] - exact_jaccard(shingles(base, n), shingles(close, n))) < 0.1
@@ -77,38 +73,39 @@ def test_near_duplicates_with_known_jaccard(tmp_path):
     assert manifest.dropped == {"near_duplicate": 1}
 
 
-def test_exact_duplicates_ignore_comments_and_whitespace_and_keep_the_earliest(tmp_path):
+def test_exact_duplicates_ignore_comments_and_whitespace_and_keep_the_earliest(run_stage):
     one = "def f(x):\n    return x + 1\n"
     two = "def f(x):\n    # add one\n    return   x + 1\n"
     records = []
     for pair_id, text, when in (("p2", one, 10), ("p1", two, 10), ("p3", one, None)):
         facts = parse(text, "python").summary()
         records.append(candidate(pair_id, text, "def f(x):\n    return x\n", committed_at=when, chosen_facts=facts))
-    kept, drops, clusters, manifest = run_dedup(tmp_path, records, ngram=3)
+    deduped = dedup(run_stage, records, ngram=3)
+    (kept, drops, manifest), clusters = deduped, clusters_of(deduped)
     assert set(kept) == {"p1"}  # same time: the smallest id; no time ranks last
-    assert drops["p2"][0] == drops["p3"][0] == "exact_duplicate"
+    assert drops["p2"] == drops["p3"] == "exact_duplicate"
     assert clusters["p2"]["kind"] == "exact" and clusters["p2"]["representative_id"] == "p1"
     assert manifest.dropped == {"exact_duplicate": 2}
 
 
-def test_key_selects_the_side_or_the_pair(tmp_path):
+def test_key_selects_the_side_or_the_pair(tmp_path, run_stage):
     shared = code(numbered("s", 60))
     records = [candidate("a", shared, code(numbered("r", 60))), candidate("b", shared, code(numbered("q", 60)))]
-    kept, _, _, _ = run_dedup(tmp_path, records, key="after")
+    kept, _, _ = dedup(run_stage, records, key="after")
     assert len(kept) == 1
-    kept, _, _, _ = run_dedup(tmp_path, records, key="pair", name="run2")
+    kept, _, _ = run_stage("dedup", {"key": "pair"}, upstream={"parse": (records, Candidate)}, run_dir=tmp_path / "run2")
     assert len(kept) == 2  # the rejected sides differ entirely
-    kept, _, _, _ = run_dedup(tmp_path, records, key="before", name="run3")
+    kept, _, _ = run_stage("dedup", {"key": "before"}, upstream={"parse": (records, Candidate)}, run_dir=tmp_path / "run3")
     assert len(kept) == 2
 
 
-def test_short_documents_are_kept_and_only_exactly_deduplicated(tmp_path):
+def test_short_documents_are_kept_and_only_exactly_deduplicated(run_stage):
     records = [
         candidate("s1", "a b", "x"), candidate("s2", "a c", "x"), candidate("s3", "a d", "x"),
         candidate("s4", "a b", "y"),  # exact duplicate of s1's chosen side
     ]
-    kept, drops, _, manifest = run_dedup(tmp_path, records, ngram=5)
-    assert set(kept) == {"s1", "s2", "s3"} and drops["s4"][0] == "exact_duplicate"
+    kept, drops, manifest = dedup(run_stage, records, ngram=5)
+    assert set(kept) == {"s1", "s2", "s3"} and drops["s4"] == "exact_duplicate"
     assert manifest.counters["short_documents_not_near_deduplicated"] == 4  # all four are too short to shingle
 
 
@@ -159,12 +156,14 @@ def test_precision_and_recall_against_brute_force(tmp_path):
     assert precision >= 0.9 and recall >= 0.9, (precision, recall, len(truth))
 
 
-def test_same_result_with_one_and_two_workers(tmp_path):
+def test_same_result_with_one_and_two_workers(tmp_path, run_stage):
     records = [candidate(doc_id, code(tokens), "old", committed_at=1000 + i) for i, (doc_id, tokens) in enumerate(real_documents(90))]
-    one = run_dedup(tmp_path, records, name="one", ngram=5)
-    two = run_dedup(tmp_path, records, mode="multi_processing", workers=2, name="two", ngram=5)
-    assert one[0].keys() == two[0].keys() and one[1] == two[1]
-    assert len(one[1]) > 10  # it did remove something
+    upstream = {"parse": (records, Candidate)}
+    one = run_stage("dedup", {"ngram": 5}, upstream=upstream, num_shards=3, run_dir=tmp_path / "one")
+    two = run_stage("dedup", {"ngram": 5}, upstream=upstream, num_shards=3, run_dir=tmp_path / "two", running_mode="multi_processing",
+                    workers=2)
+    assert one.rows.keys() == two.rows.keys() and one.drops == two.drops and one.details == two.details
+    assert len(one.drops) > 10  # it did remove something
     for table in ("", "clusters", "_dropped"):
         first = sorted((tmp_path / "one" / "dedup" / table).glob("part-*"))
         second = sorted((tmp_path / "two" / "dedup" / table).glob("part-*"))
@@ -210,8 +209,8 @@ def test_cli_dedup(tmp_path):
 
 
 @pytest.mark.parametrize("key", ["sideways"])
-def test_bad_key_is_a_config_error(tmp_path, key):
+def test_bad_key_is_a_config_error(run_stage, key):
     from pipelines.run.config import ConfigError
 
     with pytest.raises(ConfigError, match="stages.dedup.key"):
-        run_dedup(tmp_path, [candidate("a", "x y z", "q")], key=key)
+        dedup(run_stage, [candidate("a", "x y z", "q")], key=key)

@@ -16,9 +16,8 @@ from pipelines.external.adapters import ADAPTERS, AdapterSettings
 from pipelines.external.adapters.base import extract_code, html_to_text, stable_rank
 from pipelines.external.stage import External, mix_quotas
 from pipelines.run.config import ConfigError, RunConfig
-from pipelines.run.orchestrator import run
-from schemas import Candidate, Drop
-from storage import StageManifest, read_rows
+from storage import StageManifest
+from tests.support.stage_run import run_one_stage
 
 
 def write_parquet(path: Path, rows: list[dict], schema: pa.Schema | None = None) -> Path:
@@ -31,16 +30,6 @@ def write_lines(path: Path, lines: list) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines))
     return path
-
-
-def run_external(run_dir: Path, sources: list[dict], num_shards: int = 2, total: int | None = None, workers: int = 1):
-    stage = {"sources": sources, **({"total": total} if total is not None else {})}
-    mode = "in_memory" if workers == 1 else "multi_threading"
-    run(RunConfig(run_dir=str(run_dir), num_shards=num_shards, runner={"running_mode": mode, "workers": workers},
-                  stages={"external": stage}), force=True)
-    pairs = {r["pair_id"]: r for r in read_rows(str(run_dir / "external"), Candidate)}
-    drops = list(read_rows(str(run_dir / "external" / "_dropped"), Drop))
-    return pairs, drops, StageManifest.read(str(run_dir / "external"))
 
 
 # --- one small copy per set, in its public layout (see each adapter's docstring) --------------------
@@ -208,7 +197,7 @@ def every_set(tmp_path_factory):
     root = tmp_path_factory.mktemp("sets")
     sources = [codenet(root), venus(root), ecco(root), pie4perf(root), runbugrun(root), prosec(root), cybernative(root),
                codescaler(root), coder_pile(root)]
-    return run_external(root / "run", sources)
+    return run_one_stage(root / "run", "external", {"sources": sources})  # module-scoped: the runner itself, not its fixture
 
 
 def of(pairs: dict, name: str) -> dict:
@@ -221,7 +210,7 @@ def dropped(manifest: StageManifest, name: str) -> dict[str, int]:
 
 
 def test_every_set_has_an_adapter_and_every_candidate_its_provenance(every_set):
-    pairs, drops, manifest = every_set
+    pairs, _, manifest = every_set
     assert set(ADAPTERS.names()) == {"codenet", "venus", "ecco", "pie4perf", "runbugrun", "prosec", "cybernative", "codescaler",
                                      "coder-pile"}
     assert {p["source"] for p in pairs.values()} == {f"external:{name}" for name in ADAPTERS.names()}
@@ -233,7 +222,7 @@ def test_every_set_has_an_adapter_and_every_candidate_its_provenance(every_set):
         assert pair["language"] in languages().names
     assert manifest.records_out == len(pairs) == 17
     assert manifest.records_in == sum(v for k, v in manifest.counters.items() if k.endswith(".rows"))
-    assert sum(manifest.dropped.values()) == len(drops)  # every drop is recorded, and counted under its reason
+    assert sum(manifest.dropped.values()) == len(every_set.dropped())  # every drop is recorded, and counted under its reason
 
 
 def test_codenet_pairs_submissions_of_one_user_by_runtime_and_memory(every_set):
@@ -267,7 +256,7 @@ def test_venus_pairs_solutions_of_one_problem_at_least_five_times_apart(every_se
 
 
 def test_ecco_and_pie_take_the_faster_program_and_pie_checks_the_ratio(every_set):
-    pairs, drops, manifest = every_set
+    pairs, _, manifest = every_set
     (ecco_pair,) = of(pairs, "ecco").values()
     assert ecco_pair["criterion"] == "Runtime Efficiency" and "n * (n - 1) // 2" in ecco_pair["chosen"]
     assert ecco_pair["prompt"] == "Given n, print the sum of the integers below n." and ecco_pair["prompt_origin"] == "external"
@@ -277,7 +266,7 @@ def test_ecco_and_pie_take_the_faster_program_and_pie_checks_the_ratio(every_set
     assert "500000000L" in pie_pair["chosen"] and "10.00x" in pie_pair["verification"]
     assert pie_pair["prompt_origin"] == "external_fallback"
     assert dropped(manifest, "pie4perf") == {"ratio_below_threshold": 1, "malformed_row": 1}
-    assert any(d["reason"] == "malformed_row" and d["record"] == "{not json" for d in drops)
+    assert any(d["reason"] == "malformed_row" and d["record"] == "{not json" for d in every_set.dropped())
 
 
 def test_runbugrun_from_a_datasets_folder_chooses_the_fix(every_set):
@@ -324,14 +313,15 @@ def test_coder_pile_reads_the_chosen_tasks_and_draws_a_hard_negative(every_set):
     assert dropped(manifest, "coder-pile") == {"no_negatives": 1, "unknown_language": 1}
 
 
-def test_caps_and_shares_choose_by_pair_id_hash_whatever_the_shard_count(tmp_path):
+def test_caps_and_shares_choose_by_pair_id_hash_whatever_the_shard_count(tmp_path, run_stage):
     sources = [{**prosec(tmp_path, count=30), "share": 2, "record_drops": False},
                {**cybernative(tmp_path, count=12), "cap": 10, "share": 1},
                {**ecco(tmp_path), "cap": 0}]
     # After caps: prosec 30, cybernative 10 (2 over its cap); ecco keeps none. Shares 2:1 allow a mix
     # of min(30 * 3/2, 10 * 3) = 30, and `total` makes it 24: prosec keeps 16, cybernative 8.
-    one, _, manifest = run_external(tmp_path / "one", sources, num_shards=1, total=24)
-    two, _, _ = run_external(tmp_path / "two", sources, num_shards=2, total=24, workers=2)
+    config = {"sources": sources, "total": 24}
+    one, reasons, manifest = run_stage("external", config, run_dir=tmp_path / "one", num_shards=1)
+    two, _, _ = run_stage("external", config, run_dir=tmp_path / "two", num_shards=2, running_mode="multi_threading", workers=2)
     assert set(one) == set(two)
     for name, quota in (("prosec", 16), ("cybernative", 8)):
         kept = sorted(of(one, name))
@@ -341,7 +331,6 @@ def test_caps_and_shares_choose_by_pair_id_hash_whatever_the_shard_count(tmp_pat
     assert dropped(manifest, "cybernative") == {"over_cap": 2, "over_share": 2}
     assert dropped(manifest, "ecco") == {"over_cap": 1, "identical_sides": 1, "missing_column": 1}
     # Kept: each source's lowest-ranked pair ids; cut by the cap: the highest-ranked.
-    reasons = {d["key"]: d["reason"] for d in read_rows(str(tmp_path / "one" / "external" / "_dropped"), Drop)}
     cyber = [*of(one, "cybernative"), *(key for key in reasons if key.startswith("external/cybernative/"))]
     ranked = sorted(cyber, key=lambda key: (stable_rank(key), key))
     assert sorted(ranked[:8]) == sorted(of(one, "cybernative"))
@@ -378,9 +367,9 @@ def test_config_errors_name_the_source_and_the_known_names():
         stage({"name": "ecco", "path": "x"}, total=5)
 
 
-def test_missing_copy_is_a_config_error_and_the_fingerprint_follows_the_files(tmp_path):
+def test_missing_copy_is_a_config_error_and_the_fingerprint_follows_the_files(tmp_path, run_stage):
     with pytest.raises(ConfigError, match=r"sources\[0\] \(ecco\).*no such file"):
-        run_external(tmp_path / "run", [{"name": "ecco", "path": str(tmp_path / "nowhere")}])
+        run_stage("external", {"sources": [{"name": "ecco", "path": str(tmp_path / "nowhere")}]})
     source = ecco(tmp_path)
     config = External.Config.model_validate({"sources": [source]})
     before = External.fingerprint(config)

@@ -37,7 +37,22 @@ def test_label_votes_in_both_orders_and_a_rerun_asks_for_nothing(tmp_path, smoll
             assert counts["matches"] + counts["contradictions"] + counts["ties"] + counts["errors"] == 2
         raw = cache.get_many_by_key([v["answer_key"] for v in votes])
         assert len(raw) == 4 and all("[VERDICT]" in text for text in raw.values())
-        assert row["kept"] == (row["keep_reason"] == "kept")
+        # Each vote's outcome from its order and verdict, the order counts from the votes, the decision from the counts.
+        expected = {("chosen_first", "A"): "match", ("chosen_second", "B"): "match",
+                    ("chosen_first", "B"): "contradiction", ("chosen_second", "A"): "contradiction"}
+        assert [v["outcome"] for v in votes] == [expected.get((v["order"], v["verdict"]), "tie") for v in votes]  # TIE: a tie
+        for order in ("chosen_first", "chosen_second"):
+            of_order = [v["outcome"] for v in votes if v["order"] == order]
+            assert (row[order]["matches"], row[order]["contradictions"]) == (of_order.count("match"), of_order.count("contradiction"))
+        matches = sum(v["outcome"] == "match" for v in votes)
+        contradictions = sum(v["outcome"] == "contradiction" for v in votes)
+        judge = votes[0]["judge"]  # consensus "all": a failed rule names its judge
+        if matches < 3:
+            assert (row["kept"], row["keep_reason"]) == (False, f"too_few_matches: {matches} < 3 ({judge})")
+        elif contradictions > 1:
+            assert (row["kept"], row["keep_reason"]) == (False, f"too_many_contradictions: {contradictions} > 1 ({judge})")
+        else:
+            assert (row["kept"], row["keep_reason"]) == (True, "kept")
     manifest = outcome.manifest
     assert manifest.counters["backend_requests"] == 6 and manifest.records_out == 3
 

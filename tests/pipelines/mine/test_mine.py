@@ -17,27 +17,13 @@ from pipelines.mine.filters import (
     default_blocklist,
     split_of,
 )
-from pipelines.run.config import ConfigError, RunConfig
-from pipelines.run.orchestrator import run
+from pipelines.run.config import ConfigError
 from schemas import Commit, Drop
 from storage import StageManifest, read_rows
 from tests.support.git_fixtures import GPL3, MIT, GitRepo, synthetic_history
+from tests.support.inputs import GOOD
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
-GOOD = "Fix the off-by-one error in the loop bound"
-
-
-def mine(tmp_path: Path, **stage_config) -> tuple[dict[str, dict], dict[str, str], StageManifest]:
-    """Run the mine stage; returns (kept rows by commit, drop reason by key, manifest)."""
-    run_dir = tmp_path / "run"
-    config = RunConfig(run_dir=str(run_dir), num_shards=2, runner={"running_mode": "in_memory", "workers": 1},
-                       stages={"mine": stage_config})
-    import pipelines.mine  # noqa: F401  (registers the stage)
-
-    run(config, force=True)
-    rows = {r["commit"]: r for r in read_rows(str(run_dir / "mine"), Commit)}
-    drops = {d["key"]: d["reason"] for d in read_rows(str(run_dir / "mine" / "_dropped"), Drop)}
-    return rows, drops, StageManifest.read(str(run_dir / "mine"))
 
 
 @pytest.fixture
@@ -50,7 +36,7 @@ def repo(tmp_path) -> GitRepo:
     return repo
 
 
-def test_every_git_rule_is_a_counted_reason(tmp_path, repo):
+def test_every_git_rule_is_a_counted_reason(tmp_path, repo, run_stage):
     ids = {}
     repo.write("src/calc.py", "def add(a, b):\n    return b + a\n")
     ids["kept"] = repo.commit(GOOD)
@@ -88,7 +74,7 @@ def test_every_git_rule_is_a_counted_reason(tmp_path, repo):
     repo.write("src/calc.py", "def add(a, b):\n    return a + b\n" + "# padding\n" * 200)
     ids["too_large"] = repo.commit("Pad the calculator module with notes")
 
-    rows, drops, manifest = mine(tmp_path, repos=[str(repo.path)], max_file_bytes=1000)
+    rows, drops, manifest = run_stage("mine", {"repos": [str(repo.path)], "max_file_bytes": 1000})
     assert set(rows) == {ids["kept"]}
     row = rows[ids["kept"]]
     assert (row["repo"], row["path"], row["language"], row["license"], row["split"]) == ("octo-demo", "src/calc.py", "Python", "mit", "train")
@@ -102,7 +88,7 @@ def test_every_git_rule_is_a_counted_reason(tmp_path, repo):
     assert manifest.records_out == 1
 
 
-def test_merge_commits_are_dropped(tmp_path, repo):
+def test_merge_commits_are_dropped(tmp_path, repo, run_stage):
     repo.git("checkout", "-q", "-b", "topic")
     repo.write("src/calc.py", "def add(a, b):\n    return sum((a, b))\n")
     topic = repo.commit("Use sum for the addition on topic")
@@ -112,12 +98,12 @@ def test_merge_commits_are_dropped(tmp_path, repo):
     repo.git("merge", "-q", "--no-ff", "-m", "Bring topic into main line", "topic",
              env={"GIT_COMMITTER_DATE": "1600100000 +0000", "GIT_AUTHOR_DATE": "1600100000 +0000"})
     merge = repo.git("rev-parse", "HEAD")
-    rows, drops, _ = mine(tmp_path, repos=[str(repo.path)])
+    rows, drops, _ = run_stage("mine", {"repos": [str(repo.path)]})
     assert set(rows) == {topic, main_side}
     assert drops[merge] == "merge_commit"
 
 
-def test_reverted_commits_and_their_reverts_are_dropped(tmp_path, repo):
+def test_reverted_commits_and_their_reverts_are_dropped(tmp_path, repo, run_stage):
     repo.write("src/calc.py", "def add(a, b):\n    return a - b\n")
     broken = repo.commit("Switch to subtraction for the adder")
     repo.git("revert", "--no-edit", broken, env={"GIT_COMMITTER_DATE": "1600200000 +0000"})
@@ -128,13 +114,13 @@ def test_reverted_commits_and_their_reverts_are_dropped(tmp_path, repo):
     manual = repo.commit("Go back to doubling, tripling was wrong")  # exact inverse, no trailer
     repo.write("src/calc.py", "def add(a, b):\n    return a + b + 0\n")
     kept = repo.commit(GOOD)
-    rows, drops, _ = mine(tmp_path, repos=[str(repo.path)])
+    rows, drops, _ = run_stage("mine", {"repos": [str(repo.path)]})
     assert set(rows) == {kept}
     assert drops[broken] == "reverted_later" and drops[revert] == "reverts_other_commit"
     assert drops[undone] == "inverse_change" and drops[manual] == "inverse_change"
 
 
-def test_licences_detected_allowlisted_and_recorded(tmp_path):
+def test_licences_detected_allowlisted_and_recorded(tmp_path, run_stage):
     repos = {}
     for name, text in (("Alpha", MIT), ("beta", GPL3), ("gamma", None)):
         repo = GitRepo(tmp_path / "repos" / name)
@@ -144,14 +130,14 @@ def test_licences_detected_allowlisted_and_recorded(tmp_path):
         repo.commit("Start the module with a value")
         repo.write("a.py", "x = 2\n")
         repos[name] = repo.commit("Change the value to two for now")
-    rows, drops, manifest = mine(tmp_path, repos=[str(tmp_path / "repos")])
+    rows, drops, manifest = run_stage("mine", {"repos": [str(tmp_path / "repos")]})
     assert set(rows) == {repos["Alpha"]} and rows[repos["Alpha"]]["license"] == "mit"
     assert manifest.dropped["license_not_allowed"] == 2 and manifest.dropped["license_unknown"] == 2
     # An allowlist of repositories, matched case-insensitively; a licence from the manifest wins.
     manifest_file = tmp_path / "repos.csv"
     manifest_file.write_text(f"path,name,license\n{tmp_path / 'repos' / 'gamma'},octo/Gamma,Apache-2.0\n")
-    rows, drops, manifest = mine(tmp_path, repos=[str(tmp_path / "repos")], repo_manifest=str(manifest_file),
-                                 repo_allowlist=["ALPHA", "OCTO/gamma"])
+    rows, drops, manifest = run_stage("mine", {"repos": [str(tmp_path / "repos")], "repo_manifest": str(manifest_file),
+                                               "repo_allowlist": ["ALPHA", "OCTO/gamma"]})
     assert set(rows) == {repos["Alpha"], repos["gamma"]}
     assert rows[repos["gamma"]]["license"] == "apache-2.0" and rows[repos["gamma"]]["repo"] == "octo/Gamma"
     assert manifest.dropped["repo_not_allowlisted"] == 2  # beta's two commits
@@ -169,7 +155,7 @@ def test_licence_detector():
     assert detector.detect(b"All rights reserved.") is None
 
 
-def test_time_windows_and_splits(tmp_path):
+def test_time_windows_and_splits(tmp_path, run_stage):
     day = 86_400
     train_end = 1_550_000_000 // day * day  # a UTC midnight
     repos = {}
@@ -188,10 +174,10 @@ def test_time_windows_and_splits(tmp_path):
     from datetime import date, datetime, timezone
 
     end = datetime.fromtimestamp(train_end, timezone.utc).date()
-    rows, drops, manifest = mine(
-        tmp_path, repos=[str(tmp_path / "repos")], train_end=end.isoformat(), bench_start=end.isoformat(),
-        bench_end=date(2030, 1, 1).isoformat(), benchmark_share=0.5,
-    )
+    rows, drops, manifest = run_stage("mine", {
+        "repos": [str(tmp_path / "repos")], "train_end": end.isoformat(), "bench_start": end.isoformat(),
+        "bench_end": date(2030, 1, 1).isoformat(), "benchmark_share": 0.5,
+    })
     for name, (early, late) in repos.items():
         split = split_of(name, 0.5)
         if split == "train":
@@ -201,7 +187,7 @@ def test_time_windows_and_splits(tmp_path):
     assert {split_of(name, 0.5) for name in repos} == {"train", "benchmark"}  # both splits used, disjoint by repo
 
 
-def test_dot_h_language_is_decided_by_content(tmp_path, repo):
+def test_dot_h_language_is_decided_by_content(tmp_path, repo, run_stage):
     repo.write("inc/shape.h", "struct shape { int w; };\n")
     repo.commit("Add the shape header for drawing")
     repo.write("inc/shape.h", "namespace geo { class Shape { public: int w; }; }\n")
@@ -210,28 +196,28 @@ def test_dot_h_language_is_decided_by_content(tmp_path, repo):
     repo.commit("Add the plain header with a prototype")
     repo.write("inc/plain.h", "int area(int w, int h);\n")
     c = repo.commit("Take the height in the area prototype")
-    rows, _, _ = mine(tmp_path, repos=[str(repo.path)])
+    rows, _, _ = run_stage("mine", {"repos": [str(repo.path)]})
     assert rows[cpp]["language"] == "C++" and rows[c]["language"] == "C"
 
 
-def test_forks_keep_one_record_per_commit_and_merged_pr_filter(tmp_path, repo):
+def test_forks_keep_one_record_per_commit_and_merged_pr_filter(tmp_path, repo, run_stage):
     repo.write("src/calc.py", "def add(a, b):\n    return a + b + 0\n")
     first = repo.commit(GOOD)
     repo.write("src/calc.py", "def add(a, b):\n    return a + b + 0 + 0\n")
     second = repo.commit("Second careful change of the adder")
     fork = tmp_path / "zz-fork.git"
     subprocess.run(["git", "clone", "-q", "--bare", str(repo.path), str(fork)], check=True)
-    rows, drops, manifest = mine(tmp_path, repos=[str(repo.path), str(fork)])
+    rows, drops, manifest = run_stage("mine", {"repos": [str(repo.path), str(fork)]})
     assert set(rows) == {first, second} and {r["repo"] for r in rows.values()} == {"octo-demo"}
     assert manifest.dropped["duplicate_commit"] == 2
 
     pulls = tmp_path / "merged.csv"
     pulls.write_text(f"repo,commit\nocto-demo,{second}\n")
-    rows, drops, manifest = mine(tmp_path, repos=[str(repo.path)], merged_pull_requests=str(pulls))
+    rows, drops, manifest = run_stage("mine", {"repos": [str(repo.path)], "merged_pull_requests": str(pulls)})
     assert set(rows) == {second} and drops[first] == "not_in_merged_pr"
 
 
-def test_corrupt_objects_and_unreadable_repositories_are_counted(tmp_path, repo):
+def test_corrupt_objects_and_unreadable_repositories_are_counted(tmp_path, repo, run_stage):
     repo.write("src/calc.py", "def add(a, b):\n    return a + b + 1\n")
     kept = repo.commit(GOOD)
     repo.write("src/util.c", "int twice(int x) { return x * 2; }\n")
@@ -241,7 +227,7 @@ def test_corrupt_objects_and_unreadable_repositories_are_counted(tmp_path, repo)
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "HEAD").write_text("garbage")
     (tmp_path / "empty" / "objects").mkdir()
-    rows, drops, manifest = mine(tmp_path, repos=[str(repo.path), str(tmp_path / "empty")])
+    rows, drops, manifest = run_stage("mine", {"repos": [str(repo.path), str(tmp_path / "empty")]})
     assert kept in rows
     assert drops[broken] == "corrupt_object"
     assert manifest.dropped["unreadable_repository"] == 1
@@ -262,7 +248,7 @@ def table_rows() -> list[dict]:
     ]
 
 
-def test_commit_table_in_both_column_layouts(tmp_path):
+def test_commit_table_in_both_column_layouts(tmp_path, run_stage):
     rows = table_rows()
     jsonl = tmp_path / "commits.jsonl"
     lines = [json.dumps({**{k: v for k, v in r.items() if k not in ("path", "rename_to")}, "file_path": r["path"]})
@@ -274,7 +260,7 @@ def test_commit_table_in_both_column_layouts(tmp_path):
                "old_file": r["path"], "new_file": r.get("rename_to", r["path"])} for r in rows]
     pq.write_table(pa.Table.from_pylist(layout), parquet)
 
-    kept, drops, manifest = mine(tmp_path, tables=[str(jsonl), str(parquet)])
+    kept, drops, manifest = run_stage("mine", {"tables": [str(jsonl), str(parquet)]})
     # The Parquet copy's "9aaa..." is not the commit the revert names ("aaaaaaaaaa"), so it stays.
     assert set(kept) == {"1" * 40, "9" + "1" * 39, "9" + "a" * 39}
     row = kept["1" * 40]
@@ -287,11 +273,11 @@ def test_commit_table_in_both_column_layouts(tmp_path):
     assert manifest.records_in == len(lines) + len(layout)
 
 
-def test_commit_table_missing_columns_fail_with_the_file_name(tmp_path):
+def test_commit_table_missing_columns_fail_with_the_file_name(tmp_path, run_stage):
     parquet = tmp_path / "bad.parquet"
     pq.write_table(pa.Table.from_pylist([{"commit": "a", "message": "m"}]), parquet)
     with pytest.raises(ConfigError, match=r"bad\.parquet: commit table lacks columns .*old_contents"):
-        mine(tmp_path, tables=[str(parquet)])
+        run_stage("mine", {"tables": [str(parquet)]})
 
 
 def git_log_single_file_commits(path: Path) -> set[str]:
@@ -321,24 +307,24 @@ def git_log_single_file_commits(path: Path) -> set[str]:
     return kept
 
 
-def test_matches_plain_git_log_on_a_few_thousand_commits(tmp_path):
+def test_matches_plain_git_log_on_a_few_thousand_commits(tmp_path, run_stage):
     history = synthetic_history(tmp_path / "synth.git", 3000)
     expected = git_log_single_file_commits(history)
     manifest_file = tmp_path / "repos.jsonl"
     manifest_file.write_text(json.dumps({"path": str(history), "name": "octo/synth", "license": "mit"}) + "\n")
-    rows, drops, manifest = mine(tmp_path, repo_manifest=str(manifest_file))
+    rows, drops, manifest = run_stage("mine", {"repo_manifest": str(manifest_file)})
     mined_or_dropped_late = set(rows) | {k for k, reason in drops.items() if reason == "inverse_change"}
     assert manifest.records_in == 3000
     assert len(expected) > 500
     assert mined_or_dropped_late == expected
 
 
-def test_matches_plain_git_log_on_this_repository(tmp_path):
+def test_matches_plain_git_log_on_this_repository(tmp_path, run_stage):
     if not (REPO_ROOT / ".git").exists():
         pytest.skip("not a git checkout")
     manifest_file = tmp_path / "repos.jsonl"
     manifest_file.write_text(json.dumps({"path": str(REPO_ROOT), "name": "codepref", "license": "apache-2.0"}) + "\n")
-    rows, drops, manifest = mine(tmp_path, repo_manifest=str(manifest_file))
+    rows, drops, manifest = run_stage("mine", {"repo_manifest": str(manifest_file)})
     expected = git_log_single_file_commits(REPO_ROOT)
     late = {k for k, reason in drops.items() if reason in ("inverse_change", "reverted_later", "reverts_other_commit")}
     assert set(rows) | late == expected
@@ -355,14 +341,14 @@ def test_message_rules_and_windows_units():
     assert not windows.active and windows.check("train", None) is None
 
 
-def test_no_inputs_is_a_config_error(tmp_path):
+def test_no_inputs_is_a_config_error(tmp_path, run_stage):
     with pytest.raises(ConfigError, match="nothing to mine"):
-        mine(tmp_path)
+        run_stage("mine")
     with pytest.raises(ConfigError, match="does not exist"):
-        mine(tmp_path, repos=[str(tmp_path / "nope")])
+        run_stage("mine", {"repos": [str(tmp_path / "nope")]})
 
 
-def test_the_published_recipe_preset(tmp_path):
+def test_the_published_recipe_preset(tmp_path, run_stage):
     from datetime import date
 
     from pipelines.run.config import load_config
@@ -373,7 +359,7 @@ def test_the_published_recipe_preset(tmp_path):
         date(2019, 4, 1), date(2019, 6, 1), date(2021, 2, 1))
     assert len(mine_config.licenses) == 12 and "agpl-3.0" in mine_config.licenses
     with pytest.raises(ConfigError, match="github-single-file-commits.parquet' is not a file"):
-        mine(tmp_path, **{**config.stages["mine"]})
+        run_stage("mine", dict(config.stages["mine"]))
 
 
 def test_cli_mine_writes_the_output_directory_and_skips_when_done(tmp_path, repo):
@@ -427,14 +413,14 @@ def assert_every_record_accounted_for(manifest: StageManifest) -> None:
 
 
 @pytest.mark.parametrize("refs", ["head", "all"])
-def test_a_branch_pointing_to_a_missing_commit_is_a_broken_ref_drop(tmp_path, refs):
+def test_a_branch_pointing_to_a_missing_commit_is_a_broken_ref_drop(tmp_path, refs, run_stage):
     _, alpha = healthy(tmp_path / "repos" / "alpha", 2)
     forked, forked_kept = healthy(tmp_path / "repos" / "forked", 3)
     forked.write_ref("refs/heads/ghost", MISSING + "\n")  # read with refs 'all' only
     headless, _ = healthy(tmp_path / "repos" / "headless", 4)
     headless.write_ref("refs/heads/main", MISSING + "\n")  # HEAD -> main -> no such commit
 
-    rows, _, manifest = mine(tmp_path, repos=[str(tmp_path / "repos")], refs=refs)
+    rows, _, manifest = run_stage("mine", {"repos": [str(tmp_path / "repos")], "refs": refs})
     assert set(rows) == {alpha, forked_kept}
     broken = {d["key"]: d["detail"] for d in drop_rows(tmp_path, "broken_ref")}
     assert set(broken) == ({"headless", "forked"} if refs == "all" else {"headless"})
@@ -446,7 +432,7 @@ def test_a_branch_pointing_to_a_missing_commit_is_a_broken_ref_drop(tmp_path, re
 
 
 @pytest.mark.parametrize("refs", ["head", "all"])
-def test_a_garbage_head_is_a_broken_ref_drop_and_the_config_hash_survives_it(tmp_path, refs):
+def test_a_garbage_head_is_a_broken_ref_drop_and_the_config_hash_survives_it(tmp_path, refs, run_stage):
     from pipelines.mine.stage import Mine, MineConfig
 
     _, kept = healthy(tmp_path / "alpha", 2)
@@ -456,7 +442,7 @@ def test_a_garbage_head_is_a_broken_ref_drop_and_the_config_hash_survives_it(tmp
     state = Mine.fingerprint(config)["heads"][str(garbled.path.resolve())]
     assert "corrupted loose reference file: HEAD" in json.dumps(state)
 
-    rows, _, manifest = mine(tmp_path, repos=[str(tmp_path / "alpha"), str(garbled.path)], refs=refs)
+    rows, _, manifest = run_stage("mine", {"repos": [str(tmp_path / "alpha"), str(garbled.path)], "refs": refs})
     assert set(rows) == {kept}
     broken = drop_rows(tmp_path, "broken_ref")
     assert {d["key"] for d in broken} == {"garbled"}
@@ -470,7 +456,7 @@ def test_a_garbage_head_is_a_broken_ref_drop_and_the_config_hash_survives_it(tmp
     assert repaired == garbled_tip if refs == "head" else repaired["HEAD"] == "refs/heads/main"
 
 
-def test_a_folder_with_broken_members_mines_the_healthy_ones_and_drops_each_broken_one(tmp_path):
+def test_a_folder_with_broken_members_mines_the_healthy_ones_and_drops_each_broken_one(tmp_path, run_stage):
     folder = tmp_path / "repos"
     _, alpha = healthy(folder / "alpha", 2)
     _, beta = healthy(folder / "beta", 3)
@@ -481,7 +467,7 @@ def test_a_folder_with_broken_members_mines_the_healthy_ones_and_drops_each_brok
     garbled.write_ref("HEAD", "garbage\n")
     (folder / "notes").mkdir()  # not a repository at all: not a member
 
-    rows, _, manifest = mine(tmp_path, repos=[str(folder)])
+    rows, _, manifest = run_stage("mine", {"repos": [str(folder)]})
     assert set(rows) == {alpha, beta}
     unreadable = {d["key"]: d["detail"] for d in drop_rows(tmp_path, "unreadable_repository")}
     assert set(unreadable) == {str((folder / "empty-git").resolve()), str((folder / "lost-gitdir").resolve())}
@@ -493,7 +479,7 @@ def test_a_folder_with_broken_members_mines_the_healthy_ones_and_drops_each_brok
 
 @pytest.mark.timeout(120, method="thread")  # libgit2 1.9 loops for ever on a truncated object it reads
 @pytest.mark.parametrize("damage", ["truncated", "garbage"])
-def test_a_corrupt_licence_blob_is_a_corrupt_object_drop_not_an_unknown_licence(tmp_path, damage):
+def test_a_corrupt_licence_blob_is_a_corrupt_object_drop_not_an_unknown_licence(tmp_path, damage, run_stage):
     _, kept = healthy(tmp_path / "alpha", 2)
     damaged, _ = healthy(tmp_path / "damaged", 3)
     blob = damaged.git("rev-parse", "HEAD:LICENSE")
@@ -502,7 +488,7 @@ def test_a_corrupt_licence_blob_is_a_corrupt_object_drop_not_an_unknown_licence(
     else:
         damaged.damage_object(blob, b"not zlib at all")
 
-    rows, _, manifest = mine(tmp_path, repos=[str(tmp_path / "alpha"), str(damaged.path)])
+    rows, _, manifest = run_stage("mine", {"repos": [str(tmp_path / "alpha"), str(damaged.path)]})
     assert set(rows) == {kept}
     [drop] = [d for d in drop_rows(tmp_path) if d["key"] == "damaged"]
     assert drop["reason"] == "corrupt_object"
@@ -511,7 +497,7 @@ def test_a_corrupt_licence_blob_is_a_corrupt_object_drop_not_an_unknown_licence(
     assert_every_record_accounted_for(manifest)
 
 
-def test_a_file_path_that_is_not_utf8_is_a_not_utf8_drop(tmp_path):
+def test_a_file_path_that_is_not_utf8_is_a_not_utf8_drop(tmp_path, run_stage):
     _, kept = healthy(tmp_path / "alpha", 2)
     odd = GitRepo(tmp_path / "odd")
     odd.write("LICENSE", MIT)
@@ -520,7 +506,7 @@ def test_a_file_path_that_is_not_utf8_is_a_not_utf8_drop(tmp_path):
     odd.commit("Start the module with a value")
     odd.write(name, "x = 2\n")
     odd_commit = odd.commit(GOOD + " in the odd file")
-    rows, drops, manifest = mine(tmp_path, repos=[str(tmp_path / "alpha"), str(odd.path)])
+    rows, drops, manifest = run_stage("mine", {"repos": [str(tmp_path / "alpha"), str(odd.path)]})
     assert set(rows) == {kept} and drops[odd_commit] == "not_utf8"
     [drop] = [d for d in drop_rows(tmp_path, "not_utf8")]
     assert "caf\\udce9.py" in drop["detail"]
@@ -532,7 +518,7 @@ def table_base() -> dict:
             "old_contents": "x = 1\n", "new_contents": "x = 2\n", "file_path": "m.py"}
 
 
-def test_table_values_of_the_wrong_kind_are_malformed_rows_naming_file_line_and_column(tmp_path):
+def test_table_values_of_the_wrong_kind_are_malformed_rows_naming_file_line_and_column(tmp_path, run_stage):
     cases = [  # (commit, values changed, what the drop's detail says after FILE:LINE, or None: kept)
         ("a" * 40, {}, None),
         ("b" * 40, {"file_path": 7}, "file_path 7 is not text"),
@@ -563,7 +549,7 @@ def test_table_values_of_the_wrong_kind_are_malformed_rows_naming_file_line_and_
         line_of[commit] = len(lines)
     table.write_text("\n".join(lines) + "\n\n")
 
-    rows, drops, manifest = mine(tmp_path, tables=[str(table)])
+    rows, drops, manifest = run_stage("mine", {"tables": [str(table)]})
     assert set(rows) == {commit for commit, _, said in cases if said is None}
     assert rows["1" * 40]["repo"] == "Octo/B"
     assert rows["8" * 40]["committed_at"] == 1_500_000_000
@@ -578,16 +564,16 @@ def test_table_values_of_the_wrong_kind_are_malformed_rows_naming_file_line_and_
     assert_every_record_accounted_for(manifest)
 
 
-def test_blank_lines_of_a_table_are_not_rows(tmp_path):
+def test_blank_lines_of_a_table_are_not_rows(tmp_path, run_stage):
     table = tmp_path / "commits.jsonl"
     rows = [json.dumps({**table_base(), "commit": c * 40, "old_contents": f"x = '{c}'\n"}) for c in "ab"]
     table.write_text(f"\n{rows[0]}\n\n  \n\t\r\n{rows[1]}\r\n\n")
-    kept, _, manifest = mine(tmp_path, tables=[str(table)])
+    kept, _, manifest = run_stage("mine", {"tables": [str(table)]})
     assert set(kept) == {"a" * 40, "b" * 40}
     assert (manifest.records_in, manifest.records_out, manifest.dropped) == (2, 2, {})
 
 
-def test_parquet_values_of_the_wrong_kind_are_malformed_rows_naming_file_row_and_column(tmp_path):
+def test_parquet_values_of_the_wrong_kind_are_malformed_rows_naming_file_row_and_column(tmp_path, run_stage):
     base = table_base()
     numbers = tmp_path / "numbers.parquet"  # file_path written as a number: every row of the file
     pq.write_table(pa.Table.from_pylist([{**base, "commit": c * 40, "file_path": i} for i, c in enumerate("ab")]), numbers)
@@ -598,7 +584,7 @@ def test_parquet_values_of_the_wrong_kind_are_malformed_rows_naming_file_row_and
          "new_contents": f"x = {i + 2}\n".encode()} for i, t in enumerate(values)]), times, row_group_size=2)
     assert pq.ParquetFile(times).metadata.num_row_groups == 3
 
-    rows, drops, manifest = mine(tmp_path, tables=[str(numbers), str(times)])
+    rows, drops, manifest = run_stage("mine", {"tables": [str(numbers), str(times)]})
     assert set(rows) == {"0" * 40, "4" * 40} and rows["0" * 40]["repo"] == "Octo/B"
     details = {d["key"]: d["detail"] for d in drop_rows(tmp_path, "malformed_row")}
     assert details["a" * 40] == f"{numbers} row 0: file_path 0 is not text"
@@ -610,7 +596,7 @@ def test_parquet_values_of_the_wrong_kind_are_malformed_rows_naming_file_row_and
 
 
 @pytest.mark.timeout(120, method="thread")
-def test_every_drop_path_of_one_run_is_accounted_for(tmp_path):
+def test_every_drop_path_of_one_run_is_accounted_for(tmp_path, run_stage):
     """records_in (commits walked, references that lead nowhere, unreadable repositories, table rows)
     equals records_out plus every dropped_* counter, in a run that takes every drop path at once."""
     folder = tmp_path / "repos"
@@ -665,8 +651,8 @@ def test_every_drop_path_of_one_run_is_accounted_for(tmp_path):
     kept_commits = [alpha_kept, forked_kept]
     pulls.write_text("commit\n" + "".join(f"{c}\n" for c in kept_commits))
 
-    rows, drops, manifest = mine(tmp_path, repos=[str(folder)], tables=[str(table), str(damaged_table)], refs="all",
-                                 merged_pull_requests=str(pulls))
+    rows, drops, manifest = run_stage("mine", {"repos": [str(folder)], "tables": [str(table), str(damaged_table)], "refs": "all",
+                                               "merged_pull_requests": str(pulls)})
     assert set(rows) == set(kept_commits)
     [unreadable] = drop_rows(tmp_path, "unreadable_table")
     assert unreadable["key"] == str(damaged_table) and unreadable["detail"].startswith(f"{damaged_table} row 2: row group 1 ")

@@ -20,13 +20,19 @@ import pytest
 import yaml
 
 from llm.backends import BACKENDS, BackendUnavailable, Sampling
-from pipelines.run.config import RunConfig, import_builtin_stages, load_config
+from pipelines.run.config import load_config
 from pipelines.run.orchestrator import run
-from schemas import Candidate, Commit, Drop, JudgedPair
+from schemas import Commit, Drop, JudgedPair
 from storage import MANIFEST_NAME, read_rows
 from tests.support.fake_openai import VERDICT, FakeOpenAI
 from tests.support.git_fixtures import MIT, GitRepo
-from tests.support.stage_fixtures import candidate, write_stage
+from tests.support.inputs import (
+    GOOD,
+    candidates,
+    commit_row,
+    label_config,
+    write_config,
+)
 
 CONVERSATION = [{"role": "user", "content": "Task q1. A or B?"}]
 
@@ -63,22 +69,6 @@ def test_a_server_that_keeps_answering_badly_fails_naming_it_and_what_it_answere
     with pytest.raises(BackendUnavailable, match=re.escape(faulty_judge) + r": still failing after 2 retries \(" + message):
         judge.generate([CONVERSATION], Sampling(n=2), seeds=[3])
     assert judge.retries == 2
-
-
-def label_config(run_dir: Path, url: str, **judge: object) -> RunConfig:
-    judge = {"backend": "openai", "model": "judge", "base_url": url, "concurrency": 1, "timeout": 1.0,
-             "max_retries": 8, "max_backoff": 0.02, **judge}
-    stage = {"judges": [judge], "votes": 2, "max_tokens": 16, "batch_size": 4, "min_matches": 1, "max_contradictions": 1}
-    return RunConfig(run_dir=str(run_dir), num_shards=2, runner={"running_mode": "in_memory", "workers": 1},
-                     stages={"label": stage})
-
-
-def candidates(run_dir: Path, count: int) -> list[str]:
-    import_builtin_stages()
-    pairs = [candidate(f"p{i}", f"def f{i}(xs):\n    return sorted(xs)[{i}]\n", f"def f{i}(xs):\n    return xs[{i}]\n",
-                       prompt=f"Task p{i}. Return the item of rank {i}.") for i in range(count)]
-    write_stage(run_dir, "dedup", pairs, Candidate)
-    return [pair.pair_id for pair in pairs]
 
 
 def answers_stored(run_dir: Path) -> list[tuple[str, str, int]]:
@@ -158,7 +148,6 @@ def test_the_cli_names_the_failed_stage_and_says_a_rerun_resumes(tmp_path):
     from typer.testing import CliRunner
 
     from pipelines.cli import app
-    from tests.pipelines.run.test_run import commit_row
 
     rows = tmp_path / "commits.jsonl"
     rows.write_text("\n".join(json.dumps(commit_row(i, f"Fix the loop bound {i}")) for i in range(5)) + "\n")
@@ -189,7 +178,6 @@ def test_a_full_disk_fails_the_stage_naming_the_file_and_the_rerun_has_the_same_
     import storage.manifest
     import storage.parquet
     from schemas import from_row, to_row
-    from tests.pipelines.run.test_run import commit_row, write_config
 
     rows = tmp_path / "commits.jsonl"
     expected = [to_row(from_row(Commit, commit_row(i, f"Fix the off-by-one in loop {i}"))) for i in range(30)]
@@ -243,9 +231,7 @@ def overwrite(repo: GitRepo, oid: str, data: bytes | None = None, keep: int = 0)
 
 
 @pytest.mark.timeout(120, method="thread")  # libgit2 loops in C on a truncated object: only a thread can end the wait
-def test_huge_truncated_and_garbled_git_objects_are_counted_drops_and_do_not_hang_the_stage(tmp_path):
-    from tests.pipelines.mine.test_mine import mine
-
+def test_huge_truncated_and_garbled_git_objects_are_counted_drops_and_do_not_hang_the_stage(tmp_path, run_stage):
     good = GitRepo(tmp_path / "good")
     good.write("LICENSE", MIT)
     for name in ("calc.py", "table.py", "trunc.py", "garbled.py"):
@@ -278,22 +264,20 @@ def test_huge_truncated_and_garbled_git_objects_are_counted_drops_and_do_not_han
     overwrite(broken, middle, keep=40)
 
     started = time.monotonic()
-    rows, drops, manifest = mine(tmp_path, repos=[str(good.path), str(broken.path)])
+    mined = run_stage("mine", {"repos": [str(good.path), str(broken.path)]})
+    rows, drops, manifest = mined
     assert time.monotonic() - started < 60
     assert set(rows) == {kept}
     assert drops[too_large] == "too_large" and drops[truncated] == "corrupt_object" and drops[garbled] == "corrupt_object"
     assert drops["broken"] == "corrupt_object"
-    details = {d["key"]: d["detail"] for d in read_rows(str(tmp_path / "run" / "mine" / "_dropped"), Drop)}
+    details = mined.details
     assert details[too_large] == f"{100 * 2**20 // len(line) * len(line) + len(line)} bytes"
     assert "is truncated" in details[truncated] and str(good.path) in details[truncated]
     assert details["broken"].startswith("1 truncated loose objects (") and middle in details["broken"]
     assert manifest.dropped["corrupt_object"] == 3 and manifest.dropped["too_large"] == 1
 
 
-def test_table_rows_that_are_not_utf8_malformed_or_missing_columns_are_counted_naming_the_file(tmp_path):
-    from tests.pipelines.mine.test_mine import GOOD, mine
-    from tests.pipelines.synthesize.test_synthesize import run_synthesize
-
+def test_table_rows_that_are_not_utf8_malformed_or_missing_columns_are_counted_naming_the_file(tmp_path, run_stage):
     base = {"subject": GOOD, "message": GOOD, "repos": "octo/a", "license": "mit", "unix_time": 1_500_000_000,
             "old_contents": "x = 1\n", "new_contents": "x = 2\n", "file_path": "m.py"}
     table = tmp_path / "commits.jsonl"
@@ -303,10 +287,11 @@ def test_table_rows_that_are_not_utf8_malformed_or_missing_columns_are_counted_n
         json.dumps({**base, "commit": "c" * 40, "unix_time": "yesterday"}).encode(),
         json.dumps({"subject": GOOD, "file_path": "m.py"}).encode(),  # no commit, no message
     ]) + b"\n")
-    rows, drops, manifest = mine(tmp_path, tables=[str(table)])
+    mined = run_stage("mine", {"tables": [str(table)]})
+    rows, drops, manifest = mined
     assert set(rows) == {"a" * 40}
     assert manifest.dropped == {"malformed_row": 2, "missing_columns": 1} and manifest.records_in == 4
-    found = {(d["reason"], d["detail"]) for d in read_rows(str(tmp_path / "run" / "mine" / "_dropped"), Drop) if d["key"] == str(table)}
+    found = {(d["reason"], d["detail"]) for d in mined.dropped() if d["key"] == str(table)}
     assert any(reason == "malformed_row" and detail.startswith("not UTF-8 (invalid byte e9 at offset") for reason, detail in found)
     assert ("missing_columns", "['commit', 'message']") in found
     assert drops["c" * 40] == "malformed_row"
@@ -318,10 +303,11 @@ def test_table_rows_that_are_not_utf8_malformed_or_missing_columns_are_counted_n
         json.dumps({"id": "r3", "instruction": None, "solution": "def f():\n    return 1\n"}).encode(),
         b"\x00\x01binary",
     ]) + b"\n")
-    pairs, drops, manifest = run_synthesize(tmp_path, instruct=[{"name": "rows", "path": str(instruct)}])
+    synthesized = run_stage("synthesize", {"inputs": [], "instruct": [{"name": "rows", "path": str(instruct)}]})
+    pairs, drops, manifest = synthesized
     assert set(pairs) == {"instruct/rows/r1"}
     assert manifest.dropped == {"malformed_row": 3}
-    instruct_drops = [d for d in read_rows(str(tmp_path / "run" / "synthesize" / "_dropped"), Drop)]
+    instruct_drops = synthesized.dropped()
     assert {d["key"] for d in instruct_drops} == {str(instruct)}
     details = sorted(d["detail"] for d in instruct_drops)
     assert details[0].startswith("['instruction'] not text") and details[1].startswith("not JSON")

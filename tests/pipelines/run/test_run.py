@@ -15,17 +15,9 @@ from pipelines.run.config import ConfigError, RunConfig, load_config
 from pipelines.run.orchestrator import StageOrderError, run, stage_order
 from schemas import Commit, Drop
 from storage import MANIFEST_NAME, StageManifest, read_rows
+from tests.support.inputs import commit_row, write_config
 
 REPO = Path(__file__).resolve().parents[3]
-PLUGIN = "tests.support.sample_stages"
-
-
-def commit_row(i: int, message: str) -> dict:
-    return {
-        "repo": "octo/demo", "commit": f"{i:040x}", "parent": f"{i + 1000:040x}", "path": f"src/m{i}.py",
-        "language": "Python", "license": "mit", "committed_at": 1_500_000_000 + i, "subject": message.splitlines()[0],
-        "message": message, "before": f"x = {i}\n", "after": f"x = {i + 1}\n", "split": "train",
-    }
 
 
 @pytest.fixture
@@ -35,24 +27,6 @@ def commits_file(tmp_path) -> Path:
     lines.insert(20, json.dumps({"repo": "octo/demo"}))  # missing columns
     path = tmp_path / "commits.jsonl"
     path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def write_config(tmp_path: Path, commits: Path, *, run_dir: Path | None = None, mode="in_memory", workers=1,
-                 min_message=10, fail_on="", name="run.yaml", stall_once="") -> Path:
-    config = {
-        "run_dir": str(run_dir or tmp_path / "run"),
-        "num_shards": 3,
-        "runner": {"running_mode": mode, "workers": workers},
-        "plugins": [PLUGIN],
-        # The filter is listed first on purpose: the order comes from the stages' inputs.
-        "stages": {
-            "sample_filter": {"min_message": min_message, "stall_once": stall_once},
-            "sample_source": {"path": str(commits), "fail_on": fail_on},
-        },
-    }
-    path = tmp_path / name
-    path.write_text(yaml.safe_dump(config))
     return path
 
 

@@ -131,7 +131,7 @@ def test_no_site_and_unknown_languages_fail_with_a_reason(tmp_path):
         mutate("import os\n", spec, key="k")
     from parsers import LanguageRegistry
     from parsers.registry import DEFAULT_REGISTRY
-    from tests.parsers.test_registry import RUST_ENTRY
+    from tests.support.inputs import RUST_ENTRY
 
     extra = tmp_path / "rust.yaml"
     extra.write_text(RUST_ENTRY)

@@ -30,8 +30,8 @@ from pipelines.run.ownership import RUN_MARKER
 from pipelines.synthesize.sandbox import SandboxLimits, run_python
 from schemas import Candidate, Commit, Drop
 from storage import read_rows
-from tests.pipelines.run.test_faults import candidates, label_config
 from tests.support.fake_openai import FakeOpenAI
+from tests.support.inputs import candidates, label_config
 
 LIMITS = SandboxLimits(seconds=2, memory_bytes=256 * 2**20, processes=16)
 SANDBOX_COMMAND = ["-I", "-B", "program.py"]  # how the sandbox's interpreter is started (pipelines/synthesize/sandbox.py)

@@ -6,12 +6,12 @@ import json
 
 import pytest
 
-from pipelines.run.config import ConfigError, RunConfig, import_builtin_stages
-from pipelines.run.orchestrator import run
+from pipelines.run.config import ConfigError
 from pipelines.synthesize.criteria import SeedTerms
 from pipelines.synthesize.sandbox import SandboxLimits, run_python
-from schemas import Candidate, Commit, Drop
-from storage import StageManifest, read_rows
+from schemas import Candidate, Commit
+from storage import read_rows
+from tests.support.inputs import MESSAGES, UNSEEN, commit
 from tests.support.stage_fixtures import write_stage
 
 
@@ -40,32 +40,13 @@ def test_seed_term_stems_and_multi_word_terms():
     assert terms.match("unsanitized input") == {}
 
 
-def commit(sha: str, subject: str, before: str = "def f(x):\n    return x\n", after: str = "def f(x):\n    return abs(x)\n") -> Commit:
-    return Commit(repo="octo/demo", commit=sha, parent="p" * 40, path="src/f.py", language="Python", license="mit",
-                  committed_at=1_600_000_000, subject=subject, message=subject + "\n", before=before, after=after, split="train")
-
-
-def run_synthesize(tmp_path, commits=None, **config):
-    import_builtin_stages()
-    run_dir = tmp_path / "run"
-    if commits is not None:
-        write_stage(run_dir, "mine", commits, Commit)
-    else:
-        config.setdefault("inputs", [])
-    run(RunConfig(run_dir=str(run_dir), num_shards=2, runner={"running_mode": "in_memory", "workers": 1},
-                  stages={"synthesize": config}), force=True)
-    pairs = {r["pair_id"]: r for r in read_rows(str(run_dir / "synthesize"), Candidate)}
-    drops = {d["key"]: (d["reason"], d["detail"]) for d in read_rows(str(run_dir / "synthesize" / "_dropped"), Drop)}
-    return pairs, drops, StageManifest.read(str(run_dir / "synthesize"))
-
-
-def test_commit_pairs_one_per_criterion(tmp_path):
+def test_commit_pairs_one_per_criterion(run_stage):
     commits = [
         commit("a" * 40, "Fix broken parser and speed up lookups"),
         commit("b" * 40, "Bump foundry to 2.0"),
     ]
-    pairs, drops, manifest = run_synthesize(tmp_path, commits)
-    assert drops["b" * 40][0] == "no_criterion"
+    pairs, drops, manifest = run_stage("synthesize", upstream={"mine": (commits, Commit)})
+    assert drops["b" * 40] == "no_criterion"
     criteria = {p["criterion"] for p in pairs.values()}
     assert {"Functional Correctness", "Runtime Efficiency"} <= criteria
     pair = pairs[f"commit/octo/demo/{'a' * 40}/functional-correctness"]
@@ -76,8 +57,8 @@ def test_commit_pairs_one_per_criterion(tmp_path):
     assert manifest.records_in == 2
 
 
-def test_human_eval_bug_injection_is_execution_verified(tmp_path):
-    pairs, drops, manifest = run_synthesize(tmp_path, instruct=[{"name": "human-eval", "limit": 12}])
+def test_human_eval_bug_injection_is_execution_verified(run_stage):
+    pairs, drops, manifest = run_stage("synthesize", {"inputs": [], "instruct": [{"name": "human-eval", "limit": 12}]})
     assert len(pairs) + len(drops) == 12
     assert len(pairs) >= 10
     for pair in pairs.values():
@@ -89,11 +70,11 @@ def test_human_eval_bug_injection_is_execution_verified(tmp_path):
         chosen, rejected = pair["chosen"].encode(), pair["rejected"].encode()
         assert chosen[:start] == rejected[:start] and chosen[end:] == rejected[len(rejected) - (len(chosen) - end):]
         assert start >= pair["chosen"].index('"""')  # the mutation is in the body, not in the signature
-    again, _, _ = run_synthesize(tmp_path, instruct=[{"name": "human-eval", "limit": 12}])
+    again, _, _ = run_stage("synthesize", {"inputs": [], "instruct": [{"name": "human-eval", "limit": 12}]})
     assert {k: v["rejected"] for k, v in again.items()} == {k: v["rejected"] for k, v in pairs.items()}  # deterministic
 
 
-def test_instruction_rows_without_tests_are_flagged_unverified(tmp_path):
+def test_instruction_rows_without_tests_are_flagged_unverified(tmp_path, run_stage):
     rows = tmp_path / "rows.jsonl"
     rows.write_text("\n".join([
         json.dumps({"id": "r1", "instruction": "Return the larger.", "solution": "def larger(a, b):\n    return a if a > b else b\n"}),
@@ -101,16 +82,16 @@ def test_instruction_rows_without_tests_are_flagged_unverified(tmp_path):
         "{not json",
         json.dumps({"id": "r3", "instruction": "No solution column."}),
     ]) + "\n")
-    pairs, drops, manifest = run_synthesize(tmp_path, instruct=[{"name": "mine", "path": str(rows)}])
+    pairs, drops, manifest = run_stage("synthesize", {"inputs": [], "instruct": [{"name": "mine", "path": str(rows)}]})
     assert set(pairs) == {"instruct/mine/r1"}
     assert pairs["instruct/mine/r1"]["verified"] is None and pairs["instruct/mine/r1"]["verification"].startswith("unverified")
-    assert drops["instruct/mine/r2"][0] == "no_mutation_site"
+    assert drops["instruct/mine/r2"] == "no_mutation_site"
     assert manifest.dropped["malformed_row"] == 1 and manifest.dropped["missing_columns"] == 1
 
 
-def test_nothing_to_synthesize_is_a_config_error(tmp_path):
+def test_nothing_to_synthesize_is_a_config_error(run_stage):
     with pytest.raises(ConfigError, match="nothing to synthesize"):
-        run_synthesize(tmp_path)
+        run_stage("synthesize", {"inputs": []})
 
 
 LIMITS = SandboxLimits(seconds=3, memory_bytes=256 * 2**20, processes=16)
@@ -166,11 +147,10 @@ def test_cli_synthesize_from_instruction_file(tmp_path):
     assert pair["pair_id"] == "instruct/tasks/t1" and pair["rejected"] != pair["chosen"]
 
 
-def test_classifier_second_pass_tags_commits_without_seed_terms(tmp_path):
+def test_classifier_second_pass_tags_commits_without_seed_terms(tmp_path, run_stage):
     from typer.testing import CliRunner
 
     from pipelines.cli import app
-    from tests.pipelines.synthesize.test_classifier import MESSAGES, UNSEEN
 
     training = [Commit(repo="octo/train", commit=f"{i:040x}", parent=None, path="f.py", language="Python", license="mit",
                        committed_at=None, subject=subject, message=body, before="x = 1\n", after="x = 2\n", split="train")
@@ -185,14 +165,15 @@ def test_classifier_second_pass_tags_commits_without_seed_terms(tmp_path):
     assert not SeedTerms().criteria(f"{subject}\n{body}")
     commits = [commit("c" * 40, subject), commit("d" * 40, "Fix broken parser")]
     commits[0] = Commit(**{**commits[0].__dict__, "message": f"{subject}\n{body}"})
-    pairs, drops, manifest = run_synthesize(tmp_path, commits, classifier={"path": str(model), "threshold": 0.5})
+    pairs, drops, manifest = run_stage("synthesize", {"classifier": {"path": str(model), "threshold": 0.5}},
+                                      upstream={"mine": (commits, Commit)})
     tagged = [p for p in pairs.values() if p["origin"]["commit"] == "c" * 40]
     assert [p["criterion"] for p in tagged] == [criterion] and tagged[0]["criterion_origin"] == "classifier"
     assert pairs[f"commit/octo/demo/{'d' * 40}/functional-correctness"]["criterion_origin"] == "seed_terms"
     assert manifest.counters["criteria_from_classifier"] == 1
 
 
-def test_instruction_data_from_a_datasets_folder(tmp_path):
+def test_instruction_data_from_a_datasets_folder(tmp_path, run_stage):
     import datasets
 
     rows = {"task_id": ["a", "b"], "question": ["Return the larger of two numbers.", "Count the even numbers."],
@@ -201,15 +182,15 @@ def test_instruction_data_from_a_datasets_folder(tmp_path):
     datasets.DatasetDict({"train": datasets.Dataset.from_dict(rows)}).save_to_disk(str(tmp_path / "instruct"))
     source = {"name": "mini", "path": str(tmp_path / "instruct"), "split": "train", "id_column": "task_id",
               "instruction_column": "question", "solution_column": "answer"}
-    pairs, drops, _ = run_synthesize(tmp_path, instruct=[source])
+    pairs, drops, _ = run_stage("synthesize", {"inputs": [], "instruct": [source]})
     assert set(pairs) == {"instruct/mini/a", "instruct/mini/b"}
     assert all(p["verified"] is None and p["verification"].startswith("unverified") for p in pairs.values())
     assert pairs["instruct/mini/a"]["prompt"] == rows["question"][0] and pairs["instruct/mini/a"]["chosen"] == rows["answer"][0]
     with pytest.raises(ConfigError, match="holds splits"):
-        run_synthesize(tmp_path, instruct=[{**source, "split": None}])
+        run_stage("synthesize", {"inputs": [], "instruct": [{**source, "split": None}]})
 
 
-def test_a_language_without_mutation_operators_is_a_counted_drop(tmp_path):
+def test_a_language_without_mutation_operators_is_a_counted_drop(tmp_path, run_stage):
     from parsers.registry import add_user_language
 
     add_user_language({"name": "Rust", "extensions": [".rs"], "fence": "rust",
@@ -217,12 +198,12 @@ def test_a_language_without_mutation_operators_is_a_counted_drop(tmp_path):
                        "nodes": {"comment": ["line_comment"], "function": ["function_item"], "class": ["struct_item"]}})
     rows = tmp_path / "rust.jsonl"
     rows.write_text(json.dumps({"id": "r1", "instruction": "Add two numbers.", "solution": "fn add(a: i32, b: i32) -> i32 { a + b }\n"}) + "\n")
-    pairs, drops, manifest = run_synthesize(tmp_path, instruct=[{"name": "rusty", "path": str(rows), "language": "Rust"}])
-    assert pairs == {} and drops["instruct/rusty/r1"][0] == "no_mutation_operators"
+    pairs, drops, manifest = run_stage("synthesize", {"inputs": [], "instruct": [{"name": "rusty", "path": str(rows), "language": "Rust"}]})
+    assert pairs == {} and drops["instruct/rusty/r1"] == "no_mutation_operators"
     assert manifest.dropped == {"no_mutation_operators": 1}
 
 
-def test_tests_that_are_not_text_make_a_row_malformed_not_a_silent_drop(tmp_path):
+def test_tests_that_are_not_text_make_a_row_malformed_not_a_silent_drop(tmp_path, run_stage):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -239,10 +220,11 @@ def test_tests_that_are_not_text_make_a_row_malformed_not_a_silent_drop(tmp_path
                              "tests": pa.array([check.encode()], pa.binary())}), binary)
     sources = [{"name": "rows", "path": str(rows), "tests_column": "tests"},
                {"name": "binary", "path": str(binary), "tests_column": "tests"}]
-    pairs, _, manifest = run_synthesize(tmp_path, instruct=sources)
+    synthesized = run_stage("synthesize", {"inputs": [], "instruct": sources})
+    pairs, _, manifest = synthesized
     assert set(pairs) == {"instruct/rows/no-tests", "instruct/rows/loud"}
     assert pairs["instruct/rows/no-tests"]["verified"] is None and pairs["instruct/rows/loud"]["verified"] is True
-    drops = list(read_rows(str(tmp_path / "run" / "synthesize" / "_dropped"), Drop))
+    drops = synthesized.dropped()  # several per key: one per malformed row of each file
     assert manifest.dropped == {"malformed_row": 5}
     details = sorted(d["detail"] for d in drops)
     assert details == sorted([

@@ -7,7 +7,8 @@ import pytest
 
 from llm.tasks import INSTRUCTION_STYLES, InstructionRecovery
 from pipelines.run.config import ConfigError
-from tests.pipelines.synthesize.test_synthesize import commit, run_synthesize
+from schemas import Commit
+from tests.support.inputs import commit
 
 
 def test_styles_are_spread_over_commits_and_stable():
@@ -16,12 +17,12 @@ def test_styles_are_spread_over_commits_and_stable():
     assert styles == [InstructionRecovery.style_for(f"commit/octo/demo/{i:040x}") for i in range(200)]
 
 
-def test_llm_bug_injection_needs_a_model(tmp_path):
+def test_llm_bug_injection_needs_a_model(run_stage):
     with pytest.raises(ConfigError, match="bug_injection 'llm' needs"):
-        run_synthesize(tmp_path, instruct=[{"name": "human-eval", "limit": 1, "bug_injection": "llm"}])
+        run_stage("synthesize", {"inputs": [], "instruct": [{"name": "human-eval", "limit": 1, "bug_injection": "llm"}]})
 
 
-def test_review_recovery_and_llm_bugs_on_the_real_engine_and_a_rerun_asks_for_nothing(tmp_path, smollm2, vllm_engine):
+def test_review_recovery_and_llm_bugs_on_the_real_engine_and_a_rerun_asks_for_nothing(tmp_path, smollm2, vllm_engine, run_stage):
     commits = [
         commit("a" * 40, "Fix broken mean on empty input and speed up the loop",
                "def total(xs):\n    t = 0\n    for i in range(len(xs)):\n        t = t + xs[i]\n    return t / len(xs)\n",
@@ -33,7 +34,7 @@ def test_review_recovery_and_llm_bugs_on_the_real_engine_and_a_rerun_asks_for_no
     llm = {"model": {"backend": "vllm", "model": smollm2, "max_model_len": 2048}, "review_cutoff": 1, "constrained": True,
            "max_tokens": 320, "temperature": 0.0}
     config = {"inputs": ["mine"], "llm": llm, "instruct": [{"name": "human-eval", "limit": 2, "bug_injection": "llm"}]}
-    pairs, drops, manifest = run_synthesize(tmp_path, commits, **config)
+    pairs, drops, manifest = run_stage("synthesize", config, upstream={"mine": (commits, Commit)})
 
     commit_pairs = [p for p in pairs.values() if p["source"] == "commit"]
     assert len(commit_pairs) == 3  # a: correctness + runtime; b: security; cut-off 1 keeps every parsed review
@@ -57,9 +58,9 @@ def test_review_recovery_and_llm_bugs_on_the_real_engine_and_a_rerun_asks_for_no
     for key in bug_ids & set(pairs):
         assert pairs[key]["verified"] is True and pairs[key]["origin"]["mutation_operator"] == f"llm:{smollm2}"
     for key in bug_ids & set(drops):
-        assert drops[key][0].startswith("llm_bug_")
+        assert drops[key].startswith("llm_bug_")
 
-    again_pairs, again_drops, again = run_synthesize(tmp_path, commits, **config)
+    again_pairs, again_drops, again = run_stage("synthesize", config, upstream={"mine": (commits, Commit)})
     # Nothing asked again (the recovery shared by commit a's two pairs is read once per batch holding one).
     assert again.counters.get("backend_requests", 0) == 0 and again.counters["answers_from_cache"] >= 7
     assert again_pairs == pairs and again_drops == drops
