@@ -21,7 +21,7 @@ issue numbers stripped, duplicates dropped; key = the message. Change notes are 
 edited than commit messages, and lean towards features and packaging, so read the figures as a
 sanity check of the method, not as the figures for a commit corpus.
 
-    .venv/bin/python benchmarks/criteria_classifier.py [--commits DIR] [--share 0.3] [--repeats 3] [--json out.json]
+    .venv/bin/python -m benchmarks.criteria_classifier [--commits DIR] [--share 0.3] [--repeats 3] [--json out.json]
 """
 
 from __future__ import annotations
@@ -30,25 +30,23 @@ import argparse
 import importlib.metadata
 import json
 import re
-import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from rich.console import Console
+from rich.table import Table
 
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
-
-from pipelines.synthesize.classifier import (  # noqa: E402
+from pipelines.synthesize.classifier import (
     TfidfLogReg,
     evaluate,
     held_out_split,
     seed_labelled,
 )
-from pipelines.synthesize.criteria import SeedTerms  # noqa: E402
-from schemas import CRITERIA, Commit  # noqa: E402
-from storage import read_rows  # noqa: E402
+from pipelines.synthesize.criteria import SeedTerms
+from schemas import CRITERIA, Commit
+from storage import read_rows
 
 CHANGELOG_FILE = re.compile(r"(?i)(^|[_-])(changes|changelog|news|history|release[_-]?notes)(\.(txt|md|rst))?$")
 CHANGELOG_HEADING = re.compile(r"(?i)\b(change ?log|changes|release notes|release history|history|news|what's new)\b")
@@ -186,7 +184,7 @@ def measure(rows: list[dict], mask: bool, share: float, repeats: int, threshold:
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--commits", help="Directory of Parquet Commit records (the mine stage's output).")
     parser.add_argument("--share", type=float, default=0.3, help="Held-out share of the messages per split.")
@@ -194,7 +192,7 @@ def main() -> None:
     parser.add_argument("--threshold", type=float, default=0.5, help="Probability at which a criterion is tagged.")
     parser.add_argument("--examples", type=int, default=8, help="Held-out messages without seed terms that the masked classifier tags, to print.")
     parser.add_argument("--json", type=Path, help="Also write the results here.")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     if args.commits:
         rows, source = commit_rows(args.commits), {"corpus": f"commits in {args.commits}"}
@@ -223,8 +221,10 @@ def main() -> None:
         console.print("masked, held-out messages the terms left unlabelled but the classifier tagged (split 0):")
         for example in masked["examples_tagged_without_terms"]:
             console.print(f"  [{', '.join(example['tagged'])}] {example['text'][:140]}", markup=False, highlight=False)
+    summary = {"source": source, "results": results}
     if args.json:
-        args.json.write_text(json.dumps({"source": source, "results": results}, indent=2) + "\n")
+        args.json.write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
 
 
 if __name__ == "__main__":

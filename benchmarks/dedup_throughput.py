@@ -10,9 +10,9 @@
    outside) and wall time of the whole stage over N documents with the multi-processing runner.
 4. Precision and recall of the stage's verified pairs against brute-force exact Jaccard on a sample.
 
-Documents are functions of the Python standard library and edited copies of them.
+Documents are functions of the Python standard library and edited copies of them (benchmarks.corpus.dedup_documents).
 
-    .venv/bin/python benchmarks/dedup_throughput.py [--docs 200000] [--sign-docs 5000]
+    .venv/bin/python -m benchmarks.dedup_throughput [--docs 200000] [--sign-docs 5000] [--json out.json]
 """
 
 from __future__ import annotations
@@ -24,67 +24,29 @@ import os
 import random
 import subprocess
 import sys
-import sysconfig
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
+import psutil
+from datasketch import MinHash
+from rensa import RMinHash
 
-import numpy as np  # noqa: E402
-import psutil  # noqa: E402
-from datasketch import MinHash  # noqa: E402
-from rensa import RMinHash  # noqa: E402
-
-from parsers import code_tokens, parse  # noqa: E402
-from pipelines.dedup.minhash import (  # noqa: E402
+from benchmarks.corpus import candidate, dedup_documents, write_stage
+from parsers import code_tokens
+from pipelines.dedup.minhash import (
     estimated_jaccard,
     exact_jaccard,
     shingle_hashes,
     signatures,
     token_hashes,
 )
-from schemas import Candidate, ClusterMember  # noqa: E402
-from storage import read_rows  # noqa: E402
-from tests.support.stage_fixtures import candidate, write_stage  # noqa: E402
+from schemas import Candidate, ClusterMember
+from storage import read_rows
 
 NGRAM, NUM_PERM, THRESHOLD = 5, 256, 0.7
-
-
-def stdlib_functions(limit: int) -> list[str]:
-    out = []
-    for path in sorted(Path(sysconfig.get_paths()["stdlib"]).rglob("*.py")):
-        try:
-            source = path.read_bytes()
-        except OSError:
-            continue
-        for span in parse(source, "python").functions:
-            text = source[span.start_byte : span.end_byte].decode("utf-8", "replace")
-            if 300 <= len(text) <= 6000:
-                out.append(text)
-        if len(out) >= limit:
-            break
-    return out[:limit]
-
-
-def corpus(count: int, seed: int = 1) -> list[tuple[str, str]]:
-    """`count` documents: real functions, a third of them followed by edited copies."""
-    rng = random.Random(seed)
-    bases = stdlib_functions(max(1, count // 2))
-    docs = []
-    while len(docs) < count:
-        for index, text in enumerate(bases):
-            if len(docs) >= count:
-                break
-            round_ = len(docs) // len(bases)
-            if round_ == 0:
-                docs.append((f"f{index:06d}", text))
-            else:
-                tokens = code_tokens(text)
-                rate = rng.choice([0.0, 0.01, 0.03, 0.1, 0.3])
-                edited = " ".join(f"v{rng.randrange(10**6)}" if rng.random() < rate else t for t in tokens)
-                docs.append((f"f{index:06d}-{round_}", edited))
-    return docs
 
 
 def shingle_strings(tokens: list[str]) -> list[bytes]:
@@ -124,7 +86,7 @@ def signing(texts: list[str]) -> dict:
         hashes, counts = token_hashes([text])
         hash_sets.append(set(shingle_hashes(hashes, counts, NGRAM)[0].tolist()))
     rng = random.Random(5)
-    pairs = [(i, i + 1) for i in range(0, min(len(texts) - 1, 3000))] + [tuple(rng.sample(range(len(texts)), 2)) for _ in range(2000)]
+    pairs = [(i, i + 1) for i in range(min(len(texts) - 1, 3000))] + [tuple(rng.sample(range(len(texts)), 2)) for _ in range(2000)]
     errors_ds, errors_ours = [], []
     for i, j in pairs:
         if string_sets[i] and string_sets[j]:
@@ -171,9 +133,9 @@ def whole_stage(docs: list[tuple[str, str]], workers: int) -> dict:
             "stages": {"dedup": {"ngram": NGRAM, "num_perm": NUM_PERM, "threshold": THRESHOLD}},
         }))
         out = Path(tmp) / "out"
-        repo = Path(__file__).resolve().parents[1]
-        command = [sys.executable, "-m", "pipelines.cli", "dedup", "--in", str(source), "--out", str(out), "--config", str(config)]
-        peak, seconds, result = peak_rss_of(command, {**os.environ, "PYTHONPATH": str(repo)})
+        codepref = Path(sys.executable).with_name("codepref")  # the console script installed beside this interpreter
+        command = [str(codepref), "dedup", "--in", str(source), "--out", str(out), "--config", str(config)]
+        peak, seconds, result = peak_rss_of(command, dict(os.environ))
         if result.returncode != 0:
             raise RuntimeError(result.stderr[-3000:])
         manifest = json.loads((out / "_manifest.json").read_text())
@@ -190,7 +152,7 @@ def accuracy(docs: list[tuple[str, str]]) -> dict:
     import apache_beam as beam
     from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
-    from pipelines.dedup.stage import Analyse, SimilarPairs
+    from pipelines.dedup.transforms import Analyse, SimilarPairs
 
     sets = {}
     for doc_id, text in docs:
@@ -210,16 +172,16 @@ def accuracy(docs: list[tuple[str, str]]) -> dict:
             "precision": round(hit / max(1, len(predicted)), 4), "recall": round(hit / max(1, len(truth)), 4)}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--docs", type=int, default=200_000, help="Documents for the whole-stage run.")
     parser.add_argument("--sign-docs", type=int, default=5_000, help="Documents for the signing comparison.")
     parser.add_argument("--sample", type=int, default=1_500, help="Documents for the brute-force accuracy check.")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
-    docs = corpus(max(args.docs, args.sign_docs, args.sample))
+    docs = dedup_documents(max(args.docs, args.sign_docs, args.sample))
     result = {"signing": signing([t for _, t in docs[: args.sign_docs]])}
     result["accuracy"] = accuracy(random.Random(2).sample(docs[: max(args.sample * 4, args.sample)], args.sample))
     stage_docs = docs[: args.docs]
@@ -228,6 +190,7 @@ def main() -> None:
     print(json.dumps(result, indent=2, default=lambda v: round(v, 4) if isinstance(v, float) else str(v)))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
+    return result
 
 
 if __name__ == "__main__":

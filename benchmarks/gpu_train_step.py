@@ -1,13 +1,13 @@
 """Step time of the reward-model trainer (`pipelines.train`) on each device asked for, in one run.
 
-A random Llama (the test fixture's size by default: hidden 32, 2 layers; bigger through the
-flags) and the test tokenizer train for `--steps` optimizer steps on a generated corpus of code
-pairs through `pipelines.train.train`, the whole path: tokenized pairs, collation, forward of
+A random Llama (benchmarks.tiny_model, the tests' size by default: hidden 32, 2 layers; bigger through
+the flags) and its tiny tokenizer train for `--steps` optimizer steps on a generated corpus of code
+pairs (benchmarks.corpus.write_train_corpus) through `pipelines.train.train`, the whole path: tokenized pairs, collation, forward of
 chosen and rejected together, LM loss, backward, clipping, AdamW, scheduler. Each device runs
 in a fresh process (accelerate keeps one device per process). Reported per device: median and
 mean milliseconds per optimizer step after `--warmup` steps, pairs and padded tokens per second.
 
-    .venv/bin/python benchmarks/gpu_train_step.py [--device cpu cuda] [--steps 20] [--hidden 512 --layers 8] [--threads 1]
+    .venv/bin/python -m benchmarks.gpu_train_step [--device cpu cuda] [--steps 20] [--hidden 512 --layers 8] [--threads 1]
 """
 
 from __future__ import annotations
@@ -16,61 +16,19 @@ import argparse
 import json
 import os
 import platform
-import random
 import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.corpus import write_train_corpus
+from benchmarks.tiny_model import random_llama
 
-WORDS = ["total", "items", "count", "value", "index", "buffer", "result", "cache", "left", "right", "node", "key"]
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # where `python -m benchmarks.gpu_train_step` runs the workers
 
-
-def code_line(rng: random.Random, python: bool) -> str:
-    a, b, c = rng.sample(WORDS, 3)
-    if python:
-        return f"    {a} = sum({b}) / len({c}) if {c} else 0.0\n"
-    return f"  for (int i = 0; i < {b}; i++) {{ {a} += {c}[i]; }}\n"
-
-
-def write_corpus(folder: Path, pairs: int, lines: int, seed: int) -> str:
-    from schemas import CorpusRow, Origin, to_row
-    from storage import shard_name, write_rows
-
-    rng = random.Random(seed)
-    rows = []
-    for i in range(pairs):
-        chosen = "def mean(xs):\n" + "".join(code_line(rng, True) for _ in range(lines))
-        rejected = "int mean(int *xs) {\n" + "".join(code_line(rng, False) for _ in range(lines)) + "}\n"
-        rows.append(to_row(CorpusRow(
-            system="You review code. Prefer the faster response." if i % 2 else "", input=f"Write the mean, case {i}.",
-            chosen=chosen, rejected=rejected, language=1, aspect=1, source="benchmark", idx=f"bench-{i}", origin=Origin(),
-            license=None, prompt_origin="instruct", verified=None, verification=None, votes_matches=1,
-            votes_contradictions=0, votes_ties=0, votes_errors=0)))
-    folder.mkdir(parents=True, exist_ok=True)
-    write_rows(str(folder / shard_name(0, 1)), rows, CorpusRow)
-    return str(folder)
-
-
-def write_model(folder: Path, args: argparse.Namespace) -> str:
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from tests.support.model_fixtures import tiny_tokenizer
-
-    tokenizer = tiny_tokenizer(folder)
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=args.hidden, intermediate_size=args.hidden * 2,
-                         num_hidden_layers=args.layers, num_attention_heads=args.heads, num_key_value_heads=max(1, args.heads // 2),
-                         max_position_embeddings=max(1024, args.max_length), pad_token_id=tokenizer.pad_token_id,
-                         eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id, tie_word_embeddings=True)
-    LlamaForCausalLM(config).save_pretrained(folder)
-    return str(folder)
-
-
-def worker(args: argparse.Namespace) -> dict:
+def worker(args: argparse.Namespace) -> dict[str, Any]:
     """Train on one device in this process; the timings come from the trainer's own metrics lines."""
     import torch
 
@@ -87,7 +45,7 @@ def worker(args: argparse.Namespace) -> dict:
         gradient_checkpointing=args.gradient_checkpointing, bf16="auto", cpu=args.device == "cpu", save_every=0,
         log_every=1, seed=0, cache_dir=str(work / "cache"))
     result = train(config)
-    lines = [json.loads(line) for line in open(result.metrics_file, encoding="utf-8")]
+    lines = [json.loads(line) for line in Path(result.metrics_file).read_text(encoding="utf-8").splitlines()]
     start = next(line for line in lines if line["event"] == "start")
     timed = [line["step_seconds"] for line in lines if line["event"] == "step" and line["step"] > args.warmup]
     if args.device == "cuda":
@@ -104,7 +62,7 @@ def worker(args: argparse.Namespace) -> dict:
     }
 
 
-def _mean_padded_tokens(args: argparse.Namespace, result) -> float:  # type: ignore[no-untyped-def]
+def _mean_padded_tokens(args: argparse.Namespace, result: Any) -> float:
     """Tokens a step's forward pass sees: 2 x batch x the longest sequence of the micro-batch, averaged over the steps."""
     from transformers import AutoTokenizer
 
@@ -121,7 +79,7 @@ def _mean_padded_tokens(args: argparse.Namespace, result) -> float:  # type: ign
     return statistics.fmean(sizes)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", nargs="+", default=["cpu"], choices=["cpu", "cuda"], help="Devices to time, each in its own process.")
     parser.add_argument("--steps", type=int, default=20, help="Timed optimizer steps per device.")
@@ -140,22 +98,23 @@ def main() -> None:
     parser.add_argument("--work", help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
     parser.add_argument("--corpus", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     if args.worker:
         args.device = args.device[0]
-        print("RESULT " + json.dumps(worker(args)))
-        return
+        result = worker(args)
+        print("RESULT " + json.dumps(result))
+        return result
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        model = write_model(work / "model", args)
-        corpus = write_corpus(work / "corpus", args.pairs, args.lines, seed=0)
+        model = str(random_llama(work / "model", hidden=args.hidden, layers=args.layers, heads=args.heads, max_length=args.max_length))
+        corpus = write_train_corpus(work / "corpus", args.pairs, args.lines, seed=0)
         results = []
         for device in args.device:
-            command = [sys.executable, __file__, "--worker", "--device", device, "--work", str(work), "--model", model,
-                       "--corpus", corpus, *_shared_flags(args)]
-            done = subprocess.run(command, capture_output=True, text=True, check=False)
+            command = [sys.executable, "-m", "benchmarks.gpu_train_step", "--worker", "--device", device, "--work", str(work),
+                       "--model", model, "--corpus", corpus, *_shared_flags(args)]
+            done = subprocess.run(command, capture_output=True, text=True, check=False, cwd=PACKAGE_ROOT)
             lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
             if done.returncode != 0 or not lines:
                 results.append({"device": device, "error": done.stderr.strip().splitlines()[-1:] or [f"exit {done.returncode}"]})
@@ -169,6 +128,7 @@ def main() -> None:
     print(text)
     if args.json:
         args.json.write_text(text + "\n", encoding="utf-8")
+    return summary
 
 
 def _shared_flags(args: argparse.Namespace) -> list[str]:

@@ -3,7 +3,7 @@
 Runs the `synthesize` stage on the packaged problems (sandboxed: each solution must pass its
 tests and the mutant fail them) and prints the yield, the drop reasons and the operators used.
 
-    .venv/bin/python benchmarks/humaneval_yield.py [--workers 2]
+    .venv/bin/python -m benchmarks.humaneval_yield [--workers 2] [--problems 164] [--json out.json]
 """
 
 from __future__ import annotations
@@ -11,27 +11,27 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from pipelines.run.config import RunConfig, import_builtin_stages  # noqa: E402
-from pipelines.run.orchestrator import run  # noqa: E402
-from schemas import Candidate  # noqa: E402
-from storage import read_rows  # noqa: E402
+from pipelines.run.config import RunConfig, import_builtin_stages
+from pipelines.run.orchestrator import run
+from schemas import Candidate
+from storage import read_rows
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workers", type=int, default=2)
-    args = parser.parse_args()
+    parser.add_argument("--problems", type=int, default=None, help="Use only the first N problems (all 164 by default).")
+    parser.add_argument("--json", type=Path, help="Also write the results here.")
+    args = parser.parse_args(argv)
     import_builtin_stages()
     with tempfile.TemporaryDirectory() as tmp:
         config = RunConfig(run_dir=tmp, runner={"running_mode": "multi_processing", "workers": args.workers},
-                           stages={"synthesize": {"inputs": [], "instruct": [{"name": "human-eval"}]}})
+                           stages={"synthesize": {"inputs": [], "instruct": [{"name": "human-eval", "limit": args.problems}]}})
         start = time.perf_counter()
         (outcome,) = run(config, force=True)
         seconds = time.perf_counter() - start
@@ -45,6 +45,9 @@ def main() -> None:
         "seconds": round(seconds, 1),
     }
     print(json.dumps(result, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+    return result
 
 
 if __name__ == "__main__":

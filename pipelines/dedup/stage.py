@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any, Literal, get_args
+from typing import Literal, get_args
 
 import apache_beam as beam
 from pydantic import Field
@@ -14,14 +13,13 @@ from pipelines.core import (
     Stage,
     StageConfig,
     StageResult,
-    drop_record,
     inputs_field,
     register_stage,
 )
 from pipelines.dedup.transforms import (
     KEYS,
+    DropDuplicates,
     FindDuplicates,
-    brief,
     candidate_rank,
     candidate_text,
 )
@@ -45,18 +43,6 @@ class DedupConfig(StageConfig):
     batch_size: int = Field(512, ge=1, description="Documents signed per batch.")
 
 
-class _DropDuplicates(beam.DoFn):
-    def __init__(self, stage: str, id_field: str):
-        self.stage, self.id_field = stage, id_field
-
-    def process(self, row: dict[str, Any], decisions: dict[str, tuple[str, str]]) -> Iterator[Any]:
-        decision = decisions.get(row[self.id_field])
-        if decision is None:
-            yield row
-        else:
-            yield drop_record(self.stage, row[self.id_field], decision[0], decision[1], brief(row))
-
-
 @register_stage
 class Dedup(Stage[DedupConfig]):
     """Exact and MinHash-LSH near dedup of candidate pairs, with a cluster table that says why."""
@@ -78,7 +64,7 @@ class Dedup(Stage[DedupConfig]):
         decisions, members = records | "FindDuplicates" >> FindDuplicates(
             STAGE, "pair_id", candidate_rank, candidate_text(KEYS[config.key]), config, reread=reread
         )
-        applied = reread("Reread") | "ApplyDecisions" >> beam.ParDo(_DropDuplicates(STAGE, "pair_id"), beam.pvalue.AsDict(decisions)).with_outputs(
+        applied = reread("Reread") | "ApplyDecisions" >> beam.ParDo(DropDuplicates(STAGE, "pair_id"), beam.pvalue.AsDict(decisions)).with_outputs(
             DROPPED, main="kept"
         )
         return StageResult(applied.kept, [applied[DROPPED]], {"clusters": SideTable(members, ClusterMember, "record_id")})

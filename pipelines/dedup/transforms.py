@@ -31,6 +31,7 @@ from apache_beam.metrics import Metrics
 
 from parsers import strip_comments
 from pipelines.core import (
+    drop_record,
     metrics_namespace,
 )
 from pipelines.dedup.minhash import Banding, analyse, estimated_jaccard, optimal_banding
@@ -63,7 +64,7 @@ def candidate_rank(row: dict[str, Any]) -> tuple[int, str]:
     return (NO_TIME if committed_at is None else int(committed_at), row["pair_id"])
 
 
-def _exact_groups(element: tuple[str, Iterable[tuple[tuple, str]]]) -> Iterator[Any]:
+def exact_groups(element: tuple[str, Iterable[tuple[tuple, str]]]) -> Iterator[Any]:
     """Members and drop decisions of one group of identical token sequences (ids with their ranks)."""
     _, ranked = element
     ordered = sorted((tuple(rank), doc_id) for rank, doc_id in ranked)
@@ -85,7 +86,7 @@ def brief(row: dict[str, Any]) -> dict[str, Any]:
     return {k: (v[:500] if isinstance(v, str) else v) for k, v in row.items() if not k.endswith("_facts")}
 
 
-class _AnalyseBatch(beam.DoFn):
+class AnalyseBatch(beam.DoFn):
     """(id, rank, token-sequence hash, signature bytes or None) per document; short ones are counted."""
 
     def __init__(self, stage: str, ngram: int, num_perm: int, seed: int):
@@ -101,11 +102,25 @@ class _AnalyseBatch(beam.DoFn):
             yield doc_id, rank, exact, None if sig is None else sig.tobytes()
 
 
+class DropDuplicates(beam.DoFn):
+    """A record, or its drop record when the decisions (a side input: id -> (reason, detail)) name its id."""
+
+    def __init__(self, stage: str, id_field: str):
+        self.stage, self.id_field = stage, id_field
+
+    def process(self, row: dict[str, Any], decisions: dict[str, tuple[str, str]]) -> Iterator[Any]:
+        decision = decisions.get(row[self.id_field])
+        if decision is None:
+            yield row
+        else:
+            yield drop_record(self.stage, row[self.id_field], decision[0], decision[1], brief(row))
+
+
 BAND_PARTITIONS = 64
 PACK_BYTES = 1 << 20
 
 
-class _PackBandKeys(beam.DoFn):
+class PackBandKeys(beam.DoFn):
     """Band keys of signed documents, packed into a few large blobs per partition of the key space.
 
     Shuffling one small element per (band, document) costs the runner hundreds of bytes each;
@@ -150,7 +165,7 @@ def _unpack(blob: bytes) -> Iterator[tuple[bytes, str]]:
         position = start + length
 
 
-class _PartitionPairs(beam.DoFn):
+class PartitionPairs(beam.DoFn):
     """Candidate pairs of one key-space partition: documents sharing a bucket, each paired with at most
     `limit` later members; ids in the excluded side input take no part."""
 
@@ -169,7 +184,7 @@ class _PartitionPairs(beam.DoFn):
                         yield first, second
 
 
-def _compact(signature: bytes) -> bytes:
+def compact_signature(signature: bytes) -> bytes:
     """The low 16 bits of each MinHash value: half the memory for verification, and a chance
     collision (1 in 65,536 per value) shifts an estimated Jaccard by about 0.00002."""
     return np.frombuffer(signature, dtype=np.uint32).astype(np.uint16).tobytes()
@@ -183,7 +198,7 @@ def _as_signature(data: bytes) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint32)
 
 
-class _Verify(beam.DoFn):
+class VerifyPairs(beam.DoFn):
     """Keeps candidate pairs whose estimated Jaccard reaches the threshold."""
 
     def __init__(self, threshold: float):
@@ -196,7 +211,7 @@ class _Verify(beam.DoFn):
             yield pair[0], pair[1], similarity
 
 
-class _Components(beam.DoFn):
+class Components(beam.DoFn):
     """Connected components of the verified edges; each member is compared with its representative."""
 
     def process(self, element: tuple[int, Iterable[tuple[str, str, float]]], signed: dict[str, tuple[tuple, bytes]]) -> Iterator[dict[str, Any]]:
@@ -246,9 +261,9 @@ class SimilarPairs(beam.PTransform):
         signed = analysed | "Signed" >> beam.FlatMap(lambda doc: [(doc[0], doc[1], doc[3])] if doc[3] is not None else [])
         pairs = (
             signed
-            | "BandKeys" >> beam.ParDo(_PackBandKeys(banding))
+            | "BandKeys" >> beam.ParDo(PackBandKeys(banding))
             | "GroupBands" >> beam.GroupByKey()
-            | "BucketPairs" >> beam.ParDo(_PartitionPairs(self.max_bucket_pairs), excluded)
+            | "BucketPairs" >> beam.ParDo(PartitionPairs(self.max_bucket_pairs), excluded)
         )
         candidates = beam.pvalue.AsDict(
             pairs
@@ -260,10 +275,10 @@ class SimilarPairs(beam.PTransform):
             | "SignedAgain" >> beam.FlatMap(lambda doc: [(doc[0], doc[1], doc[3])] if doc[3] is not None else [])
         )
         candidate_signatures = source | "KeepCandidates" >> beam.FlatMap(
-            lambda doc, ids: [(doc[0], (doc[1], _compact(doc[2])))] if doc[0] in ids else [], ids=candidates
+            lambda doc, ids: [(doc[0], (doc[1], compact_signature(doc[2])))] if doc[0] in ids else [], ids=candidates
         )
         lookup = beam.pvalue.AsDict(candidate_signatures)
-        return pairs | "Verify" >> beam.ParDo(_Verify(self.threshold), lookup), lookup
+        return pairs | "Verify" >> beam.ParDo(VerifyPairs(self.threshold), lookup), lookup
 
 
 class Analyse(beam.PTransform):
@@ -280,7 +295,7 @@ class Analyse(beam.PTransform):
             records
             | "Texts" >> beam.Map(lambda row: (row[id_field], rank(row), text(row)))
             | "Batch" >> beam.BatchElements(min_batch_size=min(64, self.batch_size), max_batch_size=self.batch_size)
-            | "AnalyseBatches" >> beam.ParDo(_AnalyseBatch(self.stage, self.ngram, self.num_perm, self.seed))
+            | "AnalyseBatches" >> beam.ParDo(AnalyseBatch(self.stage, self.ngram, self.num_perm, self.seed))
         )
 
 
@@ -316,7 +331,7 @@ class FindDuplicates(beam.PTransform):
             analysed
             | "ByTokenSequence" >> beam.Map(lambda doc: (doc[2], (doc[1], doc[0])))
             | "GroupExact" >> beam.GroupByKey()
-            | "ExactGroups" >> beam.FlatMap(_exact_groups).with_outputs("members", main="decisions")
+            | "ExactGroups" >> beam.FlatMap(exact_groups).with_outputs("members", main="decisions")
         )
         edges, lookup = analysed | "SimilarPairs" >> SimilarPairs(
             threshold=config.threshold, num_perm=config.num_perm, max_bucket_pairs=config.max_bucket_pairs,
@@ -326,7 +341,7 @@ class FindDuplicates(beam.PTransform):
             edges
             | "AllEdges" >> beam.Map(lambda edge: (0, edge))
             | "GatherEdges" >> beam.GroupByKey()
-            | "Components" >> beam.ParDo(_Components(), lookup)
+            | "Components" >> beam.ParDo(Components(), lookup)
         )
         near_decisions = near_members | "NearDecisions" >> beam.FlatMap(
             lambda m: [] if m["kept"] else [(m["record_id"], ("near_duplicate", f"similar to {m['representative_id']} (estimated Jaccard {m['similarity']:.3f})"))]

@@ -7,6 +7,10 @@ import random
 import subprocess
 from pathlib import Path
 
+from benchmarks.corpus import synthetic_history
+
+__all__ = ["GPL3", "MIT", "GitRepo", "large_file_history", "synthetic_history"]
+
 MIT = (
     "MIT License\n\nCopyright (c) 2024 Test\n\nPermission is hereby granted, free of charge, to any person obtaining a copy\n"
     "of this software and associated documentation files (the \"Software\"), to deal\nin the Software without restriction.\n"
@@ -74,71 +78,6 @@ class GitRepo:
                              capture_output=True, check=True).stdout.decode().strip()
         self.git("update-ref", "HEAD", oid)
         return oid
-
-
-def synthetic_history(path: Path, commits: int, seed: int = 7, files: int = 40) -> Path:
-    """A repository of `commits` commits of every shape (single-file edits, multi-file edits,
-    adds, deletes, renames, mode changes, merges), written fast with `git fast-import`."""
-    rng = random.Random(seed)
-    path.mkdir(parents=True)
-    env = {**os.environ, "GIT_CONFIG_NOSYSTEM": "1", "HOME": str(path)}
-    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(path)], check=True, env=env)
-    extensions = [".py", ".c", ".go", ".java", ".js", ".rb", ".cs", ".cpp", ".txt"]
-    live: dict[str, int] = {}
-    stream: list[bytes] = []
-    mark = 0
-    messages = ["Fix off-by-one in loop bound", "Speed up parsing of large inputs", "Refactor helper for readability",
-                "wip", "Sanitize user input before query", "update", "Reduce memory used by cache", "Merge branch x"]
-
-    def blob(text: str) -> bytes:
-        data = text.encode()
-        return b"data %d\n%s\n" % (len(data), data)
-
-    def content(name: str, version: int) -> str:
-        body = "".join(f"value_{name.replace('.', '_').replace('/', '_')}_{i} = {version * 31 + i}\n" for i in range(8))
-        return f"# {name} v{version}\n{body}"
-
-    branch_point = None
-    for n in range(commits):
-        mark += 1
-        when = 1_500_000_000 + n * 600
-        header = b"commit refs/heads/main\nmark :%d\ncommitter Dev <dev@example.com> %d +0000\n" % (mark, when)
-        message = rng.choice(messages) + f" #{n}"
-        ops: list[bytes] = []
-        roll = rng.random()
-        names = sorted(live)
-        if n == 0 or not names or roll < 0.12:
-            name = f"src/f{len(live)}{rng.choice(extensions)}"
-            live[name] = 0
-            ops.append(b"M 100644 inline %s\n" % name.encode() + blob(content(name, 0)))
-        elif roll < 0.55:
-            name = rng.choice(names)
-            live[name] += 1
-            ops.append(b"M 100644 inline %s\n" % name.encode() + blob(content(name, live[name])))
-        elif roll < 0.75:
-            for name in rng.sample(names, min(len(names), rng.randint(2, 3))):
-                live[name] += 1
-                ops.append(b"M 100644 inline %s\n" % name.encode() + blob(content(name, live[name])))
-        elif roll < 0.82 and len(names) > 3:
-            name = rng.choice(names)
-            del live[name]
-            ops.append(b"D %s\n" % name.encode())
-        elif roll < 0.90:
-            name = rng.choice(names)
-            new = f"lib/r{n}{Path(name).suffix}"
-            live[new] = live.pop(name)
-            ops.append(b"R %s %s\n" % (name.encode(), new.encode()))
-        else:
-            name = rng.choice(names)
-            ops.append(b"M 100755 inline %s\n" % name.encode() + blob(content(name, live[name])))
-        if n == commits // 2:
-            branch_point = mark
-        parents = b"from :%d\n" % (mark - 1) if mark > 1 else b""
-        if branch_point and n == commits // 2 + 5:
-            parents += b"merge :%d\n" % branch_point  # a merge commit (its second parent is an ancestor)
-        stream.append(header + blob(message) + parents + b"".join(ops) + b"\n")
-    subprocess.run(["git", "fast-import", "--quiet"], input=b"".join(stream), cwd=path, check=True, env=env)
-    return path
 
 
 def large_file_history(path: Path, commits: int, seed: int = 0, files: int = 30, functions: int = 900) -> Path:
