@@ -38,7 +38,7 @@ runs/demo/audit/report.html: runs/demo/label/_manifest.json
 	$(BIN)/codepref audit run runs/demo
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/parse_throughput.py
+	$(BIN)/python -m benchmarks.parse_throughput
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
