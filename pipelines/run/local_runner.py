@@ -14,12 +14,16 @@ Two defects of Beam's local runner are designed away here, before any pipeline i
 - **Servers on every interface**: the runner's control, data, state and logging gRPC servers, and the log
   server beside each multi-processing worker, bind `[::]:0`. They are bound to the loopback interface instead
   (the workers connect to `localhost`).
+
+Its multi-processing workers are started by `local_worker` rather than Beam's own command, so that they start
+without Beam's start-up log lines.
 """
 
 from __future__ import annotations
 
 import ctypes
 import os
+import sys
 from typing import Any
 
 import grpc
@@ -90,7 +94,8 @@ def worker_provision() -> Any:
 
     The workers read log levels from the provision info, not from the pipeline's options. Left at INFO, each
     worker printed 18 lines as it started and stopped, and a warning that local workers have no
-    semi-persistent directory (they need none)."""
+    semi-persistent directory (they need none). What a worker logs before it reads them is kept quiet by
+    `local_worker`."""
     from apache_beam.portability.api import beam_provision_api_pb2
     from apache_beam.runners.job.utils import dict_to_struct
     from apache_beam.runners.portability.fn_api_runner.fn_runner import (
@@ -99,11 +104,29 @@ def worker_provision() -> Any:
 
     return ExtendedProvisionInfo(beam_provision_api_pb2.ProvisionInfo(
         retrieval_token="unused-retrieval-token", pipeline_options=dict_to_struct(
-        {"default_sdk_harness_log_level": "WARNING", "sdk_harness_log_level_overrides": {"__main__": "ERROR"}})))
+        {"default_sdk_harness_log_level": "WARNING", "sdk_harness_log_level_overrides": {START_UP_MODULE: "ERROR"}})))
+
+
+START_UP_MODULE = "apache_beam.runners.worker.sdk_worker_main"
+BEAM_WORKER_COMMAND = f"{sys.executable} -m {START_UP_MODULE}"  # what FnApiRunner starts in multi_processing mode
+
+
+class LocalRunner(FnApiRunner):
+    """FnApiRunner whose multi-processing workers are started by `local_worker` instead of Beam's command."""
+
+    def run_via_runner_api(self, pipeline_proto: Any, options: Any) -> Any:
+        from apache_beam.portability import python_urns
+
+        from pipelines.run.local_worker import COMMAND
+
+        for environment in pipeline_proto.components.environments.values():
+            if environment.urn == python_urns.SUBPROCESS_SDK and environment.payload == BEAM_WORKER_COMMAND.encode():
+                environment.payload = COMMAND.encode()
+        return super().run_via_runner_api(pipeline_proto, options)
 
 
 def local_runner() -> FnApiRunner:
     """A FnApiRunner with the fixes applied, the memory tuned and quiet workers."""
     tune_malloc()
     make_local_runs_safe()
-    return FnApiRunner(provision_info=worker_provision())
+    return LocalRunner(provision_info=worker_provision())
