@@ -6,18 +6,24 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from apache_beam.metrics import Metrics
 
 from parsers import LanguageRegistry
 from parsers.facts import parse
 from pipelines.assemble.decontaminate import BenchmarkFile, BenchmarkIndex
-from pipelines.core import RecordFilter, Rejection, metrics_namespace
+from pipelines.core import DropReasons, RecordFilter, Rejection, metrics_namespace
 
 STAGE = "assemble"
 _FENCED = re.compile(r"```.*?(```|\Z)", re.DOTALL)
 _INLINE = re.compile(r"`[^`\n]*`")
+
+# The decisions taken while a pair is prepared (before the final filters).
+PREPARE = DropReasons("prepare", {
+    "not_kept_by_judges": "the judges' votes did not pass the keep rule (label stage)",
+    "language_not_in_corpus_labels": "the pair's language is not one of the corpus's ClassLabel names",
+})
 
 
 def tokenizer_file(name: str) -> Path:
@@ -56,6 +62,11 @@ class TokenLength(RecordFilter):
     (most pairs: their code is far shorter than the limit); the others are encoded.
     """
 
+    name = "token_length"
+    reasons: ClassVar[dict[str, str]] = {
+        "too_many_tokens": "a conversation (system + input + one response) has more than `max_tokens` tokens of `tokenizer`",
+    }
+
     def __init__(self, tokenizer: str, max_tokens: int):
         super().__init__(STAGE, "pair_id")
         self.tokenizer_name, self.max_tokens = tokenizer, max_tokens
@@ -76,12 +87,19 @@ class TokenLength(RecordFilter):
         for side in ("chosen", "rejected"):
             total = shared + len(self.tokenizer.encode(record[side], add_special_tokens=False).ids)
             if total > self.max_tokens:
-                return Rejection("too_many_tokens", f"{side} conversation has {total} tokens > {self.max_tokens}")
+                return self.reject("too_many_tokens", "{side} conversation has {tokens} tokens > {max_tokens}", side=side,
+                                   tokens=total, max_tokens=self.max_tokens)
         return None
 
 
 class CodeDepth(RecordFilter):
     """Both code responses parse to a tree at least `min_depth` deep (named nodes on one path)."""
+
+    name = "code_depth"
+    reasons: ClassVar[dict[str, str]] = {
+        "unknown_language": "the pair has no facts and its language is not in the language registry",
+        "too_shallow": "a response's tree of named nodes is less than `min_depth` deep",
+    }
 
     def __init__(self, registry: LanguageRegistry, min_depth: int):
         super().__init__(STAGE, "pair_id")
@@ -95,9 +113,10 @@ class CodeDepth(RecordFilter):
             elif record["language"] in self.registry:
                 depth = parse(record[side], self.registry[record["language"]]).depth
             else:
-                return Rejection("unknown_language", record["language"])
+                return self.reject("unknown_language", "{language}", language=record["language"])
             if depth < self.min_depth:
-                return Rejection("too_shallow", f"{side} tree depth {depth} < {self.min_depth}")
+                return self.reject("too_shallow", "{side} tree depth {depth} < {min_depth}", side=side, depth=depth,
+                                   min_depth=self.min_depth)
         return None
 
 
@@ -110,6 +129,11 @@ class EnglishPrompt(RecordFilter):
     """The prompt's prose is English (py3langid, whose model ships in its wheel). A prompt is
     dropped only when another language is detected with at least `min_confidence`; too little
     prose, or an unsure detection, keeps it (counted: `prompt_language_unknown`, `_uncertain`)."""
+
+    name = "english_prompt"
+    reasons: ClassVar[dict[str, str]] = {
+        "prompt_not_english": "the prompt's prose (code left out) is another language, detected with at least 0.9 confidence",
+    }
 
     def __init__(self, min_chars: int = 20, min_confidence: float = 0.9):
         super().__init__(STAGE, "pair_id")
@@ -131,11 +155,19 @@ class EnglishPrompt(RecordFilter):
         if confidence < self.min_confidence:
             Metrics.counter(metrics_namespace(STAGE), "prompt_language_uncertain").inc()
             return None
-        return Rejection("prompt_not_english", f"detected {language!r} ({confidence:.2f}): {text[:120]!r}")
+        return self.reject("prompt_not_english", "detected {language!r} ({confidence:.2f}): {prose!r}", language=language,
+                           confidence=confidence, prose=text[:120])
 
 
 class Decontaminate(RecordFilter):
-    """No prompt shares a word n-gram with a benchmark prompt."""
+    """No prompt shares a word n-gram with a benchmark prompt. Its rejections (benchmark, n-gram) also go to
+    the `REJECTED` output, from which the decontamination report is made."""
+
+    name = "decontaminate"
+    reasons: ClassVar[dict[str, str]] = {
+        "benchmark_contamination": "the prompt shares a `contamination_ngram`-word n-gram with a prompt of a `benchmarks` file",
+    }
+    emits_rejections = True
 
     def __init__(self, benchmarks: list[BenchmarkFile], ngram: int):
         super().__init__(STAGE, "pair_id")
@@ -148,4 +180,5 @@ class Decontaminate(RecordFilter):
         hit = self.index.find(record["prompt"])
         if hit is None:
             return None
-        return Rejection("benchmark_contamination", f"{hit.benchmark}: shares the {self.ngram}-gram {hit.ngram!r}")
+        return self.reject("benchmark_contamination", "{benchmark}: shares the {n}-gram {ngram!r}", benchmark=hit.benchmark,
+                           n=self.ngram, ngram=hit.ngram)

@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 from pydantic import Field
 
-from parsers import LanguageRegistry
 from pipelines.assemble.card import write_card
 from pipelines.assemble.decontaminate import BenchmarkFile, benchmark_prompts
 from pipelines.assemble.filters import (
+    PREPARE,
     STAGE,
     CodeDepth,
     Decontaminate,
@@ -31,16 +30,20 @@ from pipelines.assemble.filters import (
 from pipelines.assemble.system_prompts import SystemPromptShares, draw
 from pipelines.core import (
     DROPPED,
+    REJECTED,
+    Rejection,
     SideTable,
     Stage,
     StageConfig,
     StageResult,
     apply_filter,
-    drop_record,
+    filter_outputs,
     inputs_field,
     metrics_namespace,
     register_stage,
+    route,
 )
+from pipelines.dedup.filters import DUPLICATES
 from pipelines.dedup.stage import DedupConfig
 from pipelines.dedup.transforms import (
     KEYS,
@@ -48,7 +51,6 @@ from pipelines.dedup.transforms import (
     candidate_rank,
     candidate_text,
 )
-from pipelines.run.config import ConfigError
 from schemas import (
     ASPECTS,
     LANGUAGES,
@@ -96,8 +98,8 @@ class Prepare(beam.DoFn):
         namespace = metrics_namespace(STAGE)
         if "candidate" in row:  # a JudgedPair
             if not row["kept"]:
-                yield drop_record(STAGE, row["pair_id"], "not_kept_by_judges", row["keep_reason"],
-                                  {"pair_id": row["pair_id"], "margin": row["margin"]})
+                rejection = PREPARE.reject("not_kept_by_judges", "{why}", why=row["keep_reason"])
+                yield route(STAGE, row["pair_id"], rejection, {"pair_id": row["pair_id"], "margin": row["margin"]}, PREPARE)
                 return
             entry = dict(row["candidate"])
             counts = [row["chosen_first"], row["chosen_second"]]
@@ -105,8 +107,9 @@ class Prepare(beam.DoFn):
         else:
             entry, votes = dict(row), {"matches": 0, "contradictions": 0, "ties": 0, "errors": 0}
         if entry["language"] not in LANGUAGES:
-            yield drop_record(STAGE, entry["pair_id"], "language_not_in_corpus_labels",
-                              f"{entry['language']!r} is not one of the corpus's ClassLabel names", {"pair_id": entry["pair_id"]})
+            rejection = PREPARE.reject("language_not_in_corpus_labels", "{language!r} is not one of the corpus's ClassLabel names",
+                                       language=entry["language"])
+            yield route(STAGE, entry["pair_id"], rejection, {"pair_id": entry["pair_id"]}, PREPARE)
             return
         mode, system = draw(entry["pair_id"], entry["criterion"], self.config.system_prompts, self.config.seed)
         if self.counted:
@@ -149,13 +152,13 @@ def _HeldOutIds(passed_ids: beam.PCollection, decisions: Any, count: int) -> bea
 
 
 def _contamination_report(benchmarks: list[BenchmarkFile], ngram: int) -> beam.PTransform:
-    """Drop records of the decontamination filter -> one ContaminationReport per benchmark."""
+    """The decontamination filter's rejections ((pair id, Rejection)) -> one ContaminationReport per benchmark."""
 
     @beam.ptransform_fn
     def report(drops: beam.PCollection) -> beam.PCollection:
-        def per_benchmark(drop: dict[str, Any]) -> tuple[str, str]:
-            benchmark, _, gram = drop["detail"].partition(": shares the ")
-            return benchmark, f"{drop['key']}: {gram.split(' ', 1)[-1]}"
+        def per_benchmark(keyed: tuple[str, Rejection]) -> tuple[str, str]:
+            key, rejection = keyed
+            return rejection.fields["benchmark"], f"{key}: {rejection.fields['ngram']!r}"
 
         def rows(_: Any, hits: dict[str, list[str]]) -> Iterator[dict[str, Any]]:
             for benchmark in benchmarks:
@@ -175,7 +178,8 @@ class RouteFinalDecisions(beam.DoFn):
     def process(self, entry: dict[str, Any], decisions: dict[str, tuple[str, str]], held_out: Any = frozenset()) -> Iterator[Any]:
         decision = decisions.get(entry["pair_id"])
         if decision is not None:
-            yield drop_record(STAGE, entry["pair_id"], decision[0], decision[1], {"pair_id": entry["pair_id"]})
+            rejection = DUPLICATES.reject(decision[0], "{detail}", detail=decision[1])
+            yield route(STAGE, entry["pair_id"], rejection, {"pair_id": entry["pair_id"]}, DUPLICATES)
         elif entry["pair_id"] in held_out:
             Metrics.counter(metrics_namespace(STAGE), "held_out").inc()
             yield beam.pvalue.TaggedOutput(HOLDOUT_TABLE, entry)
@@ -191,24 +195,13 @@ class Assemble(Stage[AssembleConfig]):
     Config = AssembleConfig
     output_type = CorpusRow
     key_field = "idx"
+    drops = (PREPARE, TokenLength, CodeDepth, EnglishPrompt, Decontaminate, DUPLICATES)
 
     @classmethod
     def fingerprint(cls, config: AssembleConfig) -> dict[str, Any]:
         from storage.tables import fingerprint_files
 
         return fingerprint_files([b.path for b in config.benchmarks])
-
-    @classmethod
-    def check(cls, config: AssembleConfig, registry: LanguageRegistry) -> None:
-        """The tokenizer (unless the packaged one) and each benchmark file named are there (else the stage would
-        fail only when its workers start)."""
-        if config.tokenizer != "smollm2":
-            path = Path(config.tokenizer).expanduser()
-            if not (path / "tokenizer.json" if path.is_dir() else path).is_file():
-                raise ConfigError(f"stages.assemble.tokenizer: {config.tokenizer!r} is neither a tokenizer.json nor a folder with one")
-        for index, benchmark in enumerate(config.benchmarks):
-            if not Path(benchmark.path).exists():
-                raise ConfigError(f"stages.assemble.benchmarks[{index}] ({benchmark.name}).path: {benchmark.path!r} does not exist")
 
     @classmethod
     def local_files(cls, config: AssembleConfig) -> str:
@@ -232,9 +225,10 @@ class Assemble(Stage[AssembleConfig]):
             dropped.append(drops)
         tables = {}
         if config.benchmarks:
-            entries, contaminated = apply_filter(entries, "Decontaminate", Decontaminate(config.benchmarks, config.contamination_ngram))
-            dropped.append(contaminated)
-            report = contaminated | "ContaminationReport" >> _contamination_report(config.benchmarks, config.contamination_ngram)
+            decontaminated = filter_outputs(entries, "Decontaminate", Decontaminate(config.benchmarks, config.contamination_ngram))
+            entries = decontaminated.kept
+            dropped.append(decontaminated[DROPPED])
+            report = decontaminated[REJECTED] | "ContaminationReport" >> _contamination_report(config.benchmarks, config.contamination_ngram)
             tables["decontamination"] = SideTable(report, ContaminationReport, "benchmark")
         # The pairs that passed are read and prepared again where they are needed after the duplicates are
         # found, rather than held in memory until then (at 100k pairs that buffer was most of the stage's memory).

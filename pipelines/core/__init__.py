@@ -2,11 +2,21 @@
 
 from pipelines.core.filters import (
     DROPPED,
+    REJECTED,
+    Declared,
+    Declares,
+    DropReasons,
+    Filter,
     RecordFilter,
     Rejection,
+    UndeclaredReason,
     apply_filter,
+    declared,
+    declared_reasons,
     drop_record,
+    filter_outputs,
     metrics_namespace,
+    route,
 )
 from pipelines.core.registry import Registry
 from pipelines.core.stage import (
@@ -25,7 +35,12 @@ from pipelines.core.stage import (
 
 __all__ = [
     "DROPPED",
+    "REJECTED",
     "STAGES",
+    "Declared",
+    "Declares",
+    "DropReasons",
+    "Filter",
     "Progress",
     "RecordFilter",
     "Registry",
@@ -37,9 +52,14 @@ __all__ = [
     "StageResult",
     "TaskResult",
     "TaskStage",
+    "UndeclaredReason",
     "apply_filter",
+    "declared",
+    "declared_reasons",
     "drop_record",
+    "filter_outputs",
     "inputs_field",
     "metrics_namespace",
     "register_stage",
+    "route",
 ]

@@ -15,6 +15,7 @@ import apache_beam as beam
 from pydantic import BaseModel, ConfigDict, Field
 
 from parsers import LanguageRegistry
+from pipelines.core.filters import Declares, declared_reasons
 from pipelines.core.registry import Registry
 
 
@@ -83,6 +84,8 @@ class Stage(Generic[C]):
     # How the run checks its counts (pipelines.run.conservation): "conserving" (in = out + dropped + held out),
     # "fan_out" (in = inputs that gave output + dropped inputs) or "per_source" (the stage's per-source counters).
     accounting: ClassVar[str] = "conserving"
+    # The filters and DropReasons whose reasons this stage's drops can give (see `drop_reasons`).
+    drops: ClassVar[tuple[Declares, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -98,6 +101,11 @@ class Stage(Generic[C]):
     def input_stages(cls, config: StageConfig) -> tuple[str, ...]:
         """The upstream stages a config reads: its `inputs` (`[]`: none); none when the config has no such field."""
         return tuple(getattr(config, "inputs", ()))
+
+    @classmethod
+    def drop_reasons(cls) -> dict[str, tuple[str, str]]:
+        """Every reason this stage can drop a record for: reason -> (who declares it, its meaning)."""
+        return declared_reasons(cls.drops)
 
     @classmethod
     def fingerprint(cls, config: C) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from pipelines.core import (
     inputs_field,
     register_stage,
 )
+from pipelines.dedup.filters import DUPLICATES
 from pipelines.dedup.transforms import (
     KEYS,
     DropDuplicates,
@@ -52,6 +53,7 @@ class Dedup(Stage[DedupConfig]):
     input_type = Candidate
     output_type = Candidate
     key_field = "pair_id"
+    drops = (DUPLICATES,)
 
     def build(self, pipeline: beam.Pipeline, inputs: dict[str, beam.PCollection]) -> StageResult:
         config = self.config

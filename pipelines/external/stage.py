@@ -35,16 +35,25 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from parsers import LanguageRegistry
 from pipelines.core import (
     DROPPED,
+    Declares,
     Rejection,
     Stage,
     StageConfig,
     StageResult,
-    drop_record,
+    declared,
     metrics_namespace,
     register_stage,
+    route,
 )
 from pipelines.external.adapters import ADAPTERS, Adapter, AdapterSettings
-from pipelines.external.adapters.base import Missing, content_id, slug, stable_rank
+from pipelines.external.adapters.base import (
+    ADAPTER_ROWS,
+    Missing,
+    content_id,
+    slug,
+    stable_rank,
+)
+from pipelines.external.filters import DECLARERS, SELECTION
 from pipelines.run.config import ConfigError
 from pipelines.run.conservation import PER_SOURCE
 from schemas import Candidate, to_row
@@ -153,14 +162,15 @@ def mix_quotas(counts: dict[str, int], caps: dict[str, int | None], shares: dict
     return quotas
 
 
-def _drop(source: ExternalSource, key: str, reason: str, detail: str, record: Any, level: str) -> Iterator[Any]:
-    """Count a drop for the source (at its `level`: rows_dropped, group_drops, candidate_drops) and the stage;
-    route a drop record unless the source turned them off."""
+def _drop(source: ExternalSource, key: str, rejection: Rejection, record: Any, level: str, by: Declares) -> Iterator[Any]:
+    """Count a drop that `by` declares for the source (at its `level`: rows_dropped, group_drops, candidate_drops) and
+    the stage; route a drop record unless the source turned them off."""
+    reason = declared(by, rejection).reason
     namespace = metrics_namespace(STAGE)
     Metrics.counter(namespace, f"{source.key}.dropped_{reason}").inc()
     Metrics.counter(namespace, f"{source.key}.{level}").inc()
     if source.record_drops:
-        yield drop_record(STAGE, key, reason, detail, record)
+        yield route(STAGE, key, rejection, record, by)
     else:
         Metrics.counter(namespace, f"dropped_{reason}").inc()
 
@@ -174,6 +184,7 @@ class PrepareRows(beam.DoFn):
 
     def setup(self) -> None:
         self.adapter: Adapter = ADAPTERS[self.source.name](self.source.settings(), self.registry)
+        self.declares = self.adapter.declares()
 
     def process(self, item: tuple[str, Any]) -> Iterator[Any]:
         file, row = item
@@ -182,16 +193,17 @@ class PrepareRows(beam.DoFn):
         Metrics.counter(namespace, f"{self.source.key}.rows").inc()
         if not isinstance(row, dict):
             key = f"external/{self.source.name}/{content_id(row)}"
-            yield from _drop(self.source, key, "malformed_row", f"not a JSON object ({file})", row, "rows_dropped")
+            rejection = ADAPTER_ROWS.reject("malformed_row", "not a JSON object ({file})", file=file)
+            yield from _drop(self.source, key, rejection, row, "rows_dropped", self.declares)
             return
         try:
             prepared = self.adapter.prepare(file, row)
         except Missing as error:
-            prepared = Rejection("missing_column", str(error))
+            prepared = ADAPTER_ROWS.reject("missing_column", "{error}", error=str(error))
         except (TypeError, ValueError, AttributeError, KeyError) as error:
-            prepared = Rejection("malformed_row", f"{type(error).__name__}: {error}")
+            prepared = ADAPTER_ROWS.reject("malformed_row", "{kind}: {error}", kind=type(error).__name__, error=str(error))
         if isinstance(prepared, Rejection):
-            yield from _drop(self.source, self.adapter.row_key(file, row), prepared.reason, prepared.detail, row, "rows_dropped")
+            yield from _drop(self.source, self.adapter.row_key(file, row), prepared, row, "rows_dropped", self.declares)
             return
         Metrics.counter(namespace, f"{self.source.key}.keyed").inc()
         yield prepared
@@ -206,6 +218,7 @@ class PairRows(beam.DoFn):
 
     def setup(self) -> None:
         self.adapter: Adapter = ADAPTERS[self.source.name](self.source.settings(), self.registry)
+        self.declares = self.adapter.declares()
 
     def process(self, element: tuple[str, Iterable[dict[str, Any]]], statements: dict[str, str]) -> Iterator[Any]:
         key, items = element[0], list(element[1])
@@ -214,9 +227,9 @@ class PairRows(beam.DoFn):
         try:
             results = list(self.adapter.pairs(key, items, statements))
         except Missing as error:
-            results = [Rejection("missing_column", str(error))]
+            results = [ADAPTER_ROWS.reject("missing_column", "{error}", error=str(error))]
         except (TypeError, ValueError, AttributeError, KeyError) as error:
-            results = [Rejection("malformed_row", f"{type(error).__name__}: {error}")]
+            results = [ADAPTER_ROWS.reject("malformed_row", "{kind}: {error}", kind=type(error).__name__, error=str(error))]
         paired = any(isinstance(result, Candidate) for result in results)
         Metrics.counter(namespace, f"{self.source.key}.{'rows_paired' if paired else 'rows_unpaired'}").inc(len(items))
         for result in results:
@@ -225,7 +238,7 @@ class PairRows(beam.DoFn):
                 Metrics.counter(namespace, f"criterion_{slug(result.criterion)}").inc()
                 yield self.source.key, to_row(result)
             else:
-                yield from _drop(self.source, drop_key, result.reason, result.detail, {"key": key, "rows": items}, "group_drops")
+                yield from _drop(self.source, drop_key, result, {"key": key, "rows": items}, "group_drops", self.declares)
 
 
 def _statement_pairs(item: tuple[str, Any], problems: ProblemStatements) -> Iterator[tuple[str, str]]:
@@ -268,12 +281,12 @@ class KeepChosen(beam.DoFn):
             rows.sort(key=lambda labelled: json.dumps(labelled, sort_keys=True, default=str))
         (label, row), duplicates = rows[0], rows[1:]
         for other_label, other in duplicates:
-            yield from _drop(self.sources[other_label], pair_id, "duplicate_pair", "another row gave the same pair id",
-                             _brief(other), "candidate_drops")
+            rejection = SELECTION.reject("duplicate_pair", "another row gave the same pair id")
+            yield from _drop(self.sources[other_label], pair_id, rejection, _brief(other), "candidate_drops", SELECTION)
         verdict = grouped["verdicts"][0] if grouped["verdicts"] else "kept"
         if verdict != "kept":
-            detail = "beyond the source's cap" if verdict == "over_cap" else "beyond the source's share of the mix"
-            yield from _drop(self.sources[label], pair_id, verdict, detail, _brief(row), "candidate_drops")
+            rejection = SELECTION.reject(verdict, "beyond the source's cap" if verdict == "over_cap" else "beyond the source's share of the mix")
+            yield from _drop(self.sources[label], pair_id, rejection, _brief(row), "candidate_drops", SELECTION)
             return
         Metrics.counter(metrics_namespace(STAGE), f"{label}.kept").inc()
         yield row
@@ -374,6 +387,7 @@ class External(Stage[ExternalConfig]):
     Config = ExternalConfig
     output_type = Candidate
     key_field = "pair_id"
+    drops = DECLARERS
 
     @classmethod
     def check(cls, config: ExternalConfig, registry: LanguageRegistry) -> None:

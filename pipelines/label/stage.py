@@ -35,11 +35,12 @@ from pipelines.core import (
     StageConfig,
     StageContext,
     StageResult,
-    drop_record,
     inputs_field,
     metrics_namespace,
     register_stage,
+    route,
 )
+from pipelines.label.filters import JUDGING, SAMPLE
 from pipelines.label.voting import KeepRule, count, margin, outcome
 from schemas import Candidate, JudgedPair, Vote, from_row, to_row
 
@@ -126,8 +127,8 @@ class JudgeBatch(beam.DoFn):
             texts.update(self._answers(judge, batch, rejected))
         for row in batch:
             if row["pair_id"] in rejected:
-                yield drop_record(STAGE, row["pair_id"], "judge_rejected", rejected[row["pair_id"]],
-                                  {k: row[k] for k in ("pair_id", "criterion", "language", "source")})
+                rejection = JUDGING.reject("judge_rejected", "{why}", why=rejected[row["pair_id"]])
+                yield route(STAGE, row["pair_id"], rejection, {k: row[k] for k in ("pair_id", "criterion", "language", "source")}, JUDGING)
             else:
                 yield to_row(self._judged(row, texts))
 
@@ -179,7 +180,8 @@ class _Sampled(beam.DoFn):
         if row["pair_id"] in {pair_id for _, pair_id in lowest}:
             yield row
         else:
-            yield drop_record(STAGE, row["pair_id"], "not_sampled", f"outside the sample of {len(lowest)}", {"pair_id": row["pair_id"]})
+            rejection = SAMPLE.reject("not_sampled", "outside the sample of {size}", size=len(lowest))
+            yield route(STAGE, row["pair_id"], rejection, {"pair_id": row["pair_id"]}, SAMPLE)
 
 
 def cache_path(run_dir: str) -> str:
@@ -196,6 +198,7 @@ class Label(Stage[LabelConfig]):
     input_type = Candidate
     output_type = JudgedPair
     key_field = "pair_id"
+    drops = (JUDGING, SAMPLE)
 
     @classmethod
     def local_files(cls, config: LabelConfig) -> str:

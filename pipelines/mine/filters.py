@@ -1,4 +1,6 @@
-"""The mining rules shared by the git and commit-table sources; each returns a drop reason or None."""
+"""The mining rules shared by the git and commit-table sources: each declares its drop reasons and gives a
+`Rejection` (or None to keep); the steps that are not one rule (reading git, reading tables, one record
+per commit) declare theirs as `DropReasons`."""
 
 from __future__ import annotations
 
@@ -8,9 +10,11 @@ from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from functools import cached_property
 from importlib.resources import files
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
+
+from pipelines.core import Declared, DropReasons, Filter, Rejection
 
 REVERT_TRAILER = re.compile(r"This reverts commit ([0-9a-fA-F]{7,40})")
 _SPDX_LINE = re.compile(rb"SPDX-License-Identifier:\s*([A-Za-z0-9.+-]+)")
@@ -51,28 +55,125 @@ class LicenseDetector:
         return None
 
 
+GIT = DropReasons("git", {
+    "unreadable_repository": "the repository cannot be opened (or its path or name is not UTF-8)",
+    "broken_ref": "a reference (branch, tag, HEAD) names no readable commit",
+    "corrupt_object": "a commit, tree or blob cannot be read (truncated or missing objects)",
+})
+
+COMMIT_TABLE = DropReasons("commit_table", {
+    "unreadable_table": "rows of a commit table cannot be read (a corrupt Parquet row group, a file cut short)",
+    "malformed_row": "a table row that is not a JSON object, or a value of the wrong kind",
+    "missing_columns": "a table row without a commit, a message, a file path or a repository",
+})
+
+ONE_PER_COMMIT = DropReasons("one_per_commit", {
+    "not_in_merged_pr": "not in the merged-pull-request table, when `merged_pull_requests` is set (joined on the commit id)",
+    "duplicate_commit": "one record per commit id (forks share commits; the first repository by name wins)",
+})
+
+REVERTS = DropReasons("reverts", {
+    "reverted_later": "a later commit reverts it (`This reverts commit <sha>`)",
+    "reverts_other_commit": "it reverts another commit",
+    "inverse_change": "an exact inverse change (same path, blobs swapped) undoes it, or it undoes one",
+})
+
+
+class ChangeShape(Filter):
+    """A non-merge commit with a parent whose diff changes exactly one path, modified in place."""
+
+    name = "change_shape"
+    reasons: ClassVar[dict[str, str]] = {
+        "merge_commit": "a merge commit (more than one parent)",
+        "root_commit": "a commit without a parent",
+        "multi_file": "the diff against the parent changes more than one path",
+        "no_change": "the diff changes nothing (or both versions are the same bytes)",
+        "added": "the one path is added",
+        "deleted": "the one path is deleted",
+        "renamed": "the one path is renamed (or a table row's old and new paths differ)",
+        "copied": "the one path is copied",
+        "mode_change": "only the file mode changes",
+        "type_change": "the path is or becomes a symlink or a submodule",
+    }
+    PARENTS: ClassVar[dict[str, str]] = {"merge": "merge_commit", "root": "root_commit"}  # shapes decided by the parents alone
+
+    def check(self, change: Any) -> Rejection | None:
+        if change.shape == "modified":
+            return None
+        return self.reject(self.PARENTS.get(change.shape, change.shape))
+
+
 @dataclass(frozen=True)
-class MessageRules:
+class MessageRules(Filter):
     """Message filters of the reference query, applied to the stripped message."""
+
+    name = "message"
+    reasons: ClassVar[dict[str, str]] = {
+        "message_too_short": "message (stripped) not longer than `min_message_chars`",
+        "message_too_long": "message (stripped) not shorter than `max_message_chars`",
+        "blocklisted_message": "message is in the packaged blocklist of low-signal messages",
+        "merge_message": "message starts with `merge`",
+        "ci_push_message": "message has `pi push` or `push pi`",
+    }
 
     min_chars: int = 10
     max_chars: int = 15_000
     blocklist: frozenset[str] = frozenset()
 
-    def check(self, message: str) -> str | None:
+    def check(self, message: str) -> Rejection | None:
         text = message.strip()
         lowered = text.lower()
         if len(text) <= self.min_chars:
-            return "message_too_short"
+            return self.reject("message_too_short")
         if len(text) >= self.max_chars:
-            return "message_too_long"
+            return self.reject("message_too_long")
         if lowered in self.blocklist:
-            return "blocklisted_message"
+            return self.reject("blocklisted_message")
         if lowered.startswith("merge"):
-            return "merge_message"
+            return self.reject("merge_message")
         if "pi push" in lowered or "push pi" in lowered:
-            return "ci_push_message"
+            return self.reject("ci_push_message")
         return None
+
+
+class RepositoryRules(Declared):
+    """The repository is allowed (`repo_allowlist`, case-insensitive, when set) and so is its licence
+    (from the manifest, else detected from the licence file as an SPDX id; `licenses`)."""
+
+    name = "repository"
+    reasons: ClassVar[dict[str, str]] = {
+        "repo_not_allowlisted": "repository not in `repo_allowlist`, when that is set",
+        "license_unknown": "no licence in the manifest and none detected from the licence file",
+        "license_not_allowed": "the licence (SPDX id) is not in `licenses`",
+    }
+
+    def __init__(self, licenses: list[str], allowlist: list[str] | None):
+        self.licenses = {name.lower() for name in licenses}
+        self.allowlist = None if allowlist is None else {name.lower() for name in allowlist}
+
+    def check(self, name: str, license_id: str | None) -> Rejection | None:
+        if self.allowlist is not None and name.lower() not in self.allowlist:
+            return self.reject("repo_not_allowlisted")
+        if license_id is None:
+            return self.reject("license_unknown")
+        if license_id.lower() not in self.licenses:
+            return self.reject("license_not_allowed")
+        return None
+
+
+class FileContents(Declared):
+    """Both versions of the file: a registered language (by extension; `.h` by content), non-empty UTF-8
+    text without NUL bytes, not binary, at most `max_file_bytes`, and not the same bytes."""
+
+    name = "file"
+    reasons: ClassVar[dict[str, str]] = {
+        "unknown_language": "the path's extension (or, for `.h`, the content) is no registered language",
+        "not_utf8": "the path or a version of the file is not UTF-8",
+        "empty_file": "a version of the file is empty (or only white space)",
+        "binary": "a version of the file is binary (a NUL byte, or git's binary heuristic)",
+        "too_large": "a version of the file is larger than `max_file_bytes`",
+        "no_change": "both versions are the same bytes",
+    }
 
 
 def split_of(repo: str, benchmark_share: float) -> str:
@@ -86,8 +187,15 @@ def _timestamp(day: date | None) -> int | None:
 
 
 @dataclass(frozen=True)
-class TimeWindows:
+class TimeWindows(Declared):
     """Train commits before `train_end`; benchmark commits in [`bench_start`, `bench_end`) (UTC days)."""
+
+    name = "time_window"
+    reasons: ClassVar[dict[str, str]] = {
+        "no_commit_time": "no commit time, while time windows are set",
+        "outside_train_window": "a train commit committed on or after `train_end`",
+        "outside_benchmark_window": "a benchmark commit committed outside [`bench_start`, `bench_end`)",
+    }
 
     train_end: date | None = None
     bench_start: date | None = None
@@ -101,31 +209,32 @@ class TimeWindows:
     def active(self) -> bool:
         return any(self.bounds)
 
-    def check(self, split: str, committed_at: int | None) -> str | None:
+    def check(self, split: str, committed_at: int | None) -> Rejection | None:
         if not self.active:
             return None
         if committed_at is None:
-            return "no_commit_time"
+            return self.reject("no_commit_time")
         train_end, bench_start, bench_end = self.bounds
         if split == "train":
-            return "outside_train_window" if train_end is not None and committed_at >= train_end else None
+            return self.reject("outside_train_window") if train_end is not None and committed_at >= train_end else None
         if bench_start is not None and committed_at < bench_start:
-            return "outside_benchmark_window"
+            return self.reject("outside_benchmark_window")
         if bench_end is not None and committed_at >= bench_end:
-            return "outside_benchmark_window"
+            return self.reject("outside_benchmark_window")
         return None
 
 
-def decode_source(data: bytes | None) -> tuple[str | None, str | None]:
-    """(text, None) for non-empty valid UTF-8 without NUL bytes, else (None, reason with detail)."""
+def decode_source(data: bytes | None) -> tuple[str | None, Rejection | None]:
+    """(text, None) for non-empty valid UTF-8 without NUL bytes, else (None, why not)."""
     if data is None or not data.strip():
-        return None, "empty_file"
+        return None, FileContents.reject("empty_file")
     if b"\0" in data:
-        return None, "binary: NUL byte"
+        return None, FileContents.reject("binary", "NUL byte")
     try:
         return data.decode("utf-8"), None
     except UnicodeDecodeError as error:
-        return None, f"not_utf8: invalid byte {data[error.start:error.start + 1].hex()} at offset {error.start}"
+        return None, FileContents.reject("not_utf8", "invalid byte {byte} at offset {offset}",
+                                         byte=data[error.start:error.start + 1].hex(), offset=error.start)
 
 
 class RevertIndex:
@@ -151,3 +260,8 @@ class RevertIndex:
 
     def __len__(self) -> int:
         return sum(map(len, self._by_prefix.values()))
+
+
+# Every rule and step of the stage, in the order its README table lists them; `MINE_REASONS` is their union.
+DECLARERS = (GIT, ChangeShape, MessageRules, FileContents, RepositoryRules, TimeWindows, REVERTS, COMMIT_TABLE, ONE_PER_COMMIT)
+MINE_REASONS = DropReasons.union("mine", *DECLARERS)

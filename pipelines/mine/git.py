@@ -22,6 +22,9 @@ from typing import Any
 import pygit2
 from pygit2.enums import DeltaStatus, DiffOption, FileMode, SortMode
 
+from pipelines.core import Rejection
+from pipelines.mine.filters import GIT, FileContents
+
 LICENSE_FILE = re.compile(r"^(?:un)?licen[cs]e(?:[-._].*)?$|^copying(?:[-._].*)?$", re.IGNORECASE)
 
 
@@ -308,31 +311,31 @@ def _change_of(repo: pygit2.Repository, commit: pygit2.Commit) -> Change:
     return Change(**base, shape=shape, path=path, old_blob=str(delta.old_file.id), new_blob=str(delta.new_file.id))
 
 
-def read_blob(repo: pygit2.Repository, blob_id: str, max_bytes: int) -> tuple[bytes | None, str | None]:
-    """(contents, None), or (None, reason) for a blob that is too large, binary or unreadable.
+def read_blob(repo: pygit2.Repository, blob_id: str, max_bytes: int) -> tuple[bytes | None, Rejection | None]:
+    """(contents, None), or (None, why not) for a blob that is too large, binary or unreadable.
 
     The size comes from the object's header first, so a huge blob is refused without being inflated.
     """
     try:
         kind, size = repo.odb.read_header(blob_id)
         if kind != pygit2.enums.ObjectType.BLOB:
-            return None, f"corrupt_object: {blob_id} is not a blob"
+            return None, GIT.reject("corrupt_object", "{blob} is not a blob", blob=blob_id)
         if size > max_bytes:
-            return None, f"too_large: {size} bytes"
+            return None, FileContents.reject("too_large", "{bytes} bytes", bytes=size)
         problem = loose_object_problem(repo, blob_id)
         if problem:
-            return None, f"corrupt_object: blob {blob_id}: {problem}"
+            return None, GIT.reject("corrupt_object", "blob {blob}: {problem}", blob=blob_id, problem=problem)
         blob = repo[blob_id]
     except (KeyError, ValueError, pygit2.GitError) as error:
-        return None, f"corrupt_object: blob {blob_id}: {error}"
+        return None, GIT.reject("corrupt_object", "blob {blob}: {error}", blob=blob_id, error=str(error))
     if not isinstance(blob, pygit2.Blob):
-        return None, f"corrupt_object: {blob_id} is not a blob"
+        return None, GIT.reject("corrupt_object", "{blob} is not a blob", blob=blob_id)
     try:
         if blob.is_binary:
-            return None, "binary: git's binary heuristic"
+            return None, FileContents.reject("binary", "git's binary heuristic")
         return blob.data, None
     except pygit2.GitError as error:
-        return None, f"corrupt_object: blob {blob_id}: {error}"
+        return None, GIT.reject("corrupt_object", "blob {blob}: {error}", blob=blob_id, error=str(error))
 
 
 def license_text(repo: pygit2.Repository) -> tuple[str, bytes] | None:

@@ -21,17 +21,27 @@ from pydantic import Field, model_validator
 from parsers import LanguageRegistry
 from pipelines.core import (
     DROPPED,
+    Rejection,
     Stage,
     StageConfig,
     StageResult,
-    drop_record,
     metrics_namespace,
     register_stage,
+    route,
 )
 from pipelines.mine.filters import (
+    COMMIT_TABLE,
+    DECLARERS,
+    GIT,
+    MINE_REASONS,
+    ONE_PER_COMMIT,
     REFERENCE_LICENSES,
+    REVERTS,
+    ChangeShape,
+    FileContents,
     LicenseDetector,
     MessageRules,
+    RepositoryRules,
     RevertIndex,
     TimeWindows,
     decode_source,
@@ -175,40 +185,30 @@ class _Rules:
         self.registry = registry
         self.messages = MessageRules(config.min_message_chars, config.max_message_chars, default_blocklist())
         self.windows = TimeWindows(config.train_end, config.bench_start, config.bench_end)
-        self.licenses = {name.lower() for name in config.licenses}
-        self.allowlist = None if config.repo_allowlist is None else {name.lower() for name in config.repo_allowlist}
-
-    def repository(self, name: str, license_id: str | None) -> str | None:
-        if self.allowlist is not None and name.lower() not in self.allowlist:
-            return "repo_not_allowlisted"
-        if license_id is None:
-            return "license_unknown"
-        if license_id.lower() not in self.licenses:
-            return "license_not_allowed"
-        return None
+        self.repositories = RepositoryRules(config.licenses, config.repo_allowlist)
+        self.shape = ChangeShape()
 
     def has_language(self, path: str) -> bool:
         return bool(self.registry.candidates_for_path(path))
 
-    def contents(self, before: bytes, after: bytes, path: str) -> tuple[str, str, str] | tuple[None, None, str]:
-        """(before text, after text, language) or (None, None, reason)."""
+    def contents(self, before: bytes, after: bytes, path: str) -> tuple[str, str, str] | Rejection:
+        """(before text, after text, language), or why the file is dropped."""
         if before == after:
-            return None, None, "no_change"
-        old, reason = decode_source(before)
-        if reason:
-            return None, None, reason
-        new, reason = decode_source(after)
-        if reason:
-            return None, None, reason
+            return FileContents.reject("no_change")
+        old, rejection = decode_source(before)
+        if rejection is not None:
+            return rejection
+        new, rejection = decode_source(after)
+        if rejection is not None:
+            return rejection
         spec = self.registry.for_path(path, after)
         if spec is None:
-            return None, None, "unknown_language"
+            return FileContents.reject("unknown_language")
         return old, new, spec.name  # type: ignore[return-value]
 
 
-def _split_reason(reason: str) -> tuple[str, str]:
-    name, _, detail = reason.partition(": ")
-    return name, detail
+def _drop(key: str, rejection: Rejection, record: Any, count: int = 1) -> beam.pvalue.TaggedOutput:
+    return route(STAGE, key, rejection, record, MINE_REASONS, count)
 
 
 class MineRepository(beam.DoFn):
@@ -229,30 +229,32 @@ class MineRepository(beam.DoFn):
         name, path = entry["name"], entry["path"]
         if not (_is_unicode(name) and _is_unicode(path)):  # a record naming it could not be written
             records_in.inc()
-            detail = f"{_printable(path)}: the repository's path or name is not UTF-8; rename it to mine it"
-            yield drop_record(STAGE, _printable(path), "unreadable_repository", detail, {"path": _printable(path)})
+            rejection = GIT.reject("unreadable_repository", "{path}: the repository's path or name is not UTF-8; rename it to mine it",
+                                   path=_printable(path))
+            yield _drop(_printable(path), rejection, {"path": _printable(path)})
             return
         where = {"repo": name, "path": path}
         try:
             repo = open_repository(path)
         except GitReadError as error:
             records_in.inc()
-            yield drop_record(STAGE, path, "unreadable_repository", str(error), entry)
+            yield _drop(path, GIT.reject("unreadable_repository", "{error}", error=str(error)), entry)
             return
         truncated = truncated_history_objects(repo)  # before libgit2 reads any: it would hang on them
         if truncated:
             records_in.inc()
-            detail = f"{len(truncated)} truncated loose objects ({', '.join(truncated[:3])}); `git fsck` lists them; none of its commits mined"
-            yield drop_record(STAGE, name, "corrupt_object", detail, where)
+            rejection = GIT.reject("corrupt_object", "{count} truncated loose objects ({first}); `git fsck` lists them; none of its commits mined",
+                                   count=len(truncated), first=", ".join(truncated[:3]))
+            yield _drop(name, rejection, where)
             return
 
         changes: list[Change] = []
         for item in walk_changes(repo, self.config.refs):
             records_in.inc()
             if isinstance(item, BrokenRefError):
-                yield drop_record(STAGE, name, "broken_ref", f"{path}: {item}", where)
+                yield _drop(name, GIT.reject("broken_ref", "{path}: {error}", path=path, error=str(item)), where)
             elif isinstance(item, GitReadError):
-                yield drop_record(STAGE, name, "corrupt_object", str(item), where)
+                yield _drop(name, GIT.reject("corrupt_object", "{error}", error=str(item)), where)
             else:
                 changes.append(item)
         if not changes:
@@ -264,16 +266,18 @@ class MineRepository(beam.DoFn):
                 found = license_text(repo)
             except GitReadError as error:  # the licence cannot be known, so none of the commits can be kept
                 reason = "broken_ref" if isinstance(error, BrokenRefError) else "corrupt_object"
-                detail = f"{path}: {error}; none of its {len(changes)} commits mined"
-                yield drop_record(STAGE, name, reason, detail, where, count=len(changes))
+                rejection = GIT.reject(reason, "{path}: {error}; none of its {commits} commits mined", path=path, error=str(error),
+                                       commits=len(changes))
+                yield _drop(name, rejection, where, count=len(changes))
                 return
             license_id = self.detector.detect(found[1]) if found else None
         license_id = license_id.lower() if license_id else None
 
-        repo_reason = self.rules.repository(name, license_id)
-        if repo_reason:
-            detail = f"{len(changes)} commits; licence {license_id or 'not detected'}"
-            yield drop_record(STAGE, name, repo_reason, detail, where, count=len(changes))
+        refused = self.rules.repositories.check(name, license_id)
+        if refused is not None:
+            rejection = RepositoryRules.reject(refused.reason, "{commits} commits; licence {license}", commits=len(changes),
+                                               license=license_id or "not detected")
+            yield _drop(name, rejection, where, count=len(changes))
             return
 
         reverts = RevertIndex()
@@ -281,52 +285,49 @@ class MineRepository(beam.DoFn):
         inverse = _inverse_pairs(changes)
         split = split_of(name, self.config.benchmark_share)
         for change in changes:
-            reason = self._reason(change, split, reverts, reverting, inverse)
-            if reason is None:
-                reason, record = self._record(repo, change, name, license_id, split)
-                if reason is None:
+            rejection = self._rejection(change, split, reverts, reverting, inverse)
+            if rejection is None:
+                rejection, record = self._record(repo, change, name, license_id, split)
+                if rejection is None:
                     yield to_row(record)
                     continue
-            reason, detail = _split_reason(reason)
             summary = {"repo": name, "commit": change.commit, "shape": change.shape, "path": change.path, "message": change.message[:500]}
-            yield drop_record(STAGE, change.commit, reason, detail, summary)
+            yield _drop(change.commit, rejection, summary)
 
-    def _reason(self, change: Change, split: str, reverts: RevertIndex, reverting: set[str], inverse: set[str]) -> str | None:
-        if change.shape == "merge":
-            return "merge_commit"
-        if change.shape == "root":
-            return "root_commit"
-        reason = self.rules.messages.check(change.message)
-        if reason:
-            return reason
-        if change.shape != "modified":
-            return {"multi_file": "multi_file", "no_change": "no_change"}.get(change.shape, change.shape)
+    def _rejection(self, change: Change, split: str, reverts: RevertIndex, reverting: set[str], inverse: set[str]) -> Rejection | None:
+        """The first rule the commit breaks, in the order the rules are cheapest (no blob is read)."""
+        if change.shape in ChangeShape.PARENTS:
+            return self.rules.shape.check(change)
+        rejection = self.rules.messages.check(change.message) or self.rules.shape.check(change)
+        if rejection is not None:
+            return rejection
         assert change.path is not None
         if not _is_unicode(change.path):
-            return f"not_utf8: file path {change.path!r} is not UTF-8"
+            return FileContents.reject("not_utf8", "file path {path!r} is not UTF-8", path=change.path)
         if not self.rules.has_language(change.path):
-            return "unknown_language"
-        reason = self.rules.windows.check(split, change.committed_at)
-        if reason:
-            return reason
+            return FileContents.reject("unknown_language")
+        rejection = self.rules.windows.check(split, change.committed_at)
+        if rejection is not None:
+            return rejection
         if change.commit in reverts:
-            return "reverted_later"
+            return REVERTS.reject("reverted_later")
         if change.commit in reverting:
-            return "reverts_other_commit"
+            return REVERTS.reject("reverts_other_commit")
         if change.commit in inverse:
-            return "inverse_change"
+            return REVERTS.reject("inverse_change")
         return None
 
-    def _record(self, repo: Any, change: Change, name: str, license_id: str | None, split: str) -> tuple[str | None, Commit | None]:
-        before, reason = read_blob(repo, change.old_blob, self.config.max_file_bytes)  # type: ignore[arg-type]
-        if reason:
-            return reason, None
-        after, reason = read_blob(repo, change.new_blob, self.config.max_file_bytes)  # type: ignore[arg-type]
-        if reason:
-            return reason, None
-        old, new, language = self.rules.contents(before, after, change.path)  # type: ignore[arg-type]
-        if old is None:
-            return language, None
+    def _record(self, repo: Any, change: Change, name: str, license_id: str | None, split: str) -> tuple[Rejection | None, Commit | None]:
+        before, rejection = read_blob(repo, change.old_blob, self.config.max_file_bytes)  # type: ignore[arg-type]
+        if rejection is not None:
+            return rejection, None
+        after, rejection = read_blob(repo, change.new_blob, self.config.max_file_bytes)  # type: ignore[arg-type]
+        if rejection is not None:
+            return rejection, None
+        contents = self.rules.contents(before, after, change.path)  # type: ignore[arg-type]
+        if isinstance(contents, Rejection):
+            return contents, None
+        old, new, language = contents
         subject = change.message.strip().splitlines()[0] if change.message.strip() else ""
         return None, Commit(
             repo=name, commit=change.commit, parent=change.parents[0], path=change.path, language=language,  # type: ignore[arg-type]
@@ -459,63 +460,66 @@ class MineTableRow(beam.DoFn):
         source, place, raw = item
         if isinstance(raw, UnreadableRows):
             records_in.inc(raw.count)
-            yield drop_record(STAGE, source, "unreadable_table", f"{place}: {raw.detail}", {"source": source, "at": place},
-                              count=raw.count)
+            rejection = COMMIT_TABLE.reject("unreadable_table", "{place}: {problem}", place=place, problem=raw.detail)
+            yield _drop(source, rejection, {"source": source, "at": place}, count=raw.count)
             return
         records_in.inc()
-        row, reason = _table_row(raw)
+        row, rejection = _table_row(raw)
         if row is None:
             text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else str(raw)
-            yield drop_record(STAGE, source, *_split_reason(reason), {"source": source, "at": place, "row": text[:2000]})  # type: ignore[arg-type]
+            yield _drop(source, rejection, {"source": source, "at": place, "row": text[:2000]})  # type: ignore[arg-type]
             return
         summary = {"source": source, "at": place, **{k: row.get(k) for k in ("commit", "repos", "subject", *PATH_COLUMNS)}}
         commit, problems = _table_commit(row)
         if commit is None:
             key = row["commit"] if _is_text(row["commit"]) else source
-            yield drop_record(STAGE, key, "malformed_row", f"{place}: {problems}", summary)
+            yield _drop(key, COMMIT_TABLE.reject("malformed_row", "{place}: {problems}", place=place, problems=problems), summary)
             return
         try:
-            reason, record = self._check(commit)
+            rejection, record = self._check(commit)
         except (TypeError, ValueError) as error:  # a value of a kind _table_commit let through
-            reason, record = f"malformed_row: {place}: {type(error).__name__}: {error}", None
-        if reason is None:
+            rejection = COMMIT_TABLE.reject("malformed_row", "{place}: {kind}: {error}", place=place, kind=type(error).__name__,
+                                            error=str(error))
+            record = None
+        if rejection is None:
             yield to_row(record)
         else:
-            yield drop_record(STAGE, commit.commit, *_split_reason(reason), summary)
+            yield _drop(commit.commit, rejection, summary)
 
-    def _check(self, row: TableCommit) -> tuple[str | None, Commit | None]:
+    def _check(self, row: TableCommit) -> tuple[Rejection | None, Commit | None]:
         commit, message = row.commit.lower(), row.message
-        reason = self.rules.messages.check(message)
-        if reason:
-            return reason, None
+        rejection = self.rules.messages.check(message)
+        if rejection is not None:
+            return rejection, None
         if not row.old_path or not row.new_path:
-            return "missing_columns: no file path", None
+            return COMMIT_TABLE.reject("missing_columns", "no file path"), None
         if row.old_path != row.new_path:
-            return "renamed", None
+            return ChangeShape.reject("renamed"), None
         if not self.rules.has_language(row.new_path):
-            return "unknown_language", None
+            return FileContents.reject("unknown_language"), None
         if not row.repos:
-            return "missing_columns: no repository", None
+            return COMMIT_TABLE.reject("missing_columns", "no repository"), None
         license_id = row.license.lower() if row.license else None
-        reasons = {name: self.rules.repository(name, license_id) for name in row.repos}
-        allowed = [name for name in row.repos if reasons[name] is None]
+        refusals = {name: self.rules.repositories.check(name, license_id) for name in row.repos}
+        allowed = [name for name in row.repos if refusals[name] is None]
         if not allowed:
-            return reasons[row.repos[0]], None
+            return refusals[row.repos[0]], None
         repo = sorted(allowed, key=str.lower)[0]
         split = split_of(repo, self.config.benchmark_share)
-        reason = self.rules.windows.check(split, row.committed_at)
-        if reason:
-            return reason, None
+        rejection = self.rules.windows.check(split, row.committed_at)
+        if rejection is not None:
+            return rejection, None
         if commit in self.reverts:
-            return "reverted_later", None
+            return REVERTS.reject("reverted_later"), None
         if RevertIndex().add_message(message):
-            return "reverts_other_commit", None
+            return REVERTS.reject("reverts_other_commit"), None
         for data in (row.before, row.after):
             if data is not None and len(data) > self.config.max_file_bytes:
-                return f"too_large: {len(data)} bytes", None
-        old, new, language = self.rules.contents(row.before, row.after, row.new_path)  # type: ignore[arg-type]
-        if old is None:
-            return language, None
+                return FileContents.reject("too_large", "{bytes} bytes", bytes=len(data)), None
+        contents = self.rules.contents(row.before, row.after, row.new_path)  # type: ignore[arg-type]
+        if isinstance(contents, Rejection):
+            return contents, None
+        old, new, language = contents
         return None, Commit(
             repo=repo, commit=commit, parent=None, path=row.new_path, language=language, license=license_id,
             committed_at=row.committed_at, subject=row.subject or message.strip().splitlines()[0],
@@ -624,23 +628,24 @@ def _table_commit(row: dict[str, Any]) -> tuple[TableCommit | None, str]:
     ), ""
 
 
-def _table_row(raw: Any) -> tuple[dict[str, Any] | None, str | None]:
-    """A JSON line (bytes or text) or Parquet row as a dict that has a commit and a message, or (None, drop reason)."""
+def _table_row(raw: Any) -> tuple[dict[str, Any] | None, Rejection | None]:
+    """A JSON line (bytes or text) or Parquet row as a dict that has a commit and a message, or (None, why not)."""
     if isinstance(raw, bytes):
         try:
             raw = raw.decode("utf-8")
         except UnicodeDecodeError as error:
-            return None, f"malformed_row: not UTF-8 (invalid byte {raw[error.start:error.start + 1].hex()} at offset {error.start})"
+            return None, COMMIT_TABLE.reject("malformed_row", "not UTF-8 (invalid byte {byte} at offset {offset})",
+                                             byte=raw[error.start:error.start + 1].hex(), offset=error.start)
     if isinstance(raw, str):
         try:
             raw = json.loads(raw)
         except ValueError as error:
-            return None, f"malformed_row: not JSON ({error})"
+            return None, COMMIT_TABLE.reject("malformed_row", "not JSON ({error})", error=str(error))
     if not isinstance(raw, dict):
-        return None, "malformed_row: not an object"
+        return None, COMMIT_TABLE.reject("malformed_row", "not an object")
     missing = [c for c in ("commit", "message") if not raw.get(c)]
     if missing:
-        return None, f"missing_columns: {missing}"
+        return None, COMMIT_TABLE.reject("missing_columns", "{missing}", missing=missing)
     return raw, None
 
 
@@ -665,11 +670,13 @@ class KeepOnePerCommit(beam.DoFn):
             return
         if self.require_pull_request and not groups["pull_requests"]:
             for record in records:
-                yield drop_record(STAGE, commit, "not_in_merged_pr", record["repo"], _brief(record))
+                yield _drop(commit, ONE_PER_COMMIT.reject("not_in_merged_pr", "{repo}", repo=record["repo"]), _brief(record))
             return
         yield records[0]
         for record in records[1:]:
-            yield drop_record(STAGE, commit, "duplicate_commit", f"kept {records[0]['repo']}, dropped {record['repo']}", _brief(record))
+            rejection = ONE_PER_COMMIT.reject("duplicate_commit", "kept {kept}, dropped {dropped}", kept=records[0]["repo"],
+                                              dropped=record["repo"])
+            yield _drop(commit, rejection, _brief(record))
 
 
 def _brief(record: dict[str, Any]) -> dict[str, Any]:
@@ -734,6 +741,7 @@ class Mine(Stage[MineConfig]):
     Config = MineConfig
     output_type = Commit
     key_field = "commit"
+    drops = DECLARERS
 
     @classmethod
     def check(cls, config: MineConfig, registry: LanguageRegistry) -> None:

@@ -9,15 +9,27 @@ from typing import Any
 import apache_beam as beam
 from pydantic import Field
 
-from parsers import CodeFacts, LanguageRegistry, parse
+from parsers import LanguageRegistry, parse
 from pipelines.core import (
     DROPPED,
+    Filter,
+    Rejection,
     Stage,
     StageConfig,
     StageResult,
-    drop_record,
     inputs_field,
     register_stage,
+    route,
+)
+from pipelines.parse.filters import (
+    FILTERS,
+    DiffersInCode,
+    KnownLanguage,
+    MinDepth,
+    ParsedPair,
+    ParsesCleanly,
+    SizeLimit,
+    TwoSides,
 )
 from pipelines.run.config import ConfigError
 from schemas import Candidate, from_row, to_row
@@ -40,71 +52,38 @@ class ParseConfig(StageConfig):
 
 
 class ParseBothSides(beam.DoFn):
-    """Parses chosen and rejected, applies the filters in order, and attaches the facts to kept pairs."""
+    """Applies the filters of the pair as it comes, parses chosen and rejected once, applies the filters of
+    the facts, and attaches the facts to kept pairs (pipelines.parse.filters has the filters, in order)."""
 
     def __init__(self, config: ParseConfig, registry: LanguageRegistry):
         self.config = config
         self.registry = registry
+        self.before_parse = (TwoSides(), KnownLanguage(registry))
+        self.after_parse = (SizeLimit(config.max_bytes, config.max_lines), ParsesCleanly(registry, config.max_error_share),
+                            MinDepth(config.min_depth), DiffersInCode())
 
     def process(self, row: dict[str, Any]) -> Iterator[Any]:
         candidate = from_row(Candidate, row)
-        reason, detail, facts = self.check(candidate)
-        if reason is not None:
-            yield drop_record(STAGE, candidate.pair_id, reason, detail, _brief(row))
+        checked = self.check(candidate)
+        if isinstance(checked, tuple):
+            by, rejection = checked
+            yield route(STAGE, candidate.pair_id, rejection, _brief(row), by)
             return
-        chosen, rejected = facts  # type: ignore[misc]
-        yield to_row(dataclasses.replace(candidate, chosen_facts=chosen.summary(), rejected_facts=rejected.summary()))
+        yield to_row(dataclasses.replace(candidate, chosen_facts=checked.chosen.summary(), rejected_facts=checked.rejected.summary()))
 
-    def threshold(self, language: str) -> float:
-        shares = self.config.max_error_share
-        return shares.get(language, shares.get("default", 1.0))
-
-    def check(self, candidate: Candidate) -> tuple[str | None, str, tuple[CodeFacts, CodeFacts] | None]:
-        """(reason, detail, None) for a pair to drop, else (None, "", (chosen facts, rejected facts))."""
-        if not candidate.chosen.strip() or not candidate.rejected.strip():
-            return "empty_side", "chosen" if not candidate.chosen.strip() else "rejected", None
-        if candidate.chosen == candidate.rejected:
-            return "identical_sides", "", None
-        if candidate.language not in self.registry:
-            return "unknown_language", candidate.language, None
+    def check(self, candidate: Candidate) -> ParsedPair | tuple[Filter, Rejection]:
+        """The pair with both sides parsed, or the first filter that drops it and why."""
+        for pair_filter in self.before_parse:
+            rejection = pair_filter.check(candidate)
+            if rejection is not None:
+                return pair_filter, rejection
         spec = self.registry[candidate.language]
-        chosen, rejected = parse(candidate.chosen, spec), parse(candidate.rejected, spec)
-        for side, facts in (("chosen", chosen), ("rejected", rejected)):
-            if facts.bytes > self.config.max_bytes:
-                return "too_long", f"{side}: {facts.bytes} bytes", None
-            if facts.lines > self.config.max_lines:
-                return "too_long", f"{side}: {facts.lines} lines", None
-        limit = self.threshold(spec.name)
-        failing = [(side, facts) for side, facts in (("chosen", chosen), ("rejected", rejected)) if facts.error_share > limit]
-        if len(failing) == 1:
-            side, facts = failing[0]
-            other = self._clean_elsewhere(candidate.chosen if side == "chosen" else candidate.rejected, spec.name)
-            if other is not None:
-                return "language_mismatch", f"{side} parses as {other}, the pair is {spec.name}", None
-        if failing:
-            side, facts = failing[0]
-            return "error_share_above_threshold", f"{side}: {facts.error_share:.3f} > {limit}", None
-        shallow = [(side, f.depth) for side, f in (("chosen", chosen), ("rejected", rejected)) if f.depth < self.config.min_depth]
-        if shallow:
-            return "too_shallow", f"{shallow[0][0]}: depth {shallow[0][1]}", None
-        if chosen.tokens == rejected.tokens:
-            return "identical_after_normalisation", "same tokens once comments and white space are ignored", None
-        return None, "", (chosen, rejected)
-
-    def _clean_elsewhere(self, code: str, language: str) -> str | None:
-        """Another registered language that parses `code` without errors, if any.
-
-        Several grammars accept many snippets; the one that also finds the most functions and
-        classes in it wins (a Java class parses in the C grammar too, but as nothing in particular).
-        """
-        scores = []
-        for spec in self.registry:
-            if spec.name == language:
-                continue
-            facts = parse(code, spec)
-            if not facts.has_error:
-                scores.append((-(len(facts.functions) + len(facts.classes)), spec.name))
-        return min(scores)[1] if scores else None
+        parsed = ParsedPair(candidate, spec, parse(candidate.chosen, spec), parse(candidate.rejected, spec))
+        for facts_filter in self.after_parse:
+            rejection = facts_filter.check(parsed)
+            if rejection is not None:
+                return facts_filter, rejection
+        return parsed
 
 
 def _brief(row: dict[str, Any]) -> dict[str, Any]:
@@ -123,6 +102,7 @@ class Parse(Stage[ParseConfig]):
     input_type = Candidate
     output_type = Candidate
     key_field = "pair_id"
+    drops = FILTERS
 
     @classmethod
     def check(cls, config: ParseConfig, registry: LanguageRegistry) -> None:

@@ -31,8 +31,9 @@ from llm.generation import CachedGenerator, Request, request_seed
 from llm.tasks import BugIntroduction, CommitReview, InstructionRecovery, Task
 from parsers import LanguageRegistry
 from parsers.facts import parse
-from pipelines.core import drop_record, metrics_namespace
+from pipelines.core import Rejection, metrics_namespace, route
 from pipelines.run.conservation import INPUTS_EXPANDED, OUTPUTS_DROPPED, OUTPUTS_MADE
+from pipelines.synthesize.filters import LLM_BUGS, LLM_REVIEW, SYNTHESIZE_REASONS
 from pipelines.synthesize.sandbox import SandboxLimits, SandboxUnavailable, check_bug
 from schemas import Candidate, Origin, from_row, to_row
 
@@ -144,17 +145,22 @@ class CommitTasks(_TaskRunner):
             answer = answers[(pair.pair_id, "review")]
             brief = {"pair_id": pair.pair_id, "criterion": pair.criterion, "repo": pair.origin.repo, "commit": pair.origin.commit}
             if isinstance(answer, Rejected):
-                yield drop_record(STAGE, pair.pair_id, "review_rejected", answer.reason, brief)
+                yield _drop(pair.pair_id, LLM_REVIEW.reject("review_rejected", "{why}", why=answer.reason), brief)
             elif answer.fields is None:
-                yield drop_record(STAGE, pair.pair_id, "review_unparsed", answer.reason or "", brief)
+                yield _drop(pair.pair_id, LLM_REVIEW.reject("review_unparsed", "{why}", why=answer.reason or ""), brief)
             elif not answer.fields["keep"]:
-                yield drop_record(STAGE, pair.pair_id, "review_below_cutoff",
-                                  f"rated {answer.fields['rating']} < {self.config.review_cutoff}", brief)
+                rejection = LLM_REVIEW.reject("review_below_cutoff", "rated {rating} < {cutoff}", rating=answer.fields["rating"],
+                                              cutoff=self.config.review_cutoff)
+                yield _drop(pair.pair_id, rejection, brief)
             else:
                 yield dataclasses.replace(pair, review_rating=answer.fields["rating"])
 
     def _fence(self, pair: Candidate) -> str:
         return self.registry[pair.language].fence if pair.language in self.registry else ""
+
+
+def _drop(key: str, rejection: Rejection, record: Any) -> Any:
+    return route(STAGE, key, rejection, record, SYNTHESIZE_REASONS)
 
 
 def _commit_key(pair: Candidate) -> str:
@@ -176,7 +182,7 @@ class IntroduceBugs(_TaskRunner):
             pair_id = f"instruct/{item['source']}/{item['id']}"
             brief = {"source": item["source"], "id": item["id"], "instruction": item["instruction"][:500]}
             if item["language"] not in self.registry:
-                yield drop_record(STAGE, pair_id, "unknown_language", item["language"], brief)
+                yield _drop(pair_id, LLM_BUGS.reject("unknown_language", "{language}", language=item["language"]), brief)
             else:
                 items.append((pair_id, brief, item))
         requests = [self.request(task, pair_id, "bug", {
@@ -189,28 +195,29 @@ class IntroduceBugs(_TaskRunner):
     def _pair(self, pair_id: str, brief: dict[str, Any], item: dict[str, Any], answer: Any) -> Iterator[Any]:
         spec = self.registry[item["language"]]
         if isinstance(answer, Rejected):
-            yield drop_record(STAGE, pair_id, "llm_bug_rejected", answer.reason, brief)
+            yield _drop(pair_id, LLM_BUGS.reject("llm_bug_rejected", "{why}", why=answer.reason), brief)
             return
         if answer.fields is None:
-            yield drop_record(STAGE, pair_id, "llm_bug_unparsed", answer.reason or "", brief)
+            yield _drop(pair_id, LLM_BUGS.reject("llm_bug_unparsed", "{why}", why=answer.reason or ""), brief)
             return
         solution, buggy = item["solution"], answer.fields["buggy_code"]
         if buggy.strip() == solution.strip():
-            yield drop_record(STAGE, pair_id, "llm_bug_unchanged", "the answer is the solution itself", brief)
+            yield _drop(pair_id, LLM_BUGS.reject("llm_bug_unchanged", "the answer is the solution itself"), brief)
             return
         original, mutant = parse(solution, spec), parse(buggy, spec)
         if mutant.error_bytes > original.error_bytes or mutant.missing_nodes > original.missing_nodes:
-            yield drop_record(STAGE, pair_id, "llm_bug_parse_errors", f"{mutant.error_bytes} error bytes in the buggy code", brief)
+            rejection = LLM_BUGS.reject("llm_bug_parse_errors", "{error_bytes} error bytes in the buggy code", error_bytes=mutant.error_bytes)
+            yield _drop(pair_id, rejection, brief)
             return
         verified, verification = None, "unverified: the source has no tests"
         if item.get("tests") is not None:
             try:
                 check = check_bug(solution, buggy, item["tests"], self.limits, self.interpreter)
             except SandboxUnavailable as error:
-                yield drop_record(STAGE, pair_id, "sandbox_unavailable", str(error), brief)
+                yield _drop(pair_id, LLM_BUGS.reject("sandbox_unavailable", "{error}", error=str(error)), brief)
                 return
             if check.drop_reason:
-                yield drop_record(STAGE, pair_id, f"llm_bug_{check.drop_reason}", check.verification, brief)
+                yield _drop(pair_id, LLM_BUGS.reject(f"llm_bug_{check.drop_reason}", "{output}", output=check.verification), brief)
                 return
             verified, verification = True, check.verification
         Metrics.counter(metrics_namespace(STAGE), "mutation_llm").inc()

@@ -39,7 +39,14 @@ TOKEN_SWAPS: dict[str, dict[str, str]] = {
 
 
 class MutationError(ValueError):
-    """No valid mutation exists for this code (the reason is the message)."""
+    """No valid mutation exists for this code: `reason` (a drop reason of the synthesize stage) and `detail`."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(reason, detail)
+        self.reason, self.detail = reason, detail
+
+    def __str__(self) -> str:
+        return f"{self.reason}: {self.detail}"
 
 
 @dataclass(frozen=True)
@@ -131,7 +138,7 @@ def mutation_sites(
 ) -> list[_Site]:
     """Every place where one of `operators` applies (inside the byte `region`, if given), in source order."""
     if spec.mutation is None:
-        raise MutationError(f"no_mutation_operators: the registry entry of {spec.name} has no 'mutation' block")
+        raise MutationError("no_mutation_operators", f"the registry entry of {spec.name} has no 'mutation' block")
     tree = _tools(spec).parser.parse(code.encode("utf-8"))
     low, high = region if region is not None else (0, len(code.encode("utf-8")))
     found = [
@@ -158,7 +165,7 @@ def mutate(
     """
     sites = mutation_sites(code, spec, operators, region)
     if not sites:
-        raise MutationError("no_mutation_site: none of the operators applies to this code")
+        raise MutationError("no_mutation_site", "none of the operators applies to this code")
     source = code.encode("utf-8")
     baseline = _errors(_tools(spec).parser.parse(source).root_node)
     rng = random.Random(int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big"))
@@ -190,4 +197,4 @@ def mutate(
             replacement=site.replacement.decode("utf-8"),
             mutant=mutant.decode("utf-8"),
         )
-    raise MutationError("no_valid_mutant: every candidate mutant parsed worse than the original")
+    raise MutationError("no_valid_mutant", "every candidate mutant parsed worse than the original")

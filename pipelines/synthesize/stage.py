@@ -18,13 +18,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from parsers import LanguageRegistry
 from pipelines.core import (
     DROPPED,
+    Rejection,
     Stage,
     StageConfig,
     StageResult,
-    drop_record,
     inputs_field,
     metrics_namespace,
     register_stage,
+    route,
 )
 from pipelines.run.config import ConfigError
 from pipelines.run.conservation import (
@@ -35,6 +36,13 @@ from pipelines.run.conservation import (
 )
 from pipelines.synthesize.classifier import CLASSIFIERS, commit_text
 from pipelines.synthesize.criteria import SeedTerms
+from pipelines.synthesize.filters import (
+    BUG_INJECTION,
+    COMMIT_CRITERIA,
+    DECLARERS,
+    INSTRUCT_ROWS,
+    SYNTHESIZE_REASONS,
+)
 from pipelines.synthesize.llm_tasks import CACHE_FILE as LLM_CACHE_FILE
 from pipelines.synthesize.llm_tasks import CommitTasks, IntroduceBugs, LLMTasksConfig
 from pipelines.synthesize.mutation import MutationError, mutate
@@ -160,8 +168,9 @@ class CommitPairs(beam.DoFn):
             if criteria:
                 Metrics.counter(metrics_namespace(STAGE), "criteria_from_classifier").inc()
         if not criteria:
-            detail = "no seed term in subject or message" + (", and the classifier tags none" if self.classifier else "")
-            yield drop_record(STAGE, row["commit"], "no_criterion", detail, _commit_brief(row))
+            rejection = COMMIT_CRITERIA.reject("no_criterion", "no seed term in subject or message{classifier}",
+                                               classifier=", and the classifier tags none" if self.classifier else "")
+            yield _drop(row["commit"], rejection, _commit_brief(row))
             return
         fence = self.registry[row["language"]].fence if row["language"] in self.registry else ""
         _count_fan_out(len(criteria))
@@ -200,6 +209,10 @@ def fallback_prompt(subject: str, path: str, language: str, fence: str) -> str:
     return f"{subject.strip()}\n\n(File `{path.rsplit('/', 1)[-1]}`, {language}.)"
 
 
+def _drop(key: str, rejection: Rejection, record: Any) -> beam.pvalue.TaggedOutput:
+    return route(STAGE, key, rejection, record, SYNTHESIZE_REASONS)
+
+
 def _commit_brief(row: dict[str, Any]) -> dict[str, Any]:
     return {k: row[k] for k in ("repo", "commit", "path", "subject")}
 
@@ -223,7 +236,7 @@ class InjectBug(beam.DoFn):
         pair_id = f"instruct/{source}/{row_id}"
         brief = {"source": source, "id": row_id, "instruction": item["instruction"][:500]}
         if item["language"] not in self.registry:
-            yield drop_record(STAGE, pair_id, "unknown_language", item["language"], brief)
+            yield _drop(pair_id, BUG_INJECTION.reject("unknown_language", "{language}", language=item["language"]), brief)
             return
         spec = self.registry[item["language"]]
         solution, tests = item["solution"], item.get("tests")
@@ -231,7 +244,7 @@ class InjectBug(beam.DoFn):
         try:
             yield from self._inject(item, pair_id, brief, spec, solution, tests, region)
         except SandboxUnavailable as error:
-            yield drop_record(STAGE, pair_id, "sandbox_unavailable", str(error), brief)
+            yield _drop(pair_id, BUG_INJECTION.reject("sandbox_unavailable", "{error}", error=str(error)), brief)
 
     def _inject(self, item: dict[str, Any], pair_id: str, brief: dict[str, Any], spec: Any, solution: str,
                 tests: str | None, region: tuple[int, int]) -> Iterator[Any]:
@@ -239,17 +252,17 @@ class InjectBug(beam.DoFn):
         if tests is not None:
             original = self._run_tests(solution, tests)
             if not original.passed:
-                yield drop_record(STAGE, pair_id, "original_fails_tests", original.last_line, brief)
+                yield _drop(pair_id, BUG_INJECTION.reject("original_fails_tests", "{output}", output=original.last_line), brief)
                 return
         for attempt in range(self.config.max_mutation_attempts):
             try:
                 mutation = mutate(solution, spec, key=pair_id, region=region, skip=attempt)
             except MutationError as error:
-                reason, _, detail = str(error).partition(": ")
                 if attempt == 0:
-                    yield drop_record(STAGE, pair_id, reason, detail, brief)
+                    yield _drop(pair_id, BUG_INJECTION.reject(error.reason, "{detail}", detail=error.detail), brief)
                 else:
-                    yield drop_record(STAGE, pair_id, "mutants_pass_tests", f"{attempt} mutants tried, all passed", brief)
+                    yield _drop(pair_id, BUG_INJECTION.reject("mutants_pass_tests", "{tried} mutants tried, all passed", tried=attempt),
+                                brief)
                 return
             verified, verification = None, "unverified: the source has no tests"
             if tests is not None:
@@ -269,7 +282,8 @@ class InjectBug(beam.DoFn):
                 verified=verified, verification=verification,
             ))
             return
-        yield drop_record(STAGE, pair_id, "mutants_pass_tests", f"{self.config.max_mutation_attempts} mutants tried, all passed", brief)
+        rejection = BUG_INJECTION.reject("mutants_pass_tests", "{tried} mutants tried, all passed", tried=self.config.max_mutation_attempts)
+        yield _drop(pair_id, rejection, brief)
 
     def _run_tests(self, code: str, tests: str) -> SandboxResult:
         """The tests run after `code` in the sandbox; output cut to the kept length is counted."""
@@ -308,18 +322,15 @@ class Synthesize(Stage[SynthesizeConfig]):
     input_type = Commit
     output_type = Candidate
     key_field = "pair_id"
+    drops = DECLARERS
     version = 2  # Candidate v2: review rating, instruction style
 
     @classmethod
     def check(cls, config: SynthesizeConfig, registry: LanguageRegistry) -> None:
-        """Each instruction file or folder named is there (object stores are looked at when read), and the
-        classifier's folder (else the stage would fail only when its workers load it)."""
+        """Each instruction file or folder named is there (object stores are looked at when read)."""
         for index, source in enumerate(config.instruct):
             if source.path is not None and "://" not in source.path and not Path(source.path).exists():
                 raise ConfigError(f"stages.{STAGE}.instruct[{index}] ({source.name}).path: {source.path!r} does not exist")
-        if config.classifier is not None and not Path(config.classifier.path).is_dir():
-            raise ConfigError(f"stages.{STAGE}.classifier.path: {config.classifier.path!r} is not a folder "
-                              "(train one with `codepref criteria train`)")
 
     @classmethod
     def fingerprint(cls, config: SynthesizeConfig) -> dict[str, Any]:
@@ -419,7 +430,7 @@ class _FirstRows(beam.DoFn):
         yield from rows[: self.limit]
         for item in rows[self.limit:]:
             pair_id = f"instruct/{item['source']}/{item['id']}"
-            yield drop_record(STAGE, pair_id, "beyond_limit", f"the source's limit is {self.limit} rows", {"id": item["id"]})
+            yield _drop(pair_id, INSTRUCT_ROWS.reject("beyond_limit", "the source's limit is {limit} rows", limit=self.limit), {"id": item["id"]})
 
 
 class _InstructItem(beam.DoFn):
@@ -436,22 +447,23 @@ class _InstructItem(beam.DoFn):
             try:
                 row = row.decode("utf-8")
             except UnicodeDecodeError as error:
-                detail = f"not UTF-8 (invalid byte {row[error.start:error.start + 1].hex()} at offset {error.start})"
-                yield drop_record(STAGE, where, "malformed_row", detail, row.decode("utf-8", errors="replace")[:2000])
+                rejection = INSTRUCT_ROWS.reject("malformed_row", "not UTF-8 (invalid byte {byte} at offset {offset})",
+                                                 byte=row[error.start:error.start + 1].hex(), offset=error.start)
+                yield _drop(where, rejection, row.decode("utf-8", errors="replace")[:2000])
                 return
         if isinstance(row, str):
             try:
                 row = json.loads(row)
             except ValueError as error:
-                yield drop_record(STAGE, where, "malformed_row", f"not JSON ({error})", row[:2000])
+                yield _drop(where, INSTRUCT_ROWS.reject("malformed_row", "not JSON ({error})", error=str(error)), row[:2000])
                 return
         missing = [c for c in (source.instruction_column, source.solution_column) if not isinstance(row, dict) or c not in row]
         if missing:
-            yield drop_record(STAGE, where, "missing_columns", f"lacks {missing}", str(row)[:2000])
+            yield _drop(where, INSTRUCT_ROWS.reject("missing_columns", "lacks {missing}", missing=missing), str(row)[:2000])
             return
         not_text = [c for c in (source.instruction_column, source.solution_column) if not isinstance(row[c], str)]
         if not_text:
-            yield drop_record(STAGE, where, "malformed_row", f"{not_text} not text", str(row)[:2000])
+            yield _drop(where, INSTRUCT_ROWS.reject("malformed_row", "{columns} not text", columns=not_text), str(row)[:2000])
             return
         row_id = row.get(source.id_column)
         if row_id is None:
@@ -459,8 +471,9 @@ class _InstructItem(beam.DoFn):
             row_id = hashlib.blake2b(text.encode("utf-8"), digest_size=8).hexdigest()
         tests = row.get(source.tests_column) if source.tests_column else None
         if tests is not None and not isinstance(tests, str):
-            detail = f"row {row_id}: column {source.tests_column!r} is {type(tests).__name__}, not a Python test program (text)"
-            yield drop_record(STAGE, where, "malformed_row", detail, str(row)[:2000])
+            rejection = INSTRUCT_ROWS.reject("malformed_row", "row {row}: column {column!r} is {kind}, not a Python test program (text)",
+                                             row=row_id, column=source.tests_column, kind=type(tests).__name__)
+            yield _drop(where, rejection, str(row)[:2000])
             return
         yield {
             "source": source.name,

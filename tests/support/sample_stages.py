@@ -17,17 +17,19 @@ from pydantic import Field
 
 from pipelines.core import (
     DROPPED,
+    DropReasons,
     RecordFilter,
-    Rejection,
     Stage,
     StageConfig,
     StageResult,
     apply_filter,
-    drop_record,
     inputs_field,
     register_stage,
+    route,
 )
 from schemas import Commit, from_row, to_row
+
+SOURCE_ROWS = DropReasons("commit_lines", {"malformed_row": "a line that is not a commit row"})
 
 
 class SourceConfig(StageConfig):
@@ -46,7 +48,7 @@ class ParseCommitLine(beam.DoFn):
             row = json.loads(line)
             record = from_row(Commit, row)
         except (ValueError, KeyError, TypeError) as error:
-            yield drop_record(self.stage, line[:40], "malformed_row", str(error), line)
+            yield route(self.stage, line[:40], SOURCE_ROWS.reject("malformed_row", "{error}", error=str(error)), line, SOURCE_ROWS)
             return
         if record.commit == self.fail_on:
             raise RuntimeError(f"simulated crash on {record.commit}")
@@ -58,6 +60,7 @@ class SampleSource(Stage):
     name = "sample_source"
     Config = SourceConfig
     output_type = Commit
+    drops = (SOURCE_ROWS,)
     key_field = "commit"
 
     def build(self, pipeline, inputs):
@@ -76,6 +79,8 @@ class FilterConfig(StageConfig):
 
 
 class MessageLength(RecordFilter):
+    reasons = {"short_message": "a message shorter than `min_message`"}  # noqa: RUF012
+
     def __init__(self, stage: str, min_message: int, stall_once: str = ""):
         super().__init__(stage, "commit")
         self.min_message = min_message
@@ -87,7 +92,7 @@ class MessageLength(RecordFilter):
                 marker.write(str(os.getpid()))
             time.sleep(300)
         if len(record["message"]) < self.min_message:
-            return Rejection("short_message", f"{len(record['message'])} characters")
+            return self.reject("short_message", "{length} characters", length=len(record["message"]))
         return None
 
 
@@ -96,6 +101,7 @@ class SampleFilter(Stage):
     name = "sample_filter"
     Config = FilterConfig
     output_type = Commit
+    drops = (MessageLength,)
     key_field = "commit"
 
     def build(self, pipeline, inputs):

@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict
 
 from parsers import LanguageRegistry
-from pipelines.core import Rejection
+from pipelines.core import Declared, DropReasons, Rejection, declared
 from pipelines.core.registry import Registry
 from schemas import Candidate, Origin
 from schemas.vocab import ASPECTS
@@ -197,9 +197,22 @@ class Missing(Exception):
     """A row lacks a column the adapter needs (the stage counts it as `missing_column`)."""
 
 
-class Adapter:
+# The reasons every adapter can give; an adapter declares its own besides these in `reasons`.
+ADAPTER_ROWS = DropReasons("every adapter", {
+    "malformed_row": "a row that is not a JSON object, or a value of the wrong kind",
+    "missing_column": "a row lacks a column the adapter needs",
+    "unknown_language": "the row's language (or the source's `language`) is not in the language registry",
+    "language_not_selected": "the row's language is not among the source's `languages`",
+    "empty_side": "the chosen or the rejected program is empty",
+    "identical_sides": "chosen and rejected are the same program",
+    "missing_prompt": "the row has no question, instruction or problem statement",
+})
+
+
+class Adapter(Declared):
     """Maps rows of one public set to candidates. Subclasses set the class attributes and implement
-    `prepare` and `pairs`; a set whose pairs span rows sets `grouped` and keys rows by group."""
+    `prepare` and `pairs`; a set whose pairs span rows sets `grouped` and keys rows by group. `reasons`
+    declares the set's own drop reasons, besides those of `ADAPTER_ROWS`."""
 
     name: ClassVar[str]
     roles: ClassVar[dict[str, tuple[str, ...]]]  # role -> column spellings tried in order
@@ -225,6 +238,16 @@ class Adapter:
                 known = ", ".join(registry.names)
                 raise ValueError(f"{self.name}: languages {missing} are not in the language registry; known: {known}")
             self.selected = frozenset(registry[name].name for name in settings.languages)
+
+    @classmethod
+    def declares(cls) -> DropReasons:
+        """Every reason this adapter can give: its own and those of every adapter."""
+        return DropReasons(cls.name, {**ADAPTER_ROWS.reasons, **cls.reasons})
+
+    @classmethod
+    def reject(cls, reason: str, template: str = "", /, **fields: Any) -> Rejection:
+        """A rejection for one of `declares()`'s reasons (`UndeclaredReason` for any other)."""
+        return declared(cls.declares(), Rejection(reason, template, **fields))
 
     # -- what subclasses implement
 
@@ -263,13 +286,13 @@ class Adapter:
         """The registry's canonical name of a set's language value, or why the row is dropped."""
         text = str(value if value is not None else self.settings.language or self.default_language or "").strip()
         if not text:
-            return Rejection("unknown_language", "the row has no language, and the source sets no `language`")
+            return self.reject("unknown_language", "the row has no language, and the source sets no `language`")
         spelled = self.spellings.get(text.casefold(), text)
         if spelled not in self.registry:
-            return Rejection("unknown_language", f"{text!r} is not in the language registry")
+            return self.reject("unknown_language", "{value!r} is not in the language registry", value=text)
         name = self.registry[spelled].name
         if self.selected is not None and name not in self.selected:
-            return Rejection("language_not_selected", f"{name} is not among {sorted(self.selected)}")
+            return self.reject("language_not_selected", "{language} is not among {selected}", language=name, selected=sorted(self.selected))
         return name
 
     def fixed_language(self) -> str | Rejection:
@@ -313,11 +336,11 @@ class Adapter:
     def sides_differ(chosen: str, rejected: str, prompt: str | None = None) -> Rejection | None:
         """Why a pair is no preference: an empty side, the same program twice, or (given) an empty prompt."""
         if not chosen.strip() or not rejected.strip():
-            return Rejection("empty_side", "the chosen or the rejected program is empty")
+            return ADAPTER_ROWS.reject("empty_side", "the chosen or the rejected program is empty")
         if chosen.strip() == rejected.strip():
-            return Rejection("identical_sides", "chosen and rejected are the same program")
+            return ADAPTER_ROWS.reject("identical_sides", "chosen and rejected are the same program")
         if prompt is not None and not prompt.strip():
-            return Rejection("missing_prompt", "the row has no question or instruction")
+            return ADAPTER_ROWS.reject("missing_prompt", "the row has no question or instruction")
         return None
 
     def code_sides(self, chosen: str, rejected: str, prompt: str | None = None) -> tuple[str, str] | Rejection:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from pathlib import PurePosixPath
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -62,6 +62,7 @@ class CodeRPile(Adapter):
     """
 
     name = "coder-pile"
+    reasons: ClassVar[dict[str, str]] = {"no_negatives": "the triplet has no hard negatives"}
     roles = {"instruction": ("prompt",), "query": ("query",), "positives": ("pos",), "negatives": ("neg",),
              "task": ("task_type", "task"), "language": ("code_language", "language")}
     optional = frozenset({"instruction", "task", "language"})
@@ -91,13 +92,13 @@ class CodeRPile(Adapter):
         parts = self._path_parts(file) or {}
         task = str(self.get(row, "task") or parts.get("task") or "")
         if not task:
-            return Rejection("missing_column", "no task: neither a task column nor the published file layout")
+            return self.reject("missing_column", "no task: neither a task column nor the published file layout")
         main = parts.get("main") or CODER_PILE_MAIN_TYPES.get(task, "code2code")
         language = self.language(self.get(row, "language") or parts.get("language") or self.settings.language)
         if isinstance(language, Rejection):
             return language
         if not isinstance(positives, list) or not positives or not isinstance(negatives, list):
-            return Rejection("malformed_row", "pos must be a non-empty list and neg a list")
+            return self.reject("malformed_row", "pos must be a non-empty list and neg a list")
         instruction = str(self.get(row, "instruction") or "")
         row_id = f"{task}/{self.fence(language)}/{content_id(query, positives[0])}"
         return row_id, {"task": task, "main": main, "language": language, "instruction": instruction, "query": query,
@@ -116,7 +117,7 @@ class CodeRPile(Adapter):
     def pairs(self, key: str, items: list[dict[str, Any]], statements: dict[str, str]) -> Iterator[Candidate | Rejection]:
         (item,) = items
         if not item["negatives"]:
-            yield Rejection("no_negatives", "the triplet has no hard negatives")
+            yield self.reject("no_negatives", "the triplet has no hard negatives")
             return
         rank = self.pick_negative(key, len(item["negatives"]))
         sides = self.code_sides(item["positive"], item["negatives"][rank])
@@ -131,7 +132,7 @@ class CodeRPile(Adapter):
         else:
             prompt = item["query"].strip()
         if not prompt.strip():
-            yield Rejection("missing_prompt", "empty query")
+            yield self.reject("missing_prompt", "empty query")
             return
         yield self.candidate(key, key, FUNCTIONAL_CORRECTNESS, item["language"], (prompt, PROMPT_ORIGIN), chosen, rejected,
                              verification=f"unverified here; CodeR-Pile positive vs hard negative #{rank + 1} ({item['task']})")

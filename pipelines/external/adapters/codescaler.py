@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -42,6 +42,10 @@ class CodeScaler(Adapter):
     """
 
     name = "codescaler"
+    reasons: ClassVar[dict[str, str]] = {
+        "invalid_measurement": "a measurement (cpu_time, memory, pass rate) is not a number",
+        "pass_rate_out_of_range": "the rejected side's pass rate is outside [`min_rejected_pass_rate`, 1)",
+    }
     roles = {
         "question": ("question_content", "question", "problem"),
         "positive": ("code_pos", "chosen", "pos"),
@@ -61,7 +65,7 @@ class CodeScaler(Adapter):
         if self.columns["rejected_pass_rate"]:
             rate = number(self.get(row, "rejected_pass_rate"))
             if rate is None:
-                return Rejection("invalid_measurement", f"pass rate {self.get(row, 'rejected_pass_rate')!r}")
+                return self.reject("invalid_measurement", "pass rate {value!r}", value=self.get(row, "rejected_pass_rate"))
             rate = rate / 100 if rate > 1 else rate
         return content_id(question, positive, negative), {"question": question, "positive": positive, "negative": negative,
                                                           "language": language, "rate": rate}
@@ -69,8 +73,8 @@ class CodeScaler(Adapter):
     def pairs(self, key: str, items: list[dict[str, Any]], statements: dict[str, str]) -> Iterator[Candidate | Rejection]:
         (item,) = items
         if item["rate"] is not None and not self.options.min_rejected_pass_rate <= item["rate"] < 1.0:
-            yield Rejection("pass_rate_out_of_range",
-                            f"rejected passes {item['rate']:.2f} of the tests; kept: [{self.options.min_rejected_pass_rate}, 1)")
+            yield self.reject("pass_rate_out_of_range", "rejected passes {rate:.2f} of the tests; kept: [{least}, 1)",
+                              rate=item["rate"], least=self.options.min_rejected_pass_rate)
             return
         sides = self.code_sides(item["positive"], item["negative"], item["question"])
         if isinstance(sides, Rejection):

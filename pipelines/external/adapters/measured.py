@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -54,6 +54,12 @@ class CodeNet(Adapter):
     """
 
     name = "codenet"
+    reasons: ClassVar[dict[str, str]] = {
+        "not_accepted": "a submission whose status is not among `statuses`",
+        "invalid_measurement": "a measurement (cpu_time, memory, pass rate) is not a number",
+        "single_submission": "a user's only accepted submission of a problem",
+        "ratio_below_threshold": "the most efficient pair is less than `min_ratio` times more efficient",
+    }
     roles = {
         "submission_id": ("s_id", "submission_id"),
         "problem_id": ("p_id", "problem_id"),
@@ -74,15 +80,16 @@ class CodeNet(Adapter):
         submission, problem, user = self.text(row, "submission_id"), self.text(row, "problem_id"), self.text(row, "user_id")
         code = self.text(row, "code")
         if status not in self.options.statuses:
-            return Rejection("not_accepted", f"status {status!r}")
+            return self.reject("not_accepted", "status {status!r}", status=status)
         language = self.language(self.get(row, "language"))
         if isinstance(language, Rejection):
             return language
         cpu_time, memory = number(self.get(row, "cpu_time")), number(self.get(row, "memory"))
         if cpu_time is None or memory is None or cpu_time < 0 or memory < 0:
-            return Rejection("invalid_measurement", f"cpu_time {self.get(row, 'cpu_time')!r}, memory {self.get(row, 'memory')!r}")
+            return self.reject("invalid_measurement", "cpu_time {cpu_time!r}, memory {memory!r}", cpu_time=self.get(row, "cpu_time"),
+                               memory=self.get(row, "memory"))
         if not code.strip():
-            return Rejection("empty_side", f"submission {submission} has no code")
+            return self.reject("empty_side", "submission {submission} has no code", submission=submission)
         item = {"submission_id": submission, "problem_id": problem, "user_id": user, "language": language,
                 "cpu_time": cpu_time, "memory": memory, "code": code}
         return f"{self.fence(language)}/{problem}/{user}", item
@@ -97,7 +104,7 @@ class CodeNet(Adapter):
     def pairs(self, key: str, items: list[dict[str, Any]], statements: dict[str, str]) -> Iterator[Candidate | Rejection]:
         items = sorted(items, key=lambda item: item["submission_id"])
         if len(items) < 2:
-            yield Rejection("single_submission", f"{key}: one accepted submission")
+            yield self.reject("single_submission", "{key}: one accepted submission", key=key)
             return
         first = items[0]
         language, problem, user = first["language"], first["problem_id"], first["user_id"]
@@ -107,7 +114,8 @@ class CodeNet(Adapter):
             solutions = [Solution(item["submission_id"], item["code"], item[measure]) for item in items]
             chosen, best = select_pairs(solutions, f"{key}/{measure}", self.settings.min_ratio, floor, self.options.pairs_per_group)
             if not chosen:
-                yield Rejection("ratio_below_threshold", f"{criterion}: best ratio {ratio_text(best)} < {self.settings.min_ratio}")
+                yield self.reject("ratio_below_threshold", "{criterion}: best ratio {best} < {min_ratio}", criterion=criterion,
+                                  best=ratio_text(best), min_ratio=self.settings.min_ratio)
             for pair in chosen:
                 yield self.candidate(
                     f"{problem}/{user}/{slug(criterion)}/{pair.better.id}-{pair.worse.id}", f"{pair.better.id}-{pair.worse.id}",
@@ -138,6 +146,10 @@ class Venus(Adapter):
     """
 
     name = "venus"
+    reasons: ClassVar[dict[str, str]] = {
+        "too_few_solutions": "a problem with fewer than two measured solutions for a criterion",
+        "ratio_below_threshold": "the most efficient pair is less than `min_ratio` times more efficient",
+    }
     roles = {
         "question_id": ("question_id", "id"),
         "content": ("content", "problem_description"),
@@ -161,7 +173,7 @@ class Venus(Adapter):
                 try:
                     value = json.loads(value)
                 except ValueError:
-                    return Rejection("malformed_row", f"{self.columns[role][0]} is not a JSON list")
+                    return self.reject("malformed_row", "{column} is not a JSON list", column=self.columns[role][0])
             solutions = []
             for index, entry in enumerate(value or []):
                 measured = number(entry.get(measure)) if isinstance(entry, dict) else None
@@ -169,25 +181,26 @@ class Venus(Adapter):
                     solutions.append({"id": str(index), "code": str(entry["code"]), "value": measured})
             lists[measure] = solutions
         if not lists["runtime"] and not lists["memory"]:
-            return Rejection("missing_column", "no solutions with measurements (rt_list / mm_list)")
+            return self.reject("missing_column", "no solutions with measurements (rt_list / mm_list)")
         row_id = f"{self.fence(language)}-{question}"
         return row_id, {"question_id": question, "prompt": html_to_text(content), "language": language, **lists}
 
     def pairs(self, key: str, items: list[dict[str, Any]], statements: dict[str, str]) -> Iterator[Candidate | Rejection]:
         (item,) = items
         if not item["prompt"]:
-            yield Rejection("missing_prompt", "the problem has no statement")
+            yield self.reject("missing_prompt", "the problem has no statement")
             return
         prompt = (item["prompt"], PROMPT_ORIGIN)
         for criterion, measure, floor, unit in ((RUNTIME_EFFICIENCY, "runtime", self.options.time_floor, "ms"),
                                                 (MEMORY_EFFICIENCY, "memory", self.options.memory_floor, "")):
             solutions = [Solution(s["id"], s["code"], s["value"]) for s in item[measure]]
             if len(solutions) < 2:
-                yield Rejection("too_few_solutions", f"{criterion}: {len(solutions)} measured solution(s)")
+                yield self.reject("too_few_solutions", "{criterion}: {count} measured solution(s)", criterion=criterion, count=len(solutions))
                 continue
             chosen, best = select_pairs(solutions, f"{key}/{measure}", self.settings.min_ratio, floor, self.options.pairs_per_group)
             if not chosen:
-                yield Rejection("ratio_below_threshold", f"{criterion}: best ratio {ratio_text(best)} < {self.settings.min_ratio}")
+                yield self.reject("ratio_below_threshold", "{criterion}: best ratio {best} < {min_ratio}", criterion=criterion,
+                                  best=ratio_text(best), min_ratio=self.settings.min_ratio)
             for pair in chosen:
                 sides = f"{pair.better.id}-{pair.worse.id}"
                 yield self.candidate(
@@ -257,6 +270,7 @@ class Pie4Perf(Adapter):
     """
 
     name = "pie4perf"
+    reasons: ClassVar[dict[str, str]] = {"ratio_below_threshold": "the most efficient pair is less than `min_ratio` times more efficient"}
     roles = {
         "problem_id": ("problem_id",),
         "slow": ("src_code", "input"),
@@ -293,8 +307,8 @@ class Pie4Perf(Adapter):
             base = max(fast_time, self.options.time_floor)
             ratio = slow_time / base if base > 0 else math.inf
             if ratio < self.settings.min_ratio:
-                detail = f"{RUNTIME_EFFICIENCY}: ratio {ratio_text(ratio)} < {self.settings.min_ratio}"
-                yield Rejection("ratio_below_threshold", detail)
+                yield self.reject("ratio_below_threshold", "{criterion}: ratio {ratio} < {min_ratio}", criterion=RUNTIME_EFFICIENCY,
+                                  ratio=ratio_text(ratio), min_ratio=self.settings.min_ratio)
                 return
             verification = f"unverified here; PIE measured {fast_time:g} vs {slow_time:g} ({ratio_text(ratio)}x)"
         prompt = self.contest_prompt(item["problem_id"], item["language"], statements, "IBM Project CodeNet (PIE)")

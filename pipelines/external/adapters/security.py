@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -40,6 +40,7 @@ class ProSec(Adapter):
     """
 
     name = "prosec"
+    reasons: ClassVar[dict[str, str]] = {"benign_pair": "a utility-preservation pair, not a security fix"}
     roles = {"language": ("lang",), "cwe": ("cwe",), "instruction": ("original_instruction",),
              "insecure": ("original_code",), "secure": ("fixed_code",), "benign": ("benign",)}
     optional = frozenset({"cwe", "benign", "language"})
@@ -49,7 +50,7 @@ class ProSec(Adapter):
         instruction, insecure, secure = self.text(row, "instruction"), self.text(row, "insecure"), self.text(row, "secure")
         benign = self.get(row, "benign")
         if benign is True or str(benign).lower() == "true":
-            return Rejection("benign_pair", "a utility-preservation pair, not a security fix")
+            return self.reject("benign_pair", "a utility-preservation pair, not a security fix")
         language = self.language(self.get(row, "language"))
         if isinstance(language, Rejection):
             return language

@@ -333,10 +333,10 @@ def test_matches_plain_git_log_on_this_repository(tmp_path, run_stage):
 
 def test_message_rules_and_windows_units():
     rules = MessageRules(10, 15_000, default_blocklist())
-    assert rules.check("  Initial commit \n") == "blocklisted_message"
-    assert rules.check("x" * 10) == "message_too_short" and rules.check("x" * 11) is None
-    assert rules.check("x" * 15_000) == "message_too_long"
-    assert rules.check("Push PI results nightly") == "ci_push_message"
+    assert rules.check("  Initial commit \n").reason == "blocklisted_message"
+    assert rules.check("x" * 10).reason == "message_too_short" and rules.check("x" * 11) is None
+    assert rules.check("x" * 15_000).reason == "message_too_long"
+    assert rules.check("Push PI results nightly").reason == "ci_push_message"
     windows = TimeWindows()
     assert not windows.active and windows.check("train", None) is None
 

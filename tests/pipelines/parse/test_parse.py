@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from pipelines.parse.stage import Parse
 from pipelines.run.config import RunConfig, import_builtin_stages
 from pipelines.run.orchestrator import run
 from schemas import Candidate, Drop
@@ -22,7 +23,9 @@ def run_parse(tmp_path, records, **config):
                   stages={"parse": config}), force=True)
     kept = {r["pair_id"]: r for r in read_rows(str(run_dir / "parse"), Candidate)}
     drops = {d["key"]: (d["reason"], d["detail"]) for d in read_rows(str(run_dir / "parse" / "_dropped"), Drop)}
-    return kept, drops, StageManifest.read(str(run_dir / "parse"))
+    manifest = StageManifest.read(str(run_dir / "parse"))
+    assert set(manifest.dropped) <= set(Parse.drop_reasons())
+    return kept, drops, manifest
 
 
 def test_every_parse_filter_has_its_reason(tmp_path):
