@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 from pydantic import Field
 
+from parsers import LanguageRegistry
 from pipelines.assemble.card import write_card
 from pipelines.assemble.decontaminate import BenchmarkFile, benchmark_prompts
 from pipelines.assemble.filters import (
@@ -51,6 +53,7 @@ from pipelines.dedup.transforms import (
     candidate_rank,
     candidate_text,
 )
+from pipelines.run.config import ConfigError
 from schemas import (
     ASPECTS,
     LANGUAGES,
@@ -202,6 +205,18 @@ class Assemble(Stage[AssembleConfig]):
         from storage.tables import fingerprint_files
 
         return fingerprint_files([b.path for b in config.benchmarks])
+
+    @classmethod
+    def check(cls, config: AssembleConfig, registry: LanguageRegistry) -> None:
+        """The tokenizer (unless the packaged one) and each benchmark file named are there (else the stage would
+        fail only when its workers start)."""
+        if config.tokenizer != "smollm2":
+            path = Path(config.tokenizer).expanduser()
+            if not (path / "tokenizer.json" if path.is_dir() else path).is_file():
+                raise ConfigError(f"stages.assemble.tokenizer: {config.tokenizer!r} is neither a tokenizer.json nor a folder with one")
+        for index, benchmark in enumerate(config.benchmarks):
+            if not Path(benchmark.path).exists():
+                raise ConfigError(f"stages.assemble.benchmarks[{index}] ({benchmark.name}).path: {benchmark.path!r} does not exist")
 
     @classmethod
     def local_files(cls, config: AssembleConfig) -> str:

@@ -4,15 +4,18 @@ results.json like `codepref eval`."""
 
 from __future__ import annotations
 
+import glob
 from pathlib import Path
 from typing import Any
 
+from parsers import LanguageRegistry
 from pipelines.assemble.stage import HOLDOUT_TABLE
 from pipelines.core import TaskResult, TaskStage, register_stage
 from pipelines.eval.benchmark import BenchmarkError
 from pipelines.eval.evaluation import EvalConfig, evaluate
 from pipelines.eval.metrics import RESULTS_FILE
 from pipelines.eval.scoring import SCORES_FILE
+from pipelines.run.config import ConfigError
 
 TRAINED_MODEL = "model"  # the train stage's final model folder, inside its directory
 
@@ -24,6 +27,14 @@ class Eval(TaskStage[EvalConfig]):
     name = "eval"
     Config = EvalConfig
     output_kind = "EvalResults v1"
+
+    @classmethod
+    def check(cls, config: EvalConfig, registry: LanguageRegistry) -> None:
+        """The model folder and the benchmark named are there (else the stage would fail only after the stages before it)."""
+        if config.model is not None and not Path(config.model).is_dir():
+            raise ConfigError(f"stages.eval.model: {config.model!r} is not a folder (a local reward model)")
+        if config.benchmark is not None and next(glob.iglob(config.benchmark, recursive=True), None) is None:
+            raise ConfigError(f"stages.eval.benchmark: {config.benchmark!r}: no such file or folder")
 
     @classmethod
     def fingerprint(cls, config: EvalConfig) -> dict[str, Any]:

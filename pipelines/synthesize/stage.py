@@ -327,10 +327,14 @@ class Synthesize(Stage[SynthesizeConfig]):
 
     @classmethod
     def check(cls, config: SynthesizeConfig, registry: LanguageRegistry) -> None:
-        """Each instruction file or folder named is there (object stores are looked at when read)."""
+        """Each instruction file or folder named is there (object stores are looked at when read), and the
+        classifier's folder (else the stage would fail only when its workers load it)."""
         for index, source in enumerate(config.instruct):
             if source.path is not None and "://" not in source.path and not Path(source.path).exists():
                 raise ConfigError(f"stages.{STAGE}.instruct[{index}] ({source.name}).path: {source.path!r} does not exist")
+        if config.classifier is not None and not Path(config.classifier.path).is_dir():
+            raise ConfigError(f"stages.{STAGE}.classifier.path: {config.classifier.path!r} is not a folder "
+                              "(train one with `codepref criteria train`)")
 
     @classmethod
     def fingerprint(cls, config: SynthesizeConfig) -> dict[str, Any]:

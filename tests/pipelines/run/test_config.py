@@ -190,3 +190,23 @@ def test_config_check_rejects_what_run_rejects_in_the_same_words(tmp_path, stage
     assert checked.output.strip() == ran.output.strip(), (checked.output, ran.output)  # (run's progress display may add a blank line)
     assert checked.output.startswith(f"error: {path}: ")
     assert not (tmp_path / "run").exists()  # the run stopped before it touched its directory
+
+
+def test_files_a_stage_would_open_only_on_its_workers_are_looked_at_before_the_run(tmp_path):
+    import_builtin_stages()
+    missing = tmp_path / "missing"
+    problems = {
+        "assemble": ({"tokenizer": str(missing)}, f"stages.assemble.tokenizer: '{missing}' is neither a tokenizer.json nor a folder"),
+        "synthesize": ({"classifier": {"path": str(missing)}}, f"stages.synthesize.classifier.path: '{missing}' is not a folder"),
+        "eval": ({"model": str(missing), "benchmark": str(tmp_path)}, f"stages.eval.model: '{missing}' is not a folder"),
+    }
+    for name, (values, message) in problems.items():
+        with pytest.raises(ConfigError) as error:
+            check_stages(RunConfig(run_dir=str(tmp_path / "run"), stages={name: values}))
+        assert str(error.value).startswith(message), name
+    benchmark = {"benchmarks": [{"name": "crb", "path": str(missing / "crb.parquet")}]}
+    with pytest.raises(ConfigError, match=r"^stages\.assemble\.benchmarks\[0\] \(crb\)\.path: .* does not exist$"):
+        check_stages(RunConfig(run_dir=str(tmp_path / "run"), stages={"assemble": benchmark}))
+    (tmp_path / "tok").mkdir()
+    (tmp_path / "tok" / "tokenizer.json").write_text("{}")
+    check_stages(RunConfig(run_dir=str(tmp_path / "run"), stages={"assemble": {"tokenizer": str(tmp_path / "tok")}}))
