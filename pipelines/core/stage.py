@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, TypeVar
 
 import apache_beam as beam
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from parsers import LanguageRegistry
 from pipelines.core.filters import Declares, declared_reasons
@@ -28,11 +28,24 @@ class StageConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    @field_validator("inputs", check_fields=False)
+    @classmethod
+    def _reads_a_stage(cls, inputs: list[str]) -> list[str]:
+        field = cls.model_fields["inputs"]
+        if not inputs and (field.json_schema_extra or {}).get(_AT_LEAST_ONE):  # type: ignore[union-attr]
+            default = ", ".join(field.get_default(call_default_factory=True))
+            raise ValueError(f"[] reads no stage, and this stage has nothing to work on without one; name the stages it "
+                             f"reads (default: [{default}])")
+        return inputs
+
+
+_AT_LEAST_ONE = "at_least_one"
+
 
 def inputs_field(*upstream: str, description: str, at_least_one: bool = True) -> Any:
     """The `inputs` field of a stage config: the upstream stages read, `upstream` by default. `at_least_one`: the
     stage has nothing to work on without one, so `[]` is refused (else `[]` reads no upstream stage)."""
-    return Field(default_factory=lambda: list(upstream), min_length=1 if at_least_one else 0, description=description)
+    return Field(default_factory=lambda: list(upstream), json_schema_extra={_AT_LEAST_ONE: at_least_one}, description=description)
 
 
 C = TypeVar("C", bound=StageConfig)

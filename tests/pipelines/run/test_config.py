@@ -67,8 +67,9 @@ def test_an_input_must_be_a_registered_stage_but_need_not_be_configured(tmp_path
          r"stages\.mine: min_message_chars \(50\) leaves no message length below max_message_chars \(51\)"),
         ("mine", {"bench_start": "2024-06-01", "bench_end": "2024-01-01"},
          r"stages\.mine: bench_start \(2024-06-01\) is not before bench_end \(2024-01-01\)"),
-        ("parse", {"inputs": []}, r"stages\.parse\.inputs: List should have at least 1 item"),
-        ("train", {"model": "m", "inputs": []}, r"stages\.train\.inputs: List should have at least 1 item"),
+        ("parse", {"inputs": []}, r"stages\.parse\.inputs: \[\] reads no stage, and this stage has nothing to work on without one; "
+                                  r"name the stages it reads \(default: \[synthesize\]\)"),
+        ("train", {"model": "m", "inputs": []}, r"stages\.train\.inputs: \[\] reads no stage.*\(default: \[assemble\]\)"),
         ("eval", {"inputs": [], "model": "m"}, r"stages\.eval: name a `benchmark`, or read the assemble stage's held-out pairs"),
         ("external", {"sources": [{"name": "venus", "path": "v"}, {"name": "oracle", "path": "o"}]},
          r"stages\.external\.sources\[1\]: unknown set 'oracle'; known: codenet, venus"),
