@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
-from typing import Any, Literal
+from typing import Any
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -41,7 +41,7 @@ from pipelines.core import (
     route,
 )
 from pipelines.label.filters import JUDGING, SAMPLE
-from pipelines.label.voting import KeepRule, count, margin, outcome
+from pipelines.label.voting import Consensus, KeepRule, count, margin, outcome
 from schemas import Candidate, JudgedPair, Vote, from_row, to_row
 
 STAGE = "label"
@@ -72,7 +72,7 @@ class LabelConfig(StageConfig):
     seed: int = Field(0, description="Base seed; each pair and order derive their own from it.")
     min_matches: int = Field(6, ge=0, description="Keep rule: votes that must agree with the expected direction.")
     max_contradictions: int = Field(1, ge=0, description="Keep rule: votes that may oppose it.")
-    consensus: Literal["all", "pooled"] = Field("all", description="Several judges: 'all' must pass, or 'pooled' votes.")
+    consensus: Consensus = Field("all", description="Several judges: 'all' must pass, or 'pooled' votes.")
     batch_size: int = Field(16, ge=1, description="Pairs judged per request batch.")
     sample: int | None = Field(
         None, ge=1, description="Judge only this many pairs, those whose pair-id hash is lowest (the rest dropped as not_sampled)."

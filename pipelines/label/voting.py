@@ -7,8 +7,11 @@ an answer without a parseable verdict is an error, counted, never dropped.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 from schemas import OrderCounts, Vote
+
+Consensus = Literal["all", "pooled"]  # how several judges' votes decide: each judge must pass, or the votes pooled
 
 
 def outcome(order: str, verdict: str | None) -> str:
@@ -37,10 +40,10 @@ class KeepRule:
 
     min_matches: int = 6
     max_contradictions: int = 1
-    consensus: str = "all"
+    consensus: Consensus = "all"
 
     def __post_init__(self) -> None:
-        if self.consensus not in ("all", "pooled"):
+        if self.consensus not in get_args(Consensus):  # LabelConfig refuses other values; this guards direct callers
             raise ValueError(f"consensus must be 'all' or 'pooled', got {self.consensus!r}")
 
     def _passes(self, votes: list[Vote]) -> tuple[bool, str]:
