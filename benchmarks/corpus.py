@@ -51,7 +51,7 @@ from pipelines.synthesize.criteria import SeedTerms
 from pipelines.synthesize.mutation import MutationError, mutate
 from pipelines.synthesize.stage import fallback_prompt
 from schemas import CRITERIA, Candidate, CorpusRow, Origin, arrow_schema, to_row
-from storage import StageManifest, shard_name, write_rows
+from storage import SchemaMismatch, StageManifest, shard_name, write_rows
 
 LANGUAGE_ORDER = ("C", "C#", "C++", "Go", "Java", "JavaScript", "Python", "Ruby")
 SOURCE_ROOTS = ("/usr/include", "/usr/lib", "/usr/share", "/usr/local")
@@ -717,17 +717,27 @@ def write_stage(run_dir: Path, name: str, records: Iterable[Any], record_type: t
     directory.mkdir(parents=True, exist_ok=True)
     schema = arrow_schema(record_type)
     parts = [shard_name(i, shards) for i in range(shards)]
-    writers = [pq.ParquetWriter(directory / part, schema) for part in parts]
+    writers = [pq.ParquetWriter(directory / part, schema, compression="zstd") for part in parts]
     buffers: list[list[dict[str, Any]]] = [[] for _ in parts]
+
+    def flush(shard: int) -> None:
+        try:
+            table = pa.Table.from_pylist(buffers[shard], schema=schema)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, KeyError) as error:
+            raise SchemaMismatch(f"{directory / parts[shard]}: rows do not fit {record_type.SCHEMA} v{record_type.VERSION}: "
+                                 f"{error}") from None
+        writers[shard].write_table(table)
+        buffers[shard] = []
+
     count = 0
     for count, record in enumerate(records, start=1):
-        buffer = buffers[(count - 1) % shards]
-        buffer.append(record if isinstance(record, dict) else to_row(record))
-        if len(buffer) >= flush_rows:
-            writers[(count - 1) % shards].write_table(pa.Table.from_pylist(buffer, schema=schema))
-            buffer.clear()
-    for writer, buffer in zip(writers, buffers):
-        writer.write_table(pa.Table.from_pylist(buffer, schema=schema))
+        shard = (count - 1) % shards
+        buffers[shard].append(record if isinstance(record, dict) else to_row(record))
+        if len(buffers[shard]) >= flush_rows:
+            flush(shard)
+    for shard, writer in enumerate(writers):
+        if buffers[shard]:
+            flush(shard)
         writer.close()
     StageManifest(
         stage=name, config_hash=config_hash, schema=f"{record_type.SCHEMA} v{record_type.VERSION}",

@@ -525,9 +525,9 @@ PLAIN = {"parse": plain_parse, "dedup": plain_dedup, "assemble": plain_assemble}
 
 def plain_stage(run_dir: Path, stage: str, num_shards: int) -> dict[str, Any]:
     """The stage's DoFns and functions in a plain loop in this process, into WORK/n<N>/plain/<stage>."""
-    from pipelines.run.local_runner import tune_malloc as _tune_malloc
+    from pipelines.run.local_runner import tune_malloc
 
-    _tune_malloc()  # the same allocator settings the stages run with
+    tune_malloc()  # the same allocator settings the stages run with
     out = run_dir / "plain" / stage
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
