@@ -90,6 +90,8 @@ BASE_TIME = 1_500_000_000
 MAX_ATTEMPTS = 50
 
 
+# --- source files per language, and the candidate pairs made from them ----------------------------
+
 @dataclass(frozen=True)
 class Unit:
     """A piece of real (or generated) code that becomes the chosen side of pairs."""
@@ -629,7 +631,7 @@ def pair_index(pair_id: str) -> int:
     return int(pair_id.rsplit("/", 1)[1])
 
 
-# --- dedup documents -------------------------------------------------------------------------------
+# --- dedup documents ------------------------------------------------------------------------------
 
 def stdlib_functions(limit: int) -> list[str]:
     """Up to `limit` functions (300 to 6,000 characters) of the Python standard library, in path order."""
@@ -669,7 +671,7 @@ def dedup_documents(count: int, seed: int = 1) -> list[tuple[str, str]]:
     return docs
 
 
-# --- reward-model training pairs -----------------------------------------------------------------
+# --- reward-model training pairs ------------------------------------------------------------------
 
 TRAIN_WORDS = ["total", "items", "count", "value", "index", "buffer", "result", "cache", "left", "right", "node", "key"]
 
@@ -699,7 +701,7 @@ def write_train_corpus(folder: Path, pairs: int, lines: int, seed: int) -> str:
     return str(folder)
 
 
-# --- finished stage directories --------------------------------------------------------------------
+# --- finished stage directories -------------------------------------------------------------------
 
 def candidate(pair_id: str, chosen: str, rejected: str, language: str = "Python", committed_at: int | None = 1_600_000_000,
               **fields: Any) -> Candidate:
@@ -747,7 +749,7 @@ def write_stage(run_dir: Path, name: str, records: Iterable[Any], record_type: t
     return directory
 
 
-# --- git histories ---------------------------------------------------------------------------------
+# --- git histories --------------------------------------------------------------------------------
 
 def synthetic_history(path: Path, commits: int, seed: int = 7, files: int = 40) -> Path:
     """A bare repository of `commits` commits of every shape (single-file edits, multi-file edits,
