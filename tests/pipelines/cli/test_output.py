@@ -77,7 +77,8 @@ def test_the_judge_engine_starts_quietly_unless_verbose(monkeypatch):
     from llm.backends import VERBOSE_ENV, quiet_engine
 
     for variable in (VERBOSE_ENV, "VLLM_LOGGING_LEVEL", "TORCH_CPP_LOG_LEVEL", "PYTHONWARNINGS"):
-        monkeypatch.delenv(variable, raising=False)
+        monkeypatch.setenv(variable, "")  # recorded first, so that the test leaves the environment as it was
+        monkeypatch.delenv(variable)
     engine_default = vllm.envs.VLLM_LOGGING_LEVEL
     assert engine_default == "INFO"
     assert quiet_engine() and vllm.envs.VLLM_LOGGING_LEVEL == "ERROR"  # what vLLM and the processes it starts read
@@ -97,13 +98,13 @@ def test_verbose_is_an_option_of_run_and_of_the_stage_commands(tmp_path, monkeyp
     from llm.backends import VERBOSE_ENV
     from pipelines.cli import app
 
-    monkeypatch.delenv(VERBOSE_ENV, raising=False)
+    monkeypatch.setenv(VERBOSE_ENV, "0")  # restored after the test
     missing = str(tmp_path / "missing.yaml")
     quiet = CliRunner().invoke(app, ["run", missing])
-    assert quiet.exit_code == 2 and VERBOSE_ENV not in os.environ
+    assert quiet.exit_code == 2 and os.environ[VERBOSE_ENV] == "0"
     verbose = CliRunner().invoke(app, ["run", "--verbose", missing])
     assert verbose.exit_code == 2 and os.environ[VERBOSE_ENV] == "1"
-    monkeypatch.delenv(VERBOSE_ENV)
+    monkeypatch.setenv(VERBOSE_ENV, "0")
     label = CliRunner().invoke(app, ["label", "--verbose", "--in", str(tmp_path), "--out", str(tmp_path / "out"),
                                      "--config", missing])
     assert label.exit_code == 2 and "missing.yaml" in label.output and os.environ[VERBOSE_ENV] == "1"
