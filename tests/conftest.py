@@ -44,7 +44,7 @@ def vllm_engine(smollm2):
 
 @pytest.fixture
 def faulty_judge():
-    """The /v1 address of a scripted judge server (tests.support.fake_openai.FakeOpenAI), reset for each test."""
+    """The /v1 address of the scripted OpenAI-compatible server (tests.support.fake_openai.FakeOpenAI), reset for each test."""
     with serving() as url:
         yield url
 
@@ -53,8 +53,7 @@ def faulty_judge():
 def run_stage(tmp_path):
     """Run one stage alone in `tmp_path / "run"` (or `run_dir=`): `run_stage("synthesize", config, upstream={"mine":
     (commits, Commit)})` -> StageRun(rows, drops, details, manifest); see tests/support/stage_run.py."""
-
-    from tests.support.stage_run import run_one_stage
+    from tests.support.stage_run import run_one_stage  # here: importing the stages is for the tests that run one
 
     def run_alone(stage: str, config: dict | None = None, *, run_dir: Path | None = None, **options: object) -> StageRun:
         return run_one_stage(run_dir or tmp_path / "run", stage, config, **options)

@@ -1,4 +1,5 @@
-"""The `label` stage with the real vLLM engine on CPU: both orders, counts, raw texts, cache on rerun."""
+"""The `label` stage: every branch of the keep rule on verdicts scripted per prompt (the fake OpenAI server), and
+the real vLLM engine on CPU: both orders, counts, raw texts, cache on rerun."""
 
 from __future__ import annotations
 
@@ -7,7 +8,48 @@ from pipelines.run.config import RunConfig, import_builtin_stages
 from pipelines.run.orchestrator import run
 from schemas import Candidate, JudgedPair
 from storage import read_rows
+from tests.support.fake_openai import FakeOpenAI
 from tests.support.stage_fixtures import candidate, write_stage
+
+
+def test_the_keep_rule_decides_from_votes_in_both_orders(run_stage, faulty_judge):
+    """Scripted judges: one prefers the chosen side, one always says A (position bias), one prefers the rejected
+    side, one ties, one never gives a verdict; 3 votes per order, kept with 2 matches and at most 1 contradiction."""
+    shown_a = r"Response A:\n```\w*\n[^`]*"  # the code shown first, whatever its fence
+    FakeOpenAI.answers = [
+        (shown_a + "# agree chosen", "[VERDICT]A[/VERDICT]"), ("# agree ", "[VERDICT]B[/VERDICT]"),
+        ("# biased ", "[VERDICT]A[/VERDICT]"),
+        (shown_a + "# against rejected", "[VERDICT]A[/VERDICT]"), ("# against ", "[VERDICT]B[/VERDICT]"),
+        ("# tie ", "[VERDICT]TIE[/VERDICT]"),
+        ("# silent ", "Both look fine to me."),
+    ]
+    names = ("agree", "biased", "against", "tie", "silent")
+    pairs = [candidate(name, f"def f(xs):\n    return sorted(xs)  # {name} chosen\n", f"def f(xs):\n    return xs  # {name} rejected\n")
+             for name in names]
+    judge = {"backend": "openai", "model": "scripted", "base_url": faulty_judge, "max_retries": 0, "timeout": 10}
+    stage = {"judges": [judge], "votes": 6, "max_tokens": 16, "min_matches": 2, "max_contradictions": 1}
+    judged, _, manifest = run_stage("label", stage, upstream={"dedup": (pairs, Candidate)})
+
+    counts = {name: {order: (row[order]["matches"], row[order]["contradictions"], row[order]["ties"], row[order]["errors"])
+                     for order in ("chosen_first", "chosen_second")} for name, row in judged.items()}
+    assert counts == {
+        "agree": {"chosen_first": (3, 0, 0, 0), "chosen_second": (3, 0, 0, 0)},
+        "biased": {"chosen_first": (3, 0, 0, 0), "chosen_second": (0, 3, 0, 0)},
+        "against": {"chosen_first": (0, 3, 0, 0), "chosen_second": (0, 3, 0, 0)},
+        "tie": {"chosen_first": (0, 0, 3, 0), "chosen_second": (0, 0, 3, 0)},
+        "silent": {"chosen_first": (0, 0, 0, 3), "chosen_second": (0, 0, 0, 3)},
+    }
+    decisions = {name: (row["kept"], row["keep_reason"]) for name, row in judged.items()}
+    assert decisions == {
+        "agree": (True, "kept"),
+        "biased": (False, "too_many_contradictions: 3 > 1 (scripted)"),
+        "against": (False, "too_few_matches: 0 < 2 (scripted)"),
+        "tie": (False, "too_few_matches: 0 < 2 (scripted)"),
+        "silent": (False, "too_few_matches: 0 < 2 (scripted)"),
+    }
+    assert {name: row["margin"] for name, row in judged.items()} == {"agree": 1.0, "biased": 0.0, "against": -1.0, "tie": 0.0,
+                                                                     "silent": 0.0}
+    assert manifest.records_out == 5 and manifest.counters["backend_requests"] == 5 * 2  # one request per pair and order
 
 
 def test_label_votes_in_both_orders_and_a_rerun_asks_for_nothing(tmp_path, smollm2, vllm_engine):
@@ -84,6 +126,7 @@ def test_two_judges_vote_apart_and_the_consensus_rule_decides(tmp_path, smollm2,
         return outcome, {row["pair_id"]: row for row in read_rows(str(run_dir / "label"), JudgedPair)}
 
     outcome, judged = label("all")
+    assert set(judged) == {"p1", "p2"}
     assert outcome.manifest.counters["backend_requests"] == 2 * 2 * 2  # judges x pairs x orders
     assert len(AnswerCache(run_dir / "label_answers.sqlite")) == 8
     for row in judged.values():
@@ -94,6 +137,7 @@ def test_two_judges_vote_apart_and_the_consensus_rule_decides(tmp_path, smollm2,
         assert (row["kept"], row["keep_reason"]) == KeepRule(1, 0, "all").decide(votes)
 
     again, pooled = label("pooled", force=True)  # another rule over the same answers: nothing asked again
+    assert set(pooled) == {"p1", "p2"}
     assert again.manifest.counters.get("backend_requests", 0) == 0
     for row in pooled.values():
         assert (row["kept"], row["keep_reason"]) == KeepRule(1, 0, "pooled").decide([Vote(**v) for v in row["votes"]])

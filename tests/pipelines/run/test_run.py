@@ -96,7 +96,7 @@ def test_multi_processing_runner_gives_the_same_shards(tmp_path, commits_file):
     for stage in ("sample_source", "sample_filter"):
         one = sorted((tmp_path / "one" / stage).glob("part-*.parquet"))
         two = sorted((tmp_path / "two" / stage).glob("part-*.parquet"))
-        assert [p.name for p in one] == [p.name for p in two]
+        assert [p.name for p in one] == [p.name for p in two] and one
         for a, b in zip(one, two):
             assert list(read_rows_of(a)) == list(read_rows_of(b))
 

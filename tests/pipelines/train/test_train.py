@@ -194,6 +194,7 @@ def test_interrupted_and_resumed_run_equals_the_uninterrupted_one(tiny_lm, corpu
         torch.testing.assert_close(parts[key], whole[key], rtol=0, atol=1e-6, msg=key)
     later = {s["step"]: s for s in metric_lines(resumed["metrics_file"]) if s["event"] == "step" and s["step"] > 5}
     reference = {s["step"]: s for s in metric_lines(uninterrupted.metrics_file) if s["event"] == "step"}
+    assert sorted(later) == list(range(6, 13))  # every step after the checkpoint, compared below
     for step, line in later.items():
         assert line["loss"] == pytest.approx(reference[step]["loss"], abs=1e-6)
         assert line["lr"] == pytest.approx(reference[step]["lr"])
@@ -278,7 +279,7 @@ def test_train_and_eval_stages_in_a_run_and_the_cli(tiny_lm, corpus, tmp_path):
     assert (run_dir / "train" / "model" / "config.json").is_file()
     results = json.loads((run_dir / "eval" / "results.json").read_text())
     assert results["overall"]["total_examples"] == 2
-    assert all(outcome.skipped for outcome in run(config))  # both done: nothing redone
+    assert [(outcome.stage, outcome.skipped) for outcome in run(config)] == [("train", True), ("eval", True)]  # nothing redone
 
     result = CliRunner().invoke(app, ["train", "--model", tiny_lm, "--data", str(assembled), "--out", str(tmp_path / "cli"),
                                       "--max-steps", "1", "--batch-size", "2"])
