@@ -2,8 +2,8 @@
 
 A random Llama (benchmarks.tiny_model, the tests' size by default: hidden 32, 2 layers; bigger through
 the flags) and its tiny tokenizer train for `--steps` optimizer steps on a generated corpus of code
-pairs (benchmarks.corpus.write_train_corpus) through `pipelines.train.train`, the whole path: tokenized pairs, collation, forward of
-chosen and rejected together, LM loss, backward, clipping, AdamW, scheduler. Each device runs
+pairs (benchmarks.corpus.write_train_corpus) through `pipelines.train.train`, the whole path: tokenized
+pairs, collation, forward of chosen and rejected together, LM loss, backward, clipping, AdamW, scheduler. Each device runs
 in a fresh process (accelerate keeps one device per process). Reported per device: median and
 mean milliseconds per optimizer step after `--warmup` steps, pairs and padded tokens per second.
 
