@@ -1,5 +1,6 @@
 """Inputs the tests share: commit rows and records, candidate pairs written as an upstream stage, commit
-messages by criterion, a Rust language entry, and the run configs built from them."""
+messages by criterion, the sources of a small real run, a Rust language entry, and the run configs built
+from them. Test modules import these from here, never from one another."""
 
 from __future__ import annotations
 
@@ -93,6 +94,40 @@ UNSEEN = [
 ]
 
 
+# --- a small real run ------------------------------------------------------------------------------
+
+# Five files, each changed once by a commit whose message names its criterion (copy.py: a near copy of stats.py).
+FUNCTIONS = [
+    ("stats.py", "def mean(xs):\n    total = 0\n    for x in xs:\n        total += x\n    return total / len(xs)\n",
+     "def mean(xs):\n    if not xs:\n        return 0.0\n    total = 0\n    for x in xs:\n        total += x\n    return total / len(xs)\n",
+     "Fix bug: mean crashed on an empty list (edge case)"),
+    ("search.py", "def find(items, key):\n    for i in range(len(items)):\n        if items[i] == key:\n            return i\n    return -1\n",
+     "def find(items, key):\n    index = {item: i for i, item in enumerate(items)}\n    if key in index:\n        return index[key]\n    return -1\n",
+     "Speed up lookups with a dictionary index"),
+    ("query.py", "def lookup(db, name):\n    sql = \"SELECT * FROM users WHERE name = '\" + name + \"'\"\n    return db.execute(sql)\n",
+     "def lookup(db, name):\n    sql = 'SELECT * FROM users WHERE name = ?'\n    return db.execute(sql, (name,))\n",
+     "Sanitize user input against sql injection"),
+    ("copy.py", "def mean(xs):\n    total = 0\n    for x in xs:\n        total += x\n    return total / len(xs)\n",
+     "def mean(xs):\n    if not xs:\n        return 0.0\n    total = 0\n    for x in xs:\n        total += x\n    return total / len(xs)\n",
+     "Fix bug: the copied mean crashed on an empty list (edge case)"),  # a near copy of stats.py: dedup clusters them
+    ("walk.c", "int sum(int *xs, int n) {\n    int total = 0;\n    for (int i = 0; i <= n; i++) {\n        total += xs[i];\n    }\n    return total;\n}\n",
+     "int sum(int *xs, int n) {\n    int total = 0;\n    for (int i = 0; i < n; i++) {\n        total += xs[i];\n    }\n    return total;\n}\n",
+     "Fix faulty loop bound that read past the end"),
+]
+
+# Instruction rows with solutions, two with tests (bug injection verifies against them).
+INSTRUCT = [
+    {"id": "r1", "instruction": "Return the larger of two numbers.",
+     "solution": "def larger(a, b):\n    if a > b:\n        return a\n    return b\n",
+     "tests": "assert larger(1, 2) == 2\nassert larger(3, 2) == 3\n"},
+    {"id": "r2", "instruction": "Count the even numbers in a list.",
+     "solution": "def evens(xs):\n    count = 0\n    for x in xs:\n        if x % 2 == 0:\n            count += 1\n    return count\n",
+     "tests": "assert evens([1, 2, 4]) == 2\nassert evens([]) == 0\n"},
+    {"id": "r3", "instruction": "Clamp a value into a range.",
+     "solution": "def clamp(x, lo, hi):\n    if x < lo:\n        return lo\n    if x > hi:\n        return hi\n    return x\n"},
+]
+
+
 # --- languages -------------------------------------------------------------------------------------
 
 RUST_ENTRY = textwrap.dedent(
@@ -150,3 +185,17 @@ def candidates(run_dir: Path, count: int) -> list[str]:
                        prompt=f"Task p{i}. Return the item of rank {i}.") for i in range(count)]
     write_stage(run_dir, "dedup", pairs, Candidate)
     return [pair.pair_id for pair in pairs]
+
+
+def small_run_config(run_dir: Path, sources: dict[str, Path], mode: str, workers: int) -> dict:
+    """A run of mine -> synthesize -> parse -> dedup -> assemble over `sources` ("repo": a repository of FUNCTIONS' commits,
+    "instruct": INSTRUCT as JSONL), as a config document."""
+    stages = {
+        "mine": {"repos": [str(sources["repo"])]},
+        "synthesize": {"instruct": [{"name": "rows", "path": str(sources["instruct"]), "tests_column": "tests"}],
+                       "sandbox_seconds": 5},
+        "parse": {},
+        "dedup": {"threshold": 0.6, "ngram": 3, "num_perm": 64},
+        "assemble": {"inputs": ["dedup"], "max_tokens": 1024},
+    }
+    return {"run_dir": str(run_dir), "num_shards": 2, "runner": {"running_mode": mode, "workers": workers}, "stages": stages}

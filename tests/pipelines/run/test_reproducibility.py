@@ -26,38 +26,9 @@ import yaml
 from pipelines.run.config import RunConfig, import_builtin_stages
 from pipelines.run.orchestrator import run
 from tests.support.git_fixtures import MIT, GitRepo
+from tests.support.inputs import FUNCTIONS, INSTRUCT, small_run_config
 
 REPO = Path(__file__).resolve().parents[3]
-
-FUNCTIONS = [
-    ("stats.py", "def mean(xs):\n    total = 0\n    for x in xs:\n        total += x\n    return total / len(xs)\n",
-     "def mean(xs):\n    if not xs:\n        return 0.0\n    total = 0\n    for x in xs:\n        total += x\n    return total / len(xs)\n",
-     "Fix bug: mean crashed on an empty list (edge case)"),
-    ("search.py", "def find(items, key):\n    for i in range(len(items)):\n        if items[i] == key:\n            return i\n    return -1\n",
-     "def find(items, key):\n    index = {item: i for i, item in enumerate(items)}\n    if key in index:\n        return index[key]\n    return -1\n",
-     "Speed up lookups with a dictionary index"),
-    ("query.py", "def lookup(db, name):\n    sql = \"SELECT * FROM users WHERE name = '\" + name + \"'\"\n    return db.execute(sql)\n",
-     "def lookup(db, name):\n    sql = 'SELECT * FROM users WHERE name = ?'\n    return db.execute(sql, (name,))\n",
-     "Sanitize user input against sql injection"),
-    ("copy.py", "def mean(xs):\n    total = 0\n    for x in xs:\n        total += x\n    return total / len(xs)\n",
-     "def mean(xs):\n    if not xs:\n        return 0.0\n    total = 0\n    for x in xs:\n        total += x\n    return total / len(xs)\n",
-     "Fix bug: the copied mean crashed on an empty list (edge case)"),  # a near copy of stats.py: dedup clusters them
-    ("walk.c", "int sum(int *xs, int n) {\n    int total = 0;\n    for (int i = 0; i <= n; i++) {\n        total += xs[i];\n    }\n    return total;\n}\n",
-     "int sum(int *xs, int n) {\n    int total = 0;\n    for (int i = 0; i < n; i++) {\n        total += xs[i];\n    }\n    return total;\n}\n",
-     "Fix faulty loop bound that read past the end"),
-]
-
-INSTRUCT = [
-    {"id": "r1", "instruction": "Return the larger of two numbers.",
-     "solution": "def larger(a, b):\n    if a > b:\n        return a\n    return b\n",
-     "tests": "assert larger(1, 2) == 2\nassert larger(3, 2) == 3\n"},
-    {"id": "r2", "instruction": "Count the even numbers in a list.",
-     "solution": "def evens(xs):\n    count = 0\n    for x in xs:\n        if x % 2 == 0:\n            count += 1\n    return count\n",
-     "tests": "assert evens([1, 2, 4]) == 2\nassert evens([]) == 0\n"},
-    {"id": "r3", "instruction": "Clamp a value into a range.",
-     "solution": "def clamp(x, lo, hi):\n    if x < lo:\n        return lo\n    if x > hi:\n        return hi\n    return x\n"},
-]
-
 
 @pytest.fixture(scope="module")
 def sources(tmp_path_factory) -> dict[str, Path]:
@@ -75,18 +46,6 @@ def sources(tmp_path_factory) -> dict[str, Path]:
     return {"repo": repo.path, "instruct": rows}
 
 
-def config(run_dir: Path, sources: dict[str, Path], mode: str, workers: int) -> dict:
-    stages = {
-        "mine": {"repos": [str(sources["repo"])]},
-        "synthesize": {"instruct": [{"name": "rows", "path": str(sources["instruct"]), "tests_column": "tests"}],
-                       "sandbox_seconds": 5},
-        "parse": {},
-        "dedup": {"threshold": 0.6, "ngram": 3, "num_perm": 64},
-        "assemble": {"inputs": ["dedup"], "max_tokens": 1024},
-    }
-    return {"run_dir": str(run_dir), "num_shards": 2, "runner": {"running_mode": mode, "workers": workers}, "stages": stages}
-
-
 def row_hashes(run_dir: Path) -> dict[str, list[str]]:
     """Every Parquet file of the run (relative path) -> the hashes of its rows, in file order."""
     hashes = {}
@@ -100,7 +59,7 @@ def row_hashes(run_dir: Path) -> dict[str, list[str]]:
 
 def test_the_same_config_twice_and_on_one_or_two_workers_gives_the_same_rows(tmp_path, sources):
     import_builtin_stages()
-    run(RunConfig.model_validate(config(tmp_path / "first", sources, "in_memory", 1)))
+    run(RunConfig.model_validate(small_run_config(tmp_path / "first", sources, "in_memory", 1)))
     first = row_hashes(tmp_path / "first")
     corpus = sum(len(rows) for name, rows in first.items() if name.startswith("assemble/part-"))
     assert corpus >= 6  # commit pairs and bug-injected pairs reached the corpus
@@ -108,7 +67,7 @@ def test_the_same_config_twice_and_on_one_or_two_workers_gives_the_same_rows(tmp
     assert {name.split("/")[0] for name in first} == {"mine", "synthesize", "parse", "dedup", "assemble"}
 
     path = tmp_path / "two.yaml"
-    path.write_text(yaml.safe_dump(config(tmp_path / "two", sources, "multi_processing", 2)))
+    path.write_text(yaml.safe_dump(small_run_config(tmp_path / "two", sources, "multi_processing", 2)))
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONHASHSEED": "2024"}
     done = subprocess.run([sys.executable, "-m", "pipelines.cli", "run", str(path)], capture_output=True, text=True,
                           env=env, cwd=REPO, timeout=300)
