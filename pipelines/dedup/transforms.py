@@ -31,9 +31,10 @@ from apache_beam.metrics import Metrics
 
 from parsers import strip_comments
 from pipelines.core import (
-    drop_record,
     metrics_namespace,
+    route,
 )
+from pipelines.dedup.filters import DUPLICATES
 from pipelines.dedup.minhash import Banding, analyse, estimated_jaccard, optimal_banding
 
 if TYPE_CHECKING:
@@ -113,7 +114,8 @@ class DropDuplicates(beam.DoFn):
         if decision is None:
             yield row
         else:
-            yield drop_record(self.stage, row[self.id_field], decision[0], decision[1], brief(row))
+            rejection = DUPLICATES.reject(decision[0], "{detail}", detail=decision[1])
+            yield route(self.stage, row[self.id_field], rejection, brief(row), DUPLICATES)
 
 
 BAND_PARTITIONS = 64
