@@ -128,8 +128,9 @@ class Stage(Generic[C]):
     @classmethod
     def check(cls, config: C, registry: LanguageRegistry) -> None:
         """Checks of the config that need the run's language registry or a cheap look at the files it names
-        (what the typed config alone cannot say); raise pipelines.run.config.ConfigError naming the key. Run by
-        `codepref config check` and by the run before it builds any stage (default: nothing to check)."""
+        (what the typed config alone cannot say); raise pipelines.run.config.ConfigError naming the key. Run through
+        pipelines.run.orchestrator.check_run, by `codepref config check` and by the run before it builds any stage
+        (default: nothing to check). Checks that need no data belong in the config's validators instead."""
 
     def read_inputs(self, pipeline: beam.Pipeline, label: str) -> beam.PCollection:
         """Every upstream record read again, as one PCollection (for stages that re-read rather than hold)."""
