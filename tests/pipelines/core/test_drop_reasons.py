@@ -11,8 +11,8 @@ from pipelines.core.drop_tables import README, render, sections
 from pipelines.run.config import RunConfig, import_builtin_stages
 from pipelines.run.orchestrator import run
 from storage import StageManifest
-from tests.pipelines.run import test_reproducibility as reproducibility
 from tests.support.git_fixtures import MIT, GitRepo
+from tests.support.inputs import FUNCTIONS, INSTRUCT, small_run_config
 
 REPO = Path(__file__).resolve().parents[3]
 # Files that still call the low-level drop_record themselves rather than route through a declarer.
@@ -57,20 +57,20 @@ def test_a_run_drops_only_for_reasons_its_stages_declare(tmp_path):
     """The reproducibility run (mine -> synthesize -> parse -> dedup -> assemble), with a few rows that each stage drops."""
     repo = GitRepo(tmp_path / "octo-stats")
     repo.write("LICENSE", MIT)
-    for name, before, _, _ in reproducibility.FUNCTIONS:
+    for name, before, _, _ in FUNCTIONS:
         repo.write(f"src/{name}", before)
     repo.commit("Initial import of the helpers")
-    for name, _, after, message in reproducibility.FUNCTIONS:
+    for name, _, after, message in FUNCTIONS:
         repo.write(f"src/{name}", after)
         repo.commit(message)
     repo.write("src/notes.py", "x = 1\n")
     repo.commit("wip")  # message_too_short
-    rows = [*reproducibility.INSTRUCT, {"id": "r4", "instruction": "Nothing to mutate.", "solution": "pass\n"},  # no_mutation_site
+    rows = [*INSTRUCT, {"id": "r4", "instruction": "Nothing to mutate.", "solution": "pass\n"},  # no_mutation_site
             {"id": "r5", "solution": "x = 1\n"}]  # missing_columns
     instruct = tmp_path / "instruct.jsonl"
     instruct.write_text("".join(json.dumps(row) + "\n" for row in rows) + "not json\n")  # malformed_row
     import_builtin_stages()
-    run(RunConfig.model_validate(reproducibility.config(tmp_path / "run", {"repo": repo.path, "instruct": instruct}, "in_memory", 1)))
+    run(RunConfig.model_validate(small_run_config(tmp_path / "run", {"repo": repo.path, "instruct": instruct}, "in_memory", 1)))
     dropped = {}
     for name in ("mine", "synthesize", "parse", "dedup", "assemble"):
         manifest = StageManifest.read(str(tmp_path / "run" / name))
