@@ -12,6 +12,16 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+# Why the trainer drops a pair (counted in train_result.json and the stage's manifest, listed in dropped.jsonl).
+PROMPT_TOO_LONG = "prompt_too_long"
+IDENTICAL_AFTER_TRUNCATION = "identical_after_truncation"
+IDENTICAL_RESPONSES = "identical_responses"
+DROP_REASONS = {
+    PROMPT_TOO_LONG: "the prompt and the end of turn leave no response token within `max_length`",
+    IDENTICAL_AFTER_TRUNCATION: "chosen and rejected become the same tokens once cut to `max_length`",
+    IDENTICAL_RESPONSES: "chosen and rejected are the same response tokens",
+}
+
 METRICS_FILE = "metrics.jsonl"  # the trainer's log, one JSON object a line (read by the run's progress bar)
 
 

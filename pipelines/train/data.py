@@ -20,12 +20,15 @@ from typing import Any
 
 import torch
 
+from pipelines.train.config import (
+    IDENTICAL_AFTER_TRUNCATION,
+    IDENTICAL_RESPONSES,
+    PROMPT_TOO_LONG,
+)
+
 log = logging.getLogger(__name__)
 
 CONVERSATION_COLUMNS = ("system", "input", "chosen", "rejected")
-PROMPT_TOO_LONG = "prompt_too_long"
-IDENTICAL_AFTER_TRUNCATION = "identical_after_truncation"
-IDENTICAL_RESPONSES = "identical_responses"
 
 
 def conversation(system: str, prompt: str, response: str | None = None) -> list[dict[str, str]]:

@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import create_model
 
 from pipelines.core import (
+    DropReasons,
     Progress,
     StageConfig,
     StageContext,
@@ -18,7 +19,7 @@ from pipelines.core import (
     inputs_field,
     register_stage,
 )
-from pipelines.train.config import METRICS_FILE, TrainConfig
+from pipelines.train.config import DROP_REASONS, METRICS_FILE, TrainConfig
 
 # Every training option of TrainConfig, except what the run decides (data, output folder, resuming).
 _RUN_DECIDES = ("data", "output_dir", "resume", "stop_after_steps")
@@ -56,6 +57,7 @@ class Train(TaskStage[Any]):  # Any: TrainStageConfig is made at import time fro
     Config = TrainStageConfig
     output_kind = "RewardModel v1"
     resumable = True  # an unfinished attempt with the same config hash keeps its checkpoints
+    drops = (DropReasons("PairEncoder", DROP_REASONS),)
 
     @classmethod
     def fingerprint(cls, config: Any) -> dict[str, Any]:
