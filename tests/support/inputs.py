@@ -11,6 +11,7 @@ import yaml
 
 from pipelines.run.config import RunConfig, import_builtin_stages
 from schemas import CRITERIA, Candidate, Commit
+from tests.support.git_fixtures import MIT, GitRepo
 from tests.support.stage_fixtures import candidate, write_stage
 
 FC, RT, MEM, SEC, READ = CRITERIA
@@ -185,6 +186,19 @@ def candidates(run_dir: Path, count: int) -> list[str]:
                        prompt=f"Task p{i}. Return the item of rank {i}.") for i in range(count)]
     write_stage(run_dir, "dedup", pairs, Candidate)
     return [pair.pair_id for pair in pairs]
+
+
+def small_run_repository(path: Path) -> GitRepo:
+    """A git repository for the small real run: the helpers of FUNCTIONS imported, then one commit per change."""
+    repo = GitRepo(path)
+    repo.write("LICENSE", MIT)
+    for name, before, _, _ in FUNCTIONS:
+        repo.write(f"src/{name}", before)
+    repo.commit("Initial import of the helpers")
+    for name, _, after, message in FUNCTIONS:
+        repo.write(f"src/{name}", after)
+        repo.commit(message)
+    return repo
 
 
 def small_run_config(run_dir: Path, sources: dict[str, Path], mode: str, workers: int) -> dict:

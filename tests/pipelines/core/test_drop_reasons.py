@@ -11,8 +11,7 @@ from pipelines.core.drop_tables import README, render, sections
 from pipelines.run.config import RunConfig, import_builtin_stages
 from pipelines.run.orchestrator import run
 from storage import StageManifest
-from tests.support.git_fixtures import MIT, GitRepo
-from tests.support.inputs import FUNCTIONS, INSTRUCT, small_run_config
+from tests.support.inputs import INSTRUCT, small_run_config, small_run_repository
 
 REPO = Path(__file__).resolve().parents[3]
 # Files that still call the low-level drop_record themselves rather than route through a declarer.
@@ -55,14 +54,7 @@ def test_stages_drop_only_through_declared_reasons():
 
 def test_a_run_drops_only_for_reasons_its_stages_declare(tmp_path):
     """The reproducibility run (mine -> synthesize -> parse -> dedup -> assemble), with a few rows that each stage drops."""
-    repo = GitRepo(tmp_path / "octo-stats")
-    repo.write("LICENSE", MIT)
-    for name, before, _, _ in FUNCTIONS:
-        repo.write(f"src/{name}", before)
-    repo.commit("Initial import of the helpers")
-    for name, _, after, message in FUNCTIONS:
-        repo.write(f"src/{name}", after)
-        repo.commit(message)
+    repo = small_run_repository(tmp_path / "octo-stats")
     repo.write("src/notes.py", "x = 1\n")
     repo.commit("wip")  # message_too_short
     rows = [*INSTRUCT, {"id": "r4", "instruction": "Nothing to mutate.", "solution": "pass\n"},  # no_mutation_site

@@ -25,25 +25,17 @@ import yaml
 
 from pipelines.run.config import RunConfig, import_builtin_stages
 from pipelines.run.orchestrator import run
-from tests.support.git_fixtures import MIT, GitRepo
-from tests.support.inputs import FUNCTIONS, INSTRUCT, small_run_config
+from tests.support.inputs import INSTRUCT, small_run_config, small_run_repository
 
 REPO = Path(__file__).resolve().parents[3]
 
 @pytest.fixture(scope="module")
 def sources(tmp_path_factory) -> dict[str, Path]:
     base = tmp_path_factory.mktemp("sources")
-    repo = GitRepo(base / "octo-stats")
-    repo.write("LICENSE", MIT)
-    for name, before, _, _ in FUNCTIONS:
-        repo.write(f"src/{name}", before)
-    repo.commit("Initial import of the helpers")
-    for name, _, after, message in FUNCTIONS:
-        repo.write(f"src/{name}", after)
-        repo.commit(message)
+    repo = small_run_repository(base / "octo-stats").path
     rows = base / "instruct.jsonl"
     rows.write_text("".join(json.dumps(row) + "\n" for row in INSTRUCT))
-    return {"repo": repo.path, "instruct": rows}
+    return {"repo": repo, "instruct": rows}
 
 
 def row_hashes(run_dir: Path) -> dict[str, list[str]]:
