@@ -4,31 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.parse.stage import Parse
-from pipelines.run.config import RunConfig, import_builtin_stages
-from pipelines.run.orchestrator import run
-from schemas import Candidate, Drop
-from storage import StageManifest, read_rows
-from tests.support.stage_fixtures import candidate, write_stage
+from schemas import Candidate
+from tests.support.stage_fixtures import candidate
 
 GOOD_BEFORE = "def area(w, h):\n    return w * h\n"
 GOOD_AFTER = "def area(w, h):\n    # width times height\n    return abs(w) * abs(h)\n"
 
 
-def run_parse(tmp_path, records, **config):
-    import_builtin_stages()
-    run_dir = tmp_path / "run"
-    write_stage(run_dir, "synthesize", records, Candidate)
-    run(RunConfig(run_dir=str(run_dir), num_shards=2, runner={"running_mode": "in_memory", "workers": 1},
-                  stages={"parse": config}), force=True)
-    kept = {r["pair_id"]: r for r in read_rows(str(run_dir / "parse"), Candidate)}
-    drops = {d["key"]: (d["reason"], d["detail"]) for d in read_rows(str(run_dir / "parse" / "_dropped"), Drop)}
-    manifest = StageManifest.read(str(run_dir / "parse"))
-    assert set(manifest.dropped) <= set(Parse.drop_reasons())
-    return kept, drops, manifest
-
-
-def test_every_parse_filter_has_its_reason(tmp_path):
+def test_every_parse_filter_has_its_reason(run_stage):
     long_code = "def f():\n" + "    x = 1\n" * 400
     records = [
         candidate("kept", GOOD_AFTER, GOOD_BEFORE),
@@ -43,9 +26,10 @@ def test_every_parse_filter_has_its_reason(tmp_path):
         candidate("c_macro", "#define AREA(w, h) ((w) * (h))\nint area(int w, int h) { return AREA(w, h); }\n",
                   "int area(int w, int h) { return w * h; }\n", language="C"),
     ]
-    kept, drops, manifest = run_parse(tmp_path, records, max_lines=300)
+    result = run_stage("parse", {"max_lines": 300}, upstream={"synthesize": (records, Candidate)})
+    kept, drops, manifest = result
     assert set(kept) == {"kept", "c_macro"}
-    assert {key: reason for key, (reason, _) in drops.items()} == {
+    assert drops == {
         "empty": "empty_side",
         "identical": "identical_sides",
         "normalised": "identical_after_normalisation",
@@ -55,7 +39,7 @@ def test_every_parse_filter_has_its_reason(tmp_path):
         "mismatch": "language_mismatch",
         "cobol": "unknown_language",
     }
-    assert drops["mismatch"][1].startswith("chosen parses as ") and drops["mismatch"][1].endswith("the pair is Python")
+    assert result.details["mismatch"].startswith("chosen parses as ") and result.details["mismatch"].endswith("the pair is Python")
     assert manifest.records_in == 10 and manifest.records_out == 2
     assert sum(manifest.dropped.values()) == 8
 
@@ -67,17 +51,18 @@ def test_every_parse_filter_has_its_reason(tmp_path):
     assert kept["kept"]["rejected_facts"]["comment_spans"] == []
 
 
-def test_error_share_threshold_is_per_language(tmp_path):
+def test_error_share_threshold_is_per_language(run_stage):
     flaky = "int area(int w, int h) { return w * h; }\nint oops( { }\n"
-    records = [candidate("c", flaky, "int area(int w, int h) { return w + h; }\n", language="C")]
-    _, drops, _ = run_parse(tmp_path, records)
-    assert drops["c"][0] == "error_share_above_threshold"
-    kept, _, _ = run_parse(tmp_path, records, max_error_share={"default": 0.05, "C": 0.5})
+    upstream = {"synthesize": ([candidate("c", flaky, "int area(int w, int h) { return w + h; }\n", language="C")], Candidate)}
+    _, drops, _ = run_stage("parse", {}, upstream=upstream)
+    assert drops["c"] == "error_share_above_threshold"
+    kept, _, _ = run_stage("parse", {"max_error_share": {"default": 0.05, "C": 0.5}}, upstream=upstream)
     assert set(kept) == {"c"}
 
 
-def test_unknown_language_in_thresholds_is_a_config_error(tmp_path):
+def test_unknown_language_in_thresholds_is_a_config_error(run_stage):
     from pipelines.run.config import ConfigError
 
     with pytest.raises(ConfigError, match="unknown languages \\['Klingon'\\]"):
-        run_parse(tmp_path, [candidate("a", GOOD_AFTER, GOOD_BEFORE)], max_error_share={"Klingon": 0.1})
+        run_stage("parse", {"max_error_share": {"Klingon": 0.1}},
+                  upstream={"synthesize": ([candidate("a", GOOD_AFTER, GOOD_BEFORE)], Candidate)})
