@@ -10,11 +10,18 @@ from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from functools import cached_property
 from importlib.resources import files
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
+import apache_beam as beam
 import yaml
 
-from pipelines.core import Declared, DropReasons, Filter, Rejection
+from parsers import LanguageRegistry
+from pipelines.core import Declared, DropReasons, Filter, Rejection, route
+
+if TYPE_CHECKING:
+    from pipelines.mine.stage import MineConfig
+
+STAGE = "mine"
 
 REVERT_TRAILER = re.compile(r"This reverts commit ([0-9a-fA-F]{7,40})")
 _SPDX_LINE = re.compile(rb"SPDX-License-Identifier:\s*([A-Za-z0-9.+-]+)")
@@ -265,3 +272,51 @@ class RevertIndex:
 # Every rule and step of the stage, in the order its README table lists them; `MINE_REASONS` is their union.
 DECLARERS = (GIT, ChangeShape, MessageRules, FileContents, RepositoryRules, TimeWindows, REVERTS, COMMIT_TABLE, ONE_PER_COMMIT)
 MINE_REASONS = DropReasons.union("mine", *DECLARERS)
+
+
+class Rules:
+    """The configured rules, built once per worker."""
+
+    def __init__(self, config: MineConfig, registry: LanguageRegistry):
+        self.config = config
+        self.registry = registry
+        self.messages = MessageRules(config.min_message_chars, config.max_message_chars, default_blocklist())
+        self.windows = TimeWindows(config.train_end, config.bench_start, config.bench_end)
+        self.repositories = RepositoryRules(config.licenses, config.repo_allowlist)
+        self.shape = ChangeShape()
+
+    def has_language(self, path: str) -> bool:
+        return bool(self.registry.candidates_for_path(path))
+
+    def contents(self, before: bytes, after: bytes, path: str) -> tuple[str, str, str] | Rejection:
+        """(before text, after text, language), or why the file is dropped."""
+        if before == after:
+            return FileContents.reject("no_change")
+        old, rejection = decode_source(before)
+        if rejection is not None:
+            return rejection
+        new, rejection = decode_source(after)
+        if rejection is not None:
+            return rejection
+        spec = self.registry.for_path(path, after)
+        if spec is None:
+            return FileContents.reject("unknown_language")
+        return old, new, spec.name  # type: ignore[return-value]
+
+
+def drop(key: str, rejection: Rejection, record: Any, count: int = 1) -> beam.pvalue.TaggedOutput:
+    return route(STAGE, key, rejection, record, MINE_REASONS, count)
+
+
+def is_unicode(text: str) -> bool:
+    """Whether a string can be written as UTF-8 (no lone surrogates from undecodable bytes)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def printable(text: str) -> str:
+    """The text with undecodable bytes shown as escapes, so that a record naming it can be written."""
+    return text.encode("utf-8", errors="backslashreplace").decode("utf-8")

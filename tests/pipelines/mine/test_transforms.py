@@ -15,7 +15,8 @@ from apache_beam.testing.util import assert_that, equal_to
 from parsers import LanguageRegistry
 from parsers.registry import DEFAULT_REGISTRY
 from pipelines.core import DROPPED
-from pipelines.mine.stage import MineConfig, MineRepository, MineTableRow
+from pipelines.mine.stage import MineConfig, MineRepository
+from pipelines.mine.tables import MineTableRow
 from schemas import Commit, to_row
 from tests.support.git_fixtures import GPL3, MIT, GitRepo
 from tests.support.inputs import GOOD
