@@ -31,6 +31,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pipelines.core.registry import Registry
+from pipelines.run.library_logs import VERBOSE_ENV
 
 Conversation = list[dict[str, str]]
 
@@ -75,7 +76,6 @@ class BackendUnavailable(RuntimeError):
 BACKENDS: Registry[type] = Registry("judge backend")
 
 
-VERBOSE_ENV = "CODEPREF_VERBOSE"  # "1" (`--verbose`): the engine logs at its own levels
 QUIET_ENGINE = {
     "VLLM_LOGGING_LEVEL": "ERROR",  # vLLM in this process and in the engine and worker processes it starts
     "TORCH_CPP_LOG_LEVEL": "ERROR",  # torch's C++ warnings (the NUMA binding it chose)

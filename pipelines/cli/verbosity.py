@@ -17,7 +17,7 @@ def set_verbosity(verbose: bool) -> None:
     """Quiet by default: libraries log at ERROR (Beam's and the others' warnings are about their own set-up) and the
     judge engine starts quietly (llm.backends); --verbose: their warnings, and the engine at its own levels.
     Errors and codepref's own progress print either way."""
-    from llm.backends import VERBOSE_ENV
+    from pipelines.run.library_logs import VERBOSE_ENV
 
     logging.getLogger().setLevel(logging.WARNING if verbose else logging.ERROR)
     if verbose:

@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 
 from pipelines.eval.benchmark import BenchPair, read_benchmark
 from pipelines.eval.conversations import BenchPairEncoder, EncodedBenchPair
+from pipelines.run.library_logs import library_bars_off
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +101,9 @@ class LoadedRewardModel:
 
         if dtype not in DTYPES:
             raise ModelError(f"unknown dtype {dtype!r}; known: {', '.join(DTYPES)}")
-        model, info = AutoModelForSequenceClassification.from_pretrained(
-            model_dir, local_files_only=True, dtype=getattr(torch, dtype), output_loading_info=True)
+        with library_bars_off():
+            model, info = AutoModelForSequenceClassification.from_pretrained(
+                model_dir, local_files_only=True, dtype=getattr(torch, dtype), output_loading_info=True)
         missing = sorted(info.get("missing_keys") or [])
         if missing:
             raise ModelError(f"{model_dir}: no weights for {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}; "

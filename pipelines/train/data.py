@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from pipelines.run.library_logs import library_bars_off
 from pipelines.train.config import (
     IDENTICAL_AFTER_TRUNCATION,
     IDENTICAL_RESPONSES,
@@ -186,7 +187,8 @@ def prepare_pairs(data: list[str], encoder: PairEncoder, cache_dir: str | None, 
     import datasets
 
     files = corpus_files(data)
-    corpus = datasets.load_dataset("parquet", data_files=files, split="train", cache_dir=cache_dir)
+    with library_bars_off(datasets=True):
+        corpus = datasets.load_dataset("parquet", data_files=files, split="train", cache_dir=cache_dir)
     missing = [c for c in CONVERSATION_COLUMNS if c not in corpus.column_names]
     if missing:
         raise ValueError(f"corpus files {files[:3]}{' ...' if len(files) > 3 else ''} lack columns {missing}; "
@@ -203,7 +205,8 @@ def prepare_pairs(data: list[str], encoder: PairEncoder, cache_dir: str | None, 
                 row = encoded[index]
                 handle.write(json.dumps({"row": index, "idx": row.get("idx"), "reason": row["drop_reason"],
                                          "detail": row["drop_detail"]}) + "\n")
-    kept = encoded.filter(lambda reason: reason == "", input_columns="drop_reason")
+    with library_bars_off(datasets=True):
+        kept = encoded.filter(lambda reason: reason == "", input_columns="drop_reason")
     truncated = sum(kept["truncated"])
     kept = kept.select_columns(["chosen_ids", "rejected_ids", "prompt_length"])
     if dropped:

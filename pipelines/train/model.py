@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pipelines.run.library_logs import library_bars_off
+
 
 @dataclass
 class RewardOutput:
@@ -124,6 +126,7 @@ def export_sequence_classifier(model: RewardModel, tokenizer: Any, folder: Path)
     classifier.load_state_dict(state, strict=True, assign=True)
     classifier.eval()
     folder.mkdir(parents=True, exist_ok=True)
-    classifier.save_pretrained(folder)
+    with library_bars_off():
+        classifier.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder

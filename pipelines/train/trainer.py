@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from pipelines.run.library_logs import library_bars_off
 from pipelines.train.config import METRICS_FILE, TrainConfig
 from pipelines.train.data import PairEncoder, collate, prepare_pairs
 from pipelines.train.model import RewardModel, export_sequence_classifier, pair_loss
@@ -211,7 +212,8 @@ class _Run:
         self.plan = StepPlan(self.data.pairs_kept, config.batch_size, config.gradient_accumulation,
                              self.accelerator.num_processes, config.seed, config.epochs, config.max_steps)
 
-        model = RewardModel.from_pretrained(config.model, config.attn_implementation)
+        with library_bars_off():
+            model = RewardModel.from_pretrained(config.model, config.attn_implementation)
         if config.gradient_checkpointing:
             model.lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.resumed_from = _resume_point(config, self.output_dir)
