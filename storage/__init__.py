@@ -3,11 +3,13 @@
 from storage.manifest import MANIFEST_NAME, StageManifest, package_versions
 from storage.parquet import (
     PART_GLOB,
+    InputNotVisible,
     ReadRecords,
     SchemaMismatch,
     WriteShardedParquet,
     check_schema,
     list_parts,
+    not_visible,
     read_rows,
     shard_name,
     shard_of,
@@ -16,6 +18,7 @@ from storage.parquet import (
 
 __all__ = [
     "PART_GLOB",
+    "InputNotVisible",
     "MANIFEST_NAME",
     "ReadRecords",
     "SchemaMismatch",
@@ -23,6 +26,7 @@ __all__ = [
     "WriteShardedParquet",
     "check_schema",
     "list_parts",
+    "not_visible",
     "package_versions",
     "read_rows",
     "shard_name",

@@ -8,6 +8,7 @@ of the same config can be compared file by file.
 from __future__ import annotations
 
 import hashlib
+import socket
 import uuid
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -25,6 +26,25 @@ ROW_GROUP_ROWS = 1_000
 
 class SchemaMismatch(ValueError):
     """A Parquet file does not hold the record type a stage expects."""
+
+
+class InputNotVisible(FileNotFoundError):
+    """An input the run found when the stage started (an upstream shard, a repository) is not there for the worker
+    that reads it: the workers do not see the files the driver sees. An error, never fewer rows."""
+
+
+def not_visible(what: str, where: str) -> InputNotVisible:
+    """The error for `what` missing on this worker; `where` says what every worker must see."""
+    return InputNotVisible(f"{what} is not there for this worker ({socket.gethostname()}), though the run found it when the stage "
+                           f"started: every worker must see {where} at the same path (a file system all of them mount, "
+                           "or an object store such as gs://)")
+
+
+def require_visible(path: str) -> str:
+    """`path`, or InputNotVisible naming it when this worker cannot see it."""
+    if not FileSystems.exists(path):
+        raise not_visible(path, "the run directory")
+    return path
 
 
 def shard_name(shard: int, num_shards: int) -> str:
@@ -228,4 +248,6 @@ class ReadRecords(beam.PTransform):
             return pbegin | "NoInput" >> beam.Create([])
         if self.files is None:
             return pbegin | "ReadParquet" >> beam.io.ReadFromParquet(FileSystems.join(self.directory, PART_GLOB))
-        return pbegin | "Shards" >> beam.Create(parts) | "ReadParquet" >> beam.io.ReadAllFromParquet()
+        # ReadAllFromParquet skips a file it cannot find: a worker that does not see the run directory must fail instead.
+        return (pbegin | "Shards" >> beam.Create(parts) | "Visible" >> beam.Map(require_visible)
+                | "ReadParquet" >> beam.io.ReadAllFromParquet())

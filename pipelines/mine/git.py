@@ -12,6 +12,7 @@ each blob it is asked for.
 
 from __future__ import annotations
 
+import os
 import re
 import zlib
 from collections.abc import Iterator
@@ -48,6 +49,17 @@ class Change:
     path: str | None = None
     old_blob: str | None = None
     new_blob: str | None = None
+
+
+def path_missing(path: str) -> bool:
+    """Whether nothing at all is at `path`: a path that is there but cannot be looked at (no permission) is not missing."""
+    try:
+        os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return True
+    except OSError:
+        return False
+    return False
 
 
 def open_repository(path: str) -> pygit2.Repository:

@@ -48,6 +48,7 @@ from pipelines.mine.git import (
     is_repository,
     license_text,
     open_repository,
+    path_missing,
     read_blob,
     reference_targets,
     truncated_history_objects,
@@ -61,6 +62,7 @@ from pipelines.mine.tables import (
 )
 from pipelines.run.config import ConfigError
 from schemas import Commit, to_row
+from storage import not_visible
 
 
 class MineConfig(StageConfig):
@@ -162,6 +164,8 @@ def _manifest_rows(path: Path) -> list[dict[str, Any]]:
         repo_path = Path(row["path"]).expanduser()
         if not repo_path.is_absolute():
             repo_path = (path.parent / repo_path).resolve()
+        if path_missing(str(repo_path)):  # else its workers would find it missing too, and fail the stage
+            raise ConfigError(f"stages.mine.repo_manifest: {path} row {number}: {str(repo_path)!r} does not exist")
         entry = {"path": str(repo_path)}
         for key in ("name", "license"):
             if row.get(key):
@@ -188,6 +192,8 @@ class MineRepository(beam.DoFn):
         and a repository that cannot be read or walked at all; each of them is one record out or dropped."""
         records_in = beam.metrics.Metrics.counter(metrics_namespace(STAGE), "records_in")
         name, path = entry["name"], entry["path"]
+        if path_missing(path):  # the run checked it is there: this worker does not see the driver's files
+            raise not_visible(f"repository {printable(path)}", "the repositories")
         if not (is_unicode(name) and is_unicode(path)):  # a record naming it could not be written
             records_in.inc()
             rejection = GIT.reject("unreadable_repository", "{path}: the repository's path or name is not UTF-8; rename it to mine it",

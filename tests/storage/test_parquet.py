@@ -9,6 +9,7 @@ from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
 from schemas import Candidate, Commit
 from storage import (
+    ReadRecords,
     SchemaMismatch,
     StageManifest,
     WriteShardedParquet,
@@ -69,3 +70,15 @@ def test_manifest_round_trip_and_unreadable_manifest(tmp_path):
     (tmp_path / "_manifest.json").write_text("{truncated")
     assert StageManifest.read(str(tmp_path)) is None
     assert StageManifest.read(str(tmp_path / "nowhere")) is None
+
+
+def test_a_shard_the_workers_cannot_see_fails_the_read_naming_it(tmp_path):
+    write_with_beam(tmp_path / "a", [commit_row(i, f"message number {i}") for i in range(20)], num_shards=2)
+    shards = sorted(str(path) for path in (tmp_path / "a").glob("part-*.parquet"))
+    pipeline = beam.Pipeline(runner=FnApiRunner())
+    _ = pipeline | ReadRecords(str(tmp_path / "a"), Commit, shards) | beam.Map(lambda row: row)
+    (tmp_path / "a" / "part-00001-of-00002.parquet").unlink()  # the driver saw it; the workers do not
+
+    with pytest.raises(Exception, match="part-00001-of-00002.parquet is not there for this worker") as failure:
+        pipeline.run().wait_until_finish()
+    assert "every worker must see the run directory" in str(failure.value)

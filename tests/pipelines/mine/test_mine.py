@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -664,3 +665,37 @@ def test_every_drop_path_of_one_run_is_accounted_for(tmp_path, run_stage):
     assert manifest.dropped["broken_ref"] == 1 + 1 + 2
     assert manifest.dropped["corrupt_object"] == 2 + 1 + 1  # licence (2 commits), missing blob, truncated commit
     assert_every_record_accounted_for(manifest)
+
+
+def test_a_repository_its_workers_cannot_see_fails_the_stage_naming_it(tmp_path, run_stage, monkeypatch):
+    """The run checks the repositories are there; one that is gone when the workers start (a disk only the driver
+    has) fails the stage naming it, with no manifest, where an unreadable repository would be a counted drop."""
+    from pipelines.mine.stage import MineRepository
+    from pipelines.run.orchestrator import StageFailed
+
+    folder = tmp_path / "repos"
+    healthy(folder / "alpha", 2)
+    healthy(folder / "beta", 3)
+    rows, _, _ = run_stage("mine", {"repos": [str(folder)]})  # both there: both mined
+    assert len(rows) == 2
+
+    workers_setup = MineRepository.setup
+
+    def setup_where_beta_is_gone(self: MineRepository) -> None:
+        shutil.rmtree(folder / "beta")
+        workers_setup(self)
+
+    monkeypatch.setattr(MineRepository, "setup", setup_where_beta_is_gone)
+    with pytest.raises(StageFailed) as failure:
+        run_stage("mine", {"repos": [str(folder)]})
+    assert f"repository {folder / 'beta'} is not there for this worker" in failure.value.summary
+    assert "every worker must see the repositories at the same path" in failure.value.summary
+    assert StageManifest.read(str(tmp_path / "run" / "mine")) is None
+
+
+def test_a_manifest_row_naming_a_missing_repository_is_a_config_error(tmp_path, run_stage):
+    healthy(tmp_path / "alpha", 2)
+    manifest_file = tmp_path / "repos.jsonl"
+    manifest_file.write_text(json.dumps({"path": "alpha"}) + "\n" + json.dumps({"path": "gone", "name": "octo/gone"}) + "\n")
+    with pytest.raises(ConfigError, match=rf"repo_manifest: {manifest_file} row 2: '{tmp_path / 'gone'}' does not exist"):
+        run_stage("mine", {"repo_manifest": str(manifest_file)})

@@ -96,3 +96,26 @@ def test_mine_table_row_checks_each_row_against_the_git_rules(tmp_path, registry
             ("b" * 40, "blocklisted_message"), ("c" * 40, "reverted_later"), ("d" * 40, "reverts_other_commit"),
             ("e" * 40, "unknown_language"), ("f" * 40, "renamed"), ("1" * 40, "no_change"), (str(table), "malformed_row"),
         ]), label="Drops")
+
+
+def test_mine_repository_fails_naming_a_repository_its_worker_cannot_see(tmp_path, registry):
+    """The run found the repository; the worker mining it does not (it vanished, or lies on a disk only the driver
+    has): the pipeline fails naming the path, rather than dropping the repository as unreadable."""
+    repo = GitRepo(tmp_path / "octo-demo")
+    repo.write("src/calc.py", CALC)
+    repo.commit("Initial import of the calculator")
+    entries = [{"name": "octo-demo", "path": str(repo.path)}, {"name": "gone", "path": str(tmp_path / "gone")}]
+    with pytest.raises(Exception, match=f"repository {tmp_path / 'gone'} is not there for this worker") as failure:
+        with BeamTestPipeline() as pipeline:
+            _ = (pipeline | beam.Create(entries)
+                 | beam.ParDo(MineRepository(MineConfig(repos=[]), registry)).with_outputs(DROPPED, main="commits"))
+    assert "every worker must see the repositories" in str(failure.value)
+
+
+def test_mine_repository_still_drops_a_path_that_is_there_but_no_repository(tmp_path, registry):
+    (tmp_path / "empty-git" / ".git").mkdir(parents=True)
+    entries = [{"name": "empty-git", "path": str(tmp_path / "empty-git")}]
+    with BeamTestPipeline() as pipeline:
+        mined = (pipeline | beam.Create(entries)
+                 | beam.ParDo(MineRepository(MineConfig(repos=[]), registry)).with_outputs(DROPPED, main="commits"))
+        assert_that(reasons(mined[DROPPED]), equal_to([(str(tmp_path / "empty-git"), "unreadable_repository")]))
