@@ -49,6 +49,16 @@ def faulty_judge():
         yield url
 
 
+@pytest.fixture(scope="session")
+def portable(tmp_path_factory):
+    """Beam's local job service and an EXTERNAL pool of two worker processes that run codepref from its sdist, for the
+    whole test session: `portable.runner()` is the `runner:` block of a config on them (tests/support/portable.py)."""
+    from tests.support.portable import portable_service
+
+    with portable_service(tmp_path_factory.mktemp("portable")) as service:
+        yield service
+
+
 @pytest.fixture
 def run_stage(tmp_path):
     """Run one stage alone in `tmp_path / "run"` (or `run_dir=`): `run_stage("synthesize", config, upstream={"mine":

@@ -62,12 +62,17 @@ class _LoopbackGrpc:
         return getattr(self._module, name)
 
 
+def serve_on_loopback(module: Any) -> None:
+    """Make the gRPC servers that a Beam module creates listen on the loopback interface only (idempotent)."""
+    if not isinstance(module.grpc, _LoopbackGrpc):
+        module.grpc = _LoopbackGrpc(module.grpc)
+
+
 def make_local_runs_safe() -> None:
     """Apply the two fixes above to Beam's local runner (idempotent; affects pipelines started afterwards)."""
     worker_handlers.DATA_BUFFER_TIME_LIMIT_MS = 0  # read when the runner's data server (and an embedded worker) is made
     for module in (worker_handlers, local_job_service):  # the runner's servers; each worker process's log server
-        if not isinstance(module.grpc, _LoopbackGrpc):
-            module.grpc = _LoopbackGrpc(module.grpc)
+        serve_on_loopback(module)
 
 
 def tune_malloc() -> None:

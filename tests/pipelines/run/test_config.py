@@ -211,3 +211,25 @@ def test_files_a_stage_would_open_only_on_its_workers_are_looked_at_before_the_r
     (tmp_path / "tok").mkdir()
     (tmp_path / "tok" / "tokenizer.json").write_text("{}")
     check_stages(RunConfig(run_dir=str(tmp_path / "run"), stages={"assemble": {"tokenizer": str(tmp_path / "tok")}}))
+
+
+@pytest.mark.parametrize("key", ["runner", "stage_runners"])
+def test_dask_runner_is_refused_when_the_config_is_loaded_naming_beams_limitations(tmp_path, key):
+    runner = {"name": "DaskRunner"}
+    document = {"runner": runner} if key == "runner" else {"stage_runners": {"parse": runner}, "stages": {"parse": {}}}
+    with pytest.raises(ConfigError) as error:
+        load_config(write(tmp_path, document))
+    message = str(error.value)
+    where = "runner.name" if key == "runner" else "stage_runners.parse.name"
+    assert message.startswith(f"{tmp_path / 'run.yaml'}: {where}: DaskRunner is not supported: Beam 2.77's DaskRunner")
+    for limitation in ("multi-output ParDos leak", "finish_bundle is lost", "BatchElements drops each bundle's last partial batch",
+                       "only the last runs", "Read has no translation", "metrics() is not implemented"):
+        assert limitation in message
+    assert "PortableRunner with --job_endpoint" in message
+
+
+def test_portable_runner_needs_a_job_endpoint(tmp_path):
+    with pytest.raises(ConfigError, match=r"runner: PortableRunner needs the job server in `options`: --job_endpoint=host:port"):
+        load_config(write(tmp_path, {"runner": {"name": "PortableRunner", "options": ["--environment_type=DOCKER"]}}))
+    options = ["--job_endpoint=localhost:8099", "--environment_type=EXTERNAL", "--environment_config=localhost:50000"]
+    assert load_config(write(tmp_path, {"runner": {"name": "PortableRunner", "options": options}})).runner.options == options
