@@ -119,7 +119,9 @@ def check_counts(stage: str, accounting: str, counters: dict[str, int], dropped:
         problems.append(f"read {read:,} rows of the upstream shards, which hold {expected_read:,}")
     produced = counters.get(RECORDS_OUT, 0)
     if rows_written != produced:
-        problems.append(f"produced {produced:,} rows but its shards hold {rows_written:,}")
+        unseen = (" (written where this process cannot see them? every worker must see the run directory at the same path: a "
+                  "file system all of them mount, or an object store)") if produced and not rows_written else ""
+        problems.append(f"produced {produced:,} rows but its shards hold {rows_written:,}{unseen}")
     if drop_rows_written is not None and drop_rows_written != counters.get(DROP_RECORDS, 0):
         problems.append(f"produced {counters.get(DROP_RECORDS, 0):,} drop records but its _dropped shards hold {drop_rows_written:,}")
     records_in, total_dropped, held_out = counters.get(RECORDS_IN, 0), sum(dropped.values()), counters.get(HELD_OUT, 0)

@@ -343,6 +343,29 @@ def test_rows_lost_by_the_writer_fail_the_stage(tmp_path, monkeypatch):
     assert StageManifest.read(str(run_dir / "leaky")) is None
 
 
+def test_shards_written_where_the_driver_cannot_see_them_fail_the_stage(tmp_path, monkeypatch):
+    """Workers that do not share the driver's run directory write their shards to a disk of their own: the stage
+    fails saying so, rather than finishing with empty shards."""
+    run_dir = tmp_path / "run"
+    write_stage(run_dir, "parse", pairs(10), Candidate, shards=2)
+    original = storage.parquet._write_table
+
+    def on_the_workers_own_disk(path: str, table: Any) -> None:
+        own = tmp_path / "worker-disk" / Path(path).relative_to(run_dir)
+        own.parent.mkdir(parents=True, exist_ok=True)
+        original(str(own) if "_spill" not in path else path, table)
+
+    monkeypatch.setattr(storage.parquet, "_write_table", on_the_workers_own_disk)
+    config = RunConfig(run_dir=str(run_dir), num_shards=2, runner={"running_mode": "in_memory", "workers": 1},
+                       stages={"leaky": {"leak": False}})
+
+    with pytest.raises(StageFailed) as failure:
+        run(config)
+
+    assert "produced 10 rows but its shards hold 0 (written where this process cannot see them?" in failure.value.summary
+    assert StageManifest.read(str(run_dir / "leaky")) is None
+
+
 # --- local servers ---------------------------------------------------------------------------------------------------
 
 def test_a_multi_processing_run_listens_on_loopback_only(tmp_path):
