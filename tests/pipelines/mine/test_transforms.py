@@ -105,10 +105,10 @@ def test_mine_repository_fails_naming_a_repository_its_worker_cannot_see(tmp_pat
     repo.write("src/calc.py", CALC)
     repo.commit("Initial import of the calculator")
     entries = [{"name": "octo-demo", "path": str(repo.path)}, {"name": "gone", "path": str(tmp_path / "gone")}]
-    with pytest.raises(Exception, match=f"repository {tmp_path / 'gone'} is not there for this worker") as failure:
-        with BeamTestPipeline() as pipeline:
-            _ = (pipeline | beam.Create(entries)
-                 | beam.ParDo(MineRepository(MineConfig(repos=[]), registry)).with_outputs(DROPPED, main="commits"))
+    with (pytest.raises(Exception, match=f"repository {tmp_path / 'gone'} is not there for this worker") as failure,
+          BeamTestPipeline() as pipeline):
+        _ = (pipeline | beam.Create(entries)
+             | beam.ParDo(MineRepository(MineConfig(repos=[]), registry)).with_outputs(DROPPED, main="commits"))
     assert "every worker must see the repositories" in str(failure.value)
 
 
