@@ -1,6 +1,7 @@
 """Cache-first generation for every LLM task: answers already in the run's answer cache are
-reused, only the missing ones are asked for (`n` samples in one request per prompt), and each
-is stored the moment it arrives, so a crash or a rerun never pays twice for an answer.
+reused, only the missing ones are asked for (`n` samples in one request per prompt), and each is
+stored as it arrives and written to an answer file when the batch ends, fails, or runs long, so a
+crash or a rerun never pays twice for an answer.
 """
 
 from __future__ import annotations
@@ -68,4 +69,5 @@ class CachedGenerator:
                                   on_answer=store)
         finally:
             Metrics.counter(self.namespace, "backend_retries").inc(getattr(self.backend, "retries", 0) - retries_before)
+            self.cache.flush()  # the answers that came, even when the backend failed after some
         return results  # type: ignore[return-value]

@@ -4,7 +4,8 @@ For each pair, each judge and each order, `votes / 2` answers are needed (sample
 seed per pair and order). Answers already in the run's answer cache are reused; only the missing
 ones are generated (`n` samples in one request, so the prompt is prefilled once) and stored
 before they are parsed. A rerun, or a run resumed after a crash, therefore asks for nothing it
-already has. Every answer's raw text stays in the cache, linked from the vote by its key.
+already has. Every answer's raw text stays in the cache (answer files in RUN_DIR/label_answers/,
+through Beam's FileSystems: any worker reaches them), linked from the vote by its key.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from llm.backends import (
     acquire_backend,
     release_backend,
 )
-from llm.cache import AnswerCache, AnswerKey, count_answers
+from llm.cache import AnswerCache, AnswerCounter, AnswerKey
 from llm.generation import CachedGenerator, Request, request_seed
 from llm.judging import ORDERS, VERDICT_PATTERN, JudgeTask
 from pipelines.core import (
@@ -45,7 +46,7 @@ from pipelines.label.voting import Consensus, KeepRule, count, margin, outcome
 from schemas import Candidate, JudgedPair, Vote, from_row, to_row
 
 STAGE = "label"
-CACHE_FILE = "_answers.sqlite"
+CACHE_FOLDER = f"{STAGE}_answers"
 PAIRS_KEPT, PAIRS_NOT_KEPT = "pairs_kept", "pairs_not_kept"  # counters of the keep rule's decisions (every judged pair is written)
 
 
@@ -97,13 +98,13 @@ class LabelConfig(StageConfig):
 class JudgeBatch(beam.DoFn):
     """Votes for a batch of pairs: cache first, then one request per (pair, order) for what is missing."""
 
-    def __init__(self, config: LabelConfig, cache_path: str):
+    def __init__(self, config: LabelConfig, cache_dir: str):
         self.config = config
-        self.cache_path = cache_path
+        self.cache_dir = cache_dir
 
     def setup(self) -> None:
         self.task = JudgeTask()
-        self.cache = AnswerCache(self.cache_path)
+        self.cache = AnswerCache(self.cache_dir)
         self.backends: dict[str, Any] = {}  # created on first need: a fully cached run starts no engine
         self.rule = KeepRule(self.config.min_matches, self.config.max_contradictions, self.config.consensus)
 
@@ -184,9 +185,9 @@ class _Sampled(beam.DoFn):
             yield route(STAGE, row["pair_id"], rejection, {"pair_id": row["pair_id"]}, SAMPLE)
 
 
-def cache_path(run_dir: str) -> str:
+def cache_dir(run_dir: str) -> str:
     """The judges' answer cache: beside the stage directory, so that it survives the stage being redone."""
-    return FileSystems.join(run_dir, f"{STAGE}{CACHE_FILE}")
+    return FileSystems.join(run_dir, CACHE_FOLDER)
 
 
 @register_stage
@@ -201,20 +202,16 @@ class Label(Stage[LabelConfig]):
     drops = (JUDGING, SAMPLE)
 
     @classmethod
-    def local_files(cls, config: LabelConfig) -> str:
-        return f"the judges' answer cache (SQLite, RUN_DIR/{STAGE}{CACHE_FILE})"
-
-    @classmethod
     def progress(cls, config: LabelConfig, context: StageContext, stage_dir: str, records_in: int) -> Progress:
         """Answers in the cache (earlier runs' included) of the answers this stage needs."""
         pairs = min(records_in, config.sample) if config.sample else records_in
         total = pairs * config.votes * len(config.judges)
-        cache, judges = cache_path(context.run_dir), [judge.judge for judge in config.judges]
-        return Progress("answers", lambda: (min(count_answers(cache, judges), total), total))
+        stored = AnswerCounter(cache_dir(context.run_dir), [judge.judge for judge in config.judges])
+        return Progress("answers", lambda: (min(stored(), total), total))
 
     def build(self, pipeline: beam.Pipeline, inputs: dict[str, beam.PCollection]) -> StageResult:
         config = self.config
-        cache = cache_path(self.context.run_dir)
+        cache = cache_dir(self.context.run_dir)
         candidates = list(inputs.values()) | "AllCandidates" >> beam.Flatten()
         dropped = []
         if config.sample:

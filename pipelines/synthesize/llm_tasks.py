@@ -1,6 +1,6 @@
 """The synthesis tasks asked of a model: commit review, instruction recovery and bug introduction.
 
-All go through the run's answer cache (`RUN_DIR/synthesize_answers.sqlite`), like the judge, so a
+All go through the run's answer cache (answer files in `RUN_DIR/synthesize_answers/`), like the judge, so a
 rerun or a resumed run asks only for what it does not have. A commit pair is reviewed first
 (1-5 for its criterion; below the cut-off it is dropped, counted) and then gets a recovered
 instruction in one of five styles chosen from the commit; when recovery fails the subject
@@ -38,7 +38,7 @@ from pipelines.synthesize.sandbox import SandboxLimits, SandboxUnavailable, chec
 from schemas import Candidate, Origin, from_row, to_row
 
 STAGE = "synthesize"
-CACHE_FILE = "synthesize_answers.sqlite"
+CACHE_FOLDER = "synthesize_answers"
 
 
 class LLMTasksConfig(BaseModel):
@@ -62,12 +62,12 @@ class LLMTasksConfig(BaseModel):
 class _TaskRunner(beam.DoFn):
     """Base of the batch DoFns: one cache and one backend per worker, created on first need."""
 
-    def __init__(self, config: LLMTasksConfig, cache_path: str):
+    def __init__(self, config: LLMTasksConfig, cache_dir: str):
         self.config = config
-        self.cache_path = cache_path
+        self.cache_dir = cache_dir
 
     def setup(self) -> None:
-        self.cache = AnswerCache(self.cache_path)
+        self.cache = AnswerCache(self.cache_dir)
         self.backend: Any = None  # acquired on first need: a fully cached run starts no engine
 
     def teardown(self) -> None:
@@ -99,8 +99,8 @@ class _TaskRunner(beam.DoFn):
 class CommitTasks(_TaskRunner):
     """Review (optional) and instruction recovery for a batch of commit pairs."""
 
-    def __init__(self, config: LLMTasksConfig, cache_path: str, registry: LanguageRegistry):
-        super().__init__(config, cache_path)
+    def __init__(self, config: LLMTasksConfig, cache_dir: str, registry: LanguageRegistry):
+        super().__init__(config, cache_dir)
         self.registry = registry
 
     def process(self, batch: list[tuple[dict[str, Any], str]]) -> Iterator[Any]:
@@ -171,8 +171,8 @@ def _commit_key(pair: Candidate) -> str:
 class IntroduceBugs(_TaskRunner):
     """Bug-injected pairs whose bug an LLM wrote, checked by parsing and, where there are tests, by running them."""
 
-    def __init__(self, config: LLMTasksConfig, cache_path: str, registry: LanguageRegistry, limits: SandboxLimits, interpreter: str):
-        super().__init__(config, cache_path)
+    def __init__(self, config: LLMTasksConfig, cache_dir: str, registry: LanguageRegistry, limits: SandboxLimits, interpreter: str):
+        super().__init__(config, cache_dir)
         self.registry, self.limits, self.interpreter = registry, limits, interpreter
 
     def process(self, batch: list[dict[str, Any]]) -> Iterator[Any]:

@@ -43,7 +43,7 @@ from pipelines.synthesize.filters import (
     INSTRUCT_ROWS,
     SYNTHESIZE_REASONS,
 )
-from pipelines.synthesize.llm_tasks import CACHE_FILE as LLM_CACHE_FILE
+from pipelines.synthesize.llm_tasks import CACHE_FOLDER as LLM_CACHE_FOLDER
 from pipelines.synthesize.llm_tasks import CommitTasks, IntroduceBugs, LLMTasksConfig
 from pipelines.synthesize.mutation import MutationError, mutate
 from pipelines.synthesize.sandbox import (
@@ -344,14 +344,10 @@ class Synthesize(Stage[SynthesizeConfig]):
             places.append(config.classifier.path)
         return fingerprint_files(places)
 
-    @classmethod
-    def local_files(cls, config: SynthesizeConfig) -> str | None:
-        return f"the LLM tasks' answer cache (SQLite, RUN_DIR/{LLM_CACHE_FILE})" if config.llm else None
-
     def build(self, pipeline: beam.Pipeline, inputs: dict[str, beam.PCollection]) -> StageResult:
         config = self.config
         outputs, dropped = [], []
-        cache_path = FileSystems.join(self.context.run_dir, LLM_CACHE_FILE)
+        cache_dir = FileSystems.join(self.context.run_dir, LLM_CACHE_FOLDER)
         if inputs:
             commits = list(inputs.values()) | "AllCommits" >> beam.Flatten()
             pairs = commits | "CommitPairs" >> beam.ParDo(
@@ -364,7 +360,7 @@ class Synthesize(Stage[SynthesizeConfig]):
                 prompted = (
                     pairs.pairs
                     | "BatchCommitPairs" >> beam.BatchElements(min_batch_size=1, max_batch_size=config.llm.batch_size)
-                    | "ReviewAndRecover" >> beam.ParDo(CommitTasks(config.llm, cache_path, self.context.languages)).with_outputs(
+                    | "ReviewAndRecover" >> beam.ParDo(CommitTasks(config.llm, cache_dir, self.context.languages)).with_outputs(
                         DROPPED, main="pairs")
                 )
                 outputs.append(prompted.pairs)
@@ -379,7 +375,7 @@ class Synthesize(Stage[SynthesizeConfig]):
                 dropped.append(malformed)
             if source.bug_injection == "llm" and config.llm is not None:  # the config's validator: `llm` is set
                 limits = SandboxLimits(seconds=config.sandbox_seconds, memory_bytes=config.sandbox_memory_mb * 2**20)
-                bugs: beam.DoFn = IntroduceBugs(config.llm, cache_path, self.context.languages, limits, config.sandbox_interpreter)
+                bugs: beam.DoFn = IntroduceBugs(config.llm, cache_dir, self.context.languages, limits, config.sandbox_interpreter)
                 items = items | f"Batch_{label}" >> beam.BatchElements(min_batch_size=1, max_batch_size=config.llm.batch_size)
             else:
                 bugs = InjectBug(config, self.context.languages)

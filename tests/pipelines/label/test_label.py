@@ -68,7 +68,7 @@ def test_label_votes_in_both_orders_and_a_rerun_asks_for_nothing(tmp_path, smoll
     (outcome,) = run(config)
     judged = {row["pair_id"]: row for row in read_rows(str(run_dir / "label"), JudgedPair)}
     assert set(judged) == {"p1", "p2", "p3"}
-    cache = AnswerCache(run_dir / "label_answers.sqlite")
+    cache = AnswerCache(str(run_dir / "label_answers"))
     assert len(cache) == 3 * 2 * 2  # pairs x orders x samples
     for row in judged.values():
         votes = row["votes"]
@@ -128,7 +128,7 @@ def test_two_judges_vote_apart_and_the_consensus_rule_decides(tmp_path, smollm2,
     outcome, judged = label("all")
     assert set(judged) == {"p1", "p2"}
     assert outcome.manifest.counters["backend_requests"] == 2 * 2 * 2  # judges x pairs x orders
-    assert len(AnswerCache(run_dir / "label_answers.sqlite")) == 8
+    assert len(AnswerCache(str(run_dir / "label_answers"))) == 8
     for row in judged.values():
         by_judge = {name: [v for v in row["votes"] if v["judge"] == name] for name in ("smollm2-vllm", "smollm2-hf")}
         for votes in by_judge.values():

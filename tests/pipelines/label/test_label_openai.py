@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
+from collections import Counter
 
+from llm.cache import read_answers
 from pipelines.run.config import RunConfig, import_builtin_stages
 from pipelines.run.orchestrator import run
 from schemas import Candidate, JudgedPair
@@ -18,11 +19,7 @@ VOTES = 4  # 2 per order: one request of n=2 per (pair, order)
 
 
 def stored_answers(path) -> int:
-    try:
-        with sqlite3.connect(path, timeout=10) as connection:
-            return connection.execute("SELECT COUNT(*) FROM answers").fetchone()[0]
-    except sqlite3.OperationalError:  # not created yet
-        return 0
+    return sum(1 for _ in read_answers(str(path)))
 
 
 def test_a_server_killed_mid_run_and_restarted_leaves_every_pair_judged_once(tmp_path, smollm2):
@@ -39,7 +36,7 @@ def test_a_server_killed_mid_run_and_restarted_leaves_every_pair_judged_once(tmp
     config = RunConfig(run_dir=str(run_dir), num_shards=1, runner={"running_mode": "in_memory", "workers": 1},
                        stages={"label": {"judges": [judge], "votes": VOTES, "max_tokens": 16, "constrained": True, "batch_size": 2,
                                          "min_matches": 3, "max_contradictions": 1}})
-    cache = run_dir / "label_answers.sqlite"
+    cache = run_dir / "label_answers"
     result: dict = {}
     worker = threading.Thread(target=lambda: result.update(outcome=run(config)[0]), daemon=True)
     try:
@@ -60,9 +57,8 @@ def test_a_server_killed_mid_run_and_restarted_leaves_every_pair_judged_once(tmp
     outcome = result["outcome"]
     judged = list(read_rows(str(run_dir / "label"), JudgedPair))
     assert sorted(row["pair_id"] for row in judged) == sorted(f"p{i}" for i in range(PAIRS))  # none lost, none twice
-    with sqlite3.connect(cache) as connection:
-        rows = connection.execute("SELECT pair_id, sample_order, sample, COUNT(*) FROM answers GROUP BY 1, 2, 3").fetchall()
-    assert len(rows) == PAIRS * 2 * (VOTES // 2) and {count for *_, count in rows} == {1}  # every answer stored once
+    stored = Counter((answer["pair_id"], answer["order"], answer["sample"]) for answer in read_answers(str(cache)))
+    assert len(stored) == PAIRS * 2 * (VOTES // 2) and set(stored.values()) == {1}  # every answer stored once
     for row in judged:
         assert len(row["votes"]) == VOTES
         assert sum(row["chosen_first"].values()) == sum(row["chosen_second"].values()) == VOTES // 2

@@ -65,7 +65,7 @@ EXPECTED = [
 
 def test_judge_batch_votes_in_both_orders_decides_by_the_keep_rule_and_drops_a_refused_pair(tmp_path, faulty_judge):
     script_verdicts()
-    cache = str(tmp_path / "answers.sqlite")
+    cache = str(tmp_path / "label_answers")
     with BeamTestPipeline() as pipeline:
         judged = (pipeline | beam.Create([batch()])
                   | beam.ParDo(JudgeBatch(label_config(faulty_judge), cache)).with_outputs(DROPPED, main="judged"))
@@ -78,7 +78,7 @@ def test_judge_batch_votes_in_both_orders_decides_by_the_keep_rule_and_drops_a_r
 
 def test_judge_batch_asks_only_for_answers_missing_from_its_cache(tmp_path, faulty_judge):
     script_verdicts()
-    cache = str(tmp_path / "answers.sqlite")
+    cache = str(tmp_path / "label_answers")
     for _ in range(2):  # the second batch finds every judged pair's answers cached: only the refused pair is asked again
         with BeamTestPipeline() as pipeline:
             judged = (pipeline | beam.Create([batch()])

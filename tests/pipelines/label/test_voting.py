@@ -80,7 +80,7 @@ def test_several_judges_all_or_pooled():
 
 
 def test_answer_cache_survives_the_process_and_keeps_first_answers(tmp_path):
-    path = tmp_path / "run" / "judge" / "answers.sqlite"
+    path = str(tmp_path / "run" / "label_answers")
     keys = [AnswerKey("smollm2", "judge.v1", "p1", order, sample, 7) for order in ("chosen_first", "chosen_second") for sample in range(4)]
     cache = AnswerCache(path)
     assert cache.get_many(keys) == {}

@@ -107,9 +107,9 @@ def test_check_stages_runs_what_needs_the_registry_or_the_files_and_names_every_
 
 def test_check_stages_refuses_an_object_store_for_a_stage_that_keeps_local_files():
     import_builtin_stages()
-    check_stages(RunConfig(run_dir="gs://bucket/run", stages={"dedup": {}}))
-    with pytest.raises(ConfigError, match=r"stage 'label' keeps the judges' answer cache .* run_dir is 'gs://bucket/run'"):
-        check_stages(RunConfig(run_dir="gs://bucket/run", stages={"label": {}}))
+    check_stages(RunConfig(run_dir="gs://bucket/run", stages={"dedup": {}, "label": {}}))  # label's answers are files
+    with pytest.raises(ConfigError, match=r"stage 'train' keeps a program's working files .* run_dir is 'gs://bucket/run'"):
+        check_stages(RunConfig(run_dir="gs://bucket/run", stages={"train": {"model": "m"}}))
 
 
 def test_a_config_with_nothing_wrong_passes_check_stages(tmp_path):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 import time
 import types
 import zlib
@@ -20,6 +19,7 @@ import pytest
 import yaml
 
 from llm.backends import BACKENDS, BackendUnavailable, Sampling
+from llm.cache import read_answers
 from pipelines.run.config import load_config
 from pipelines.run.orchestrator import run
 from schemas import Commit, Drop, JudgedPair
@@ -72,8 +72,7 @@ def test_a_server_that_keeps_answering_badly_fails_naming_it_and_what_it_answere
 
 
 def answers_stored(run_dir: Path) -> list[tuple[str, str, int]]:
-    with sqlite3.connect(run_dir / "label_answers.sqlite") as connection:
-        return connection.execute("SELECT pair_id, sample_order, sample FROM answers ORDER BY 1, 2, 3").fetchall()
+    return sorted((answer["pair_id"], answer["order"], answer["sample"]) for answer in read_answers(str(run_dir / "label_answers")))
 
 
 def test_label_rides_out_a_flaky_server_and_drops_the_pair_it_refuses_naming_it(tmp_path, faulty_judge):

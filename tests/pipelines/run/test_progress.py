@@ -25,10 +25,15 @@ def test_label_progress_counts_this_judges_cached_answers_of_the_answers_needed(
     config = LabelConfig(votes=4, sample=5, judges=[{"model": "smollm2"}, {"model": "smollm2", "name": "second"}])
     probe = Label.progress(config, context(tmp_path), str(tmp_path / "label"), records_in=12)
     assert probe.unit == "answers" and probe.poll() == (0, 5 * 4 * 2)  # no cache yet
-    cache = AnswerCache(tmp_path / "label_answers.sqlite")
+    cache = AnswerCache(str(tmp_path / "label_answers"))
     cache.put_many([(AnswerKey(judge, "t1", f"p{i}", "chosen_first", 0, 1), "[VERDICT]A[/VERDICT]")
                     for judge in ("smollm2", "second", "another-run's-judge") for i in range(3)])
+    assert probe.poll() == (0, 40)  # not written yet: the batch is still being asked
+    cache.flush()
     assert probe.poll() == (6, 40)
+    cache.put_many([(AnswerKey("smollm2", "t1", "p9", "chosen_first", 0, 1), "[VERDICT]B[/VERDICT]")])
+    cache.close()  # a second answer file
+    assert probe.poll() == (7, 40)
 
 
 def test_train_progress_reads_the_steps_the_trainer_logged(tmp_path):
