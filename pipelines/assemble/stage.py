@@ -218,10 +218,6 @@ class Assemble(Stage[AssembleConfig]):
             if not Path(benchmark.path).exists():
                 raise ConfigError(f"stages.assemble.benchmarks[{index}] ({benchmark.name}).path: {benchmark.path!r} does not exist")
 
-    @classmethod
-    def local_files(cls, config: AssembleConfig) -> str:
-        return "the dataset card (DuckDB reads the shards it describes)"
-
     def build(self, pipeline: beam.Pipeline, inputs: dict[str, beam.PCollection]) -> StageResult:
         config = self.config
         prepared = (
