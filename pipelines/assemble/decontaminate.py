@@ -13,10 +13,13 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pyarrow.parquet as pq
+from apache_beam.io.filesystems import FileSystems
 from pydantic import BaseModel, ConfigDict, Field
+
+from pipelines.run.ownership import is_object_store
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 
@@ -47,24 +50,43 @@ def ngram_hashes(text: str, n: int) -> Iterator[tuple[int, str]]:
         yield int.from_bytes(hashlib.blake2b(gram.encode("utf-8"), digest_size=8).digest(), "big"), gram
 
 
-def benchmark_prompts(benchmark: BenchmarkFile) -> list[str]:
-    """Every prompt of a benchmark file (or folder of files)."""
-    root = Path(benchmark.path)
-    paths = sorted(p for p in root.rglob("*") if p.suffix in (".parquet", ".jsonl", ".json")) if root.is_dir() else [root]
-    if not paths or not all(p.is_file() for p in paths):
+SUFFIXES = (".parquet", ".jsonl", ".json")
+
+
+def benchmark_files(benchmark: BenchmarkFile) -> list[str]:
+    """The benchmark's file, or the Parquet, JSONL and JSON files under its folder (on an object store such as
+    gs://, under its prefix), sorted; BenchmarkError when there is none."""
+    root = benchmark.path
+    if is_object_store(root):
+        found = [m.path for r in FileSystems.match([root.rstrip("/") + "**"]) for m in r.metadata_list]  # it, and under it
+        paths = [root] if root in found else sorted(p for p in found if p.startswith(root.rstrip("/") + "/")
+                                                    and PurePosixPath(p).suffix in SUFFIXES)
+    else:
+        local = Path(root)
+        paths = sorted(str(p) for p in local.rglob("*") if p.suffix in SUFFIXES) if local.is_dir() else [root]
+        paths = paths if all(Path(p).is_file() for p in paths) else []
+    if not paths:
         raise BenchmarkError(f"benchmark {benchmark.name!r}: {benchmark.path} holds no Parquet, JSONL or JSON file")
+    return paths
+
+
+def benchmark_prompts(benchmark: BenchmarkFile) -> list[str]:
+    """Every prompt of a benchmark file (or folder of files), read through Beam's FileSystems."""
     prompts: list[str] = []
-    for path in paths:
+    for path in benchmark_files(benchmark):
+        suffix = PurePosixPath(path).suffix
         try:
-            if path.suffix == ".parquet":
-                table = pq.read_table(path)
+            if suffix == ".parquet":
+                with FileSystems.open(path) as handle:
+                    table = pq.read_table(handle)
                 if benchmark.column not in table.column_names:
                     raise BenchmarkError(f"benchmark {benchmark.name!r}: {path} has no column {benchmark.column!r} "
                                          f"(columns: {', '.join(table.column_names)})")
                 prompts.extend(str(v) for v in table.column(benchmark.column).to_pylist() if v is not None)
                 continue
-            text = path.read_text(encoding="utf-8")
-            rows = json.loads(text) if path.suffix == ".json" and text.lstrip().startswith("[") else [
+            with FileSystems.open(path) as handle:
+                text = handle.read().decode("utf-8")
+            rows = json.loads(text) if suffix == ".json" and text.lstrip().startswith("[") else [
                 json.loads(line) for line in text.splitlines() if line.strip()]
         except (OSError, ValueError) as error:
             if isinstance(error, BenchmarkError):

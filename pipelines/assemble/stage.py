@@ -20,7 +20,12 @@ from pydantic import Field
 
 from parsers import LanguageRegistry
 from pipelines.assemble.card import write_card
-from pipelines.assemble.decontaminate import BenchmarkFile, benchmark_prompts
+from pipelines.assemble.decontaminate import (
+    BenchmarkError,
+    BenchmarkFile,
+    benchmark_files,
+    benchmark_prompts,
+)
 from pipelines.assemble.filters import (
     PREPARE,
     STAGE,
@@ -54,6 +59,7 @@ from pipelines.dedup.transforms import (
     candidate_text,
 )
 from pipelines.run.config import ConfigError
+from pipelines.run.ownership import is_object_store
 from schemas import (
     ASPECTS,
     LANGUAGES,
@@ -190,6 +196,17 @@ class RouteFinalDecisions(beam.DoFn):
             yield entry
 
 
+def _benchmark_there(benchmark: BenchmarkFile) -> bool:
+    """Whether a benchmark's path is there: a local file or folder, or objects at or under it on an object store."""
+    if not is_object_store(benchmark.path):
+        return Path(benchmark.path).exists()
+    try:
+        benchmark_files(benchmark)
+    except BenchmarkError:
+        return False
+    return True
+
+
 @register_stage
 class Assemble(Stage[AssembleConfig]):
     """The corpus: final filters, decontamination, final near-dedup, system prompts, card."""
@@ -215,7 +232,7 @@ class Assemble(Stage[AssembleConfig]):
             if not (path / "tokenizer.json" if path.is_dir() else path).is_file():
                 raise ConfigError(f"stages.assemble.tokenizer: {config.tokenizer!r} is neither a tokenizer.json nor a folder with one")
         for index, benchmark in enumerate(config.benchmarks):
-            if not Path(benchmark.path).exists():
+            if not _benchmark_there(benchmark):
                 raise ConfigError(f"stages.assemble.benchmarks[{index}] ({benchmark.name}).path: {benchmark.path!r} does not exist")
 
     def build(self, pipeline: beam.Pipeline, inputs: dict[str, beam.PCollection]) -> StageResult:

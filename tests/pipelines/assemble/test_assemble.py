@@ -16,6 +16,7 @@ from pipelines.assemble.decontaminate import (
     BenchmarkError,
     BenchmarkFile,
     BenchmarkIndex,
+    benchmark_prompts,
     words,
 )
 from pipelines.assemble.filters import (
@@ -25,7 +26,12 @@ from pipelines.assemble.filters import (
     prose,
 )
 from pipelines.assemble.system_prompts import SystemPromptShares, draw
-from pipelines.run.config import RunConfig, import_builtin_stages
+from pipelines.run.config import (
+    ConfigError,
+    RunConfig,
+    check_stages,
+    import_builtin_stages,
+)
 from pipelines.run.orchestrator import check_run, run
 from schemas import (
     ASPECTS,
@@ -220,6 +226,32 @@ def test_decontamination_index_matches_across_case_and_punctuation(tmp_path):
     assert hit is not None and hit.benchmark == "B"
     with pytest.raises(BenchmarkError, match="row 1 has no 'prompt'"):
         BenchmarkIndex([BenchmarkFile(name="B", path=str(path))], n=13)
+
+
+def test_benchmarks_on_an_object_store_are_read_as_local_ones(tmp_path):
+    """A benchmark file, and a folder of them, on a store only Beam's FileSystems reach: the same prompts as on a
+    local disk, and `config check` finds them there (or says they are not)."""
+    local = tmp_path / "bench"
+    local.mkdir()
+    pq.write_table(pa.table({"prompt": [BENCHMARK_PROMPT, "Reverse a string."]}), local / "crb.parquet")
+    (local / "more.jsonl").write_text(json.dumps({"prompt": "Sort the list in place."}) + "\n")
+    (local / "notes.txt").write_text("not a benchmark")
+    store = f"{memory_fs.SCHEME}://{tmp_path.name}/bench"
+    copy_into(local, store)
+
+    folder_local, folder_store = BenchmarkFile(name="B", path=str(local)), BenchmarkFile(name="B", path=store)
+    assert benchmark_prompts(folder_store) == benchmark_prompts(folder_local) == [BENCHMARK_PROMPT, "Reverse a string.",
+                                                                                  "Sort the list in place."]
+    one = BenchmarkFile(name="C", path=f"{store}/crb.parquet")
+    assert benchmark_prompts(one) == [BENCHMARK_PROMPT, "Reverse a string."]
+    assert BenchmarkIndex([one], n=13).find(BENCHMARK_PROMPT.upper()) is not None
+
+    import_builtin_stages()
+    check_stages(RunConfig(run_dir=f"{memory_fs.SCHEME}://{tmp_path.name}/run",
+                           stages={"assemble": {"benchmarks": [folder_store.model_dump(), one.model_dump()]}}))
+    gone = f"{memory_fs.SCHEME}://{tmp_path.name}/nothing"
+    with pytest.raises(ConfigError, match=rf"stages\.assemble\.benchmarks\[0\] \(gone\)\.path: '{gone}' does not exist"):
+        check_stages(RunConfig(run_dir=str(tmp_path / "run"), stages={"assemble": {"benchmarks": [{"name": "gone", "path": gone}]}}))
 
 
 def test_token_length_byte_shortcut_decides_as_the_tokenizer_does():
