@@ -4,21 +4,28 @@ The portable runner submits each stage to Beam's local job service, whose worker
 processes that import codepref from its sdist (the `portable` fixture, tests/support/portable.py): the job API
 and the worker contract that Flink's and Spark's job servers and Dataflow Runner v2 use. Each run is compared
 with the same config on FnApiRunner: the sorted row hashes of every Parquet file a stage leaves (records, drops,
-side tables) and its manifest's counts, which the orchestrator reads from the runner's metrics.
+side tables) and its manifest's counts, which the orchestrator reads from the runner's metrics. The label stage's
+answer cache holds on these workers too: a redone label asks the judge for nothing, and a rerun after the judge went
+down mid-stage asks for exactly the answers it had not given.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
+from collections import Counter
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
+from llm.cache import read_answers
 from pipelines.run.config import RunConfig, import_builtin_stages
 from pipelines.run.orchestrator import run
 from storage import StageManifest
+from tests.support.fake_openai import FakeOpenAI
 from tests.support.inputs import (
     GOOD,
     INSTRUCT,
@@ -102,3 +109,69 @@ def test_label_with_the_openai_judge_gives_the_same_rows(tmp_path, portable, fau
     assert run_on_both(tmp_path, portable, document) == ["label"]
     assert StageManifest.read(str(tmp_path / "portable" / "label")).records_out == 6
 
+
+
+# --- the answer cache on the portable runner ------------------------------------------------------
+
+PAIRS = 6  # each judged in both orders (votes: 2): 2 * PAIRS (pair, seed) requests in all
+
+
+def label_on_portable(run_dir: Path, portable: PortableService, url: str, **judge: object) -> RunConfig:
+    """label_config's run of `label` (its PAIRS candidates written first), on the portable runner's two workers."""
+    candidates(run_dir, PAIRS)
+    document = label_config(run_dir, url, **judge).model_dump(mode="json")
+    return RunConfig.model_validate({**document, "runner": portable.runner()})
+
+
+def asked(since: int = 0) -> Counter[tuple[str, int]]:
+    """How many times the fake judge was asked for each (pair, seed) since its `since`-th request (every request
+    counts, failed ones too); the seed is the pair's and order's, so this is a count per answer key."""
+    keys: Counter[tuple[str, int]] = Counter()
+    for request in FakeOpenAI.requests[since:]:
+        prompt = " ".join(message["content"] for message in request["body"]["messages"])
+        keys[(re.search(r"Task (\w+)\.", prompt).group(1), request["body"]["seed"])] += 1  # type: ignore[union-attr]
+    return keys
+
+
+def stored(run_dir: Path) -> list[tuple[str, int]]:
+    """The (pair, seed) of every answer in the run's answer files, sorted, one entry per stored answer."""
+    return sorted((answer["pair_id"], answer["seed"]) for answer in read_answers(str(run_dir / "label_answers")))
+
+
+def test_a_redone_label_asks_the_judge_for_nothing_and_writes_the_same_rows(tmp_path, portable, faulty_judge):
+    run_dir = tmp_path / "run"
+    config = label_on_portable(run_dir, portable, faulty_judge)
+    (first,) = run(config)
+    keys = asked()
+    assert len(keys) == 2 * PAIRS and set(keys.values()) == {1} and {pair for pair, _ in keys} == {f"p{i}" for i in range(PAIRS)}
+    assert first.manifest.counters["backend_requests"] == 2 * PAIRS and stored(run_dir) == sorted(keys)
+    rows = stage_rows(run_dir, "label")
+    assert sum(len(hashes) for hashes in rows.values()) >= PAIRS
+
+    (again,) = run(config, force=True)
+    assert not again.skipped
+    assert asked(2 * PAIRS) == {}, "the redone stage asked the judge again"
+    assert again.manifest.counters.get("backend_requests", 0) == 0
+    assert again.manifest.counters["answers_from_cache"] == 2 * PAIRS
+    assert stage_rows(run_dir, "label") == rows and again.manifest.records_out == first.manifest.records_out == PAIRS
+    assert stored(run_dir) == sorted(keys)  # nothing stored twice
+
+
+def test_a_rerun_after_the_judge_went_down_mid_label_asks_for_exactly_the_missing_answers(tmp_path, portable, faulty_judge):
+    run_dir = tmp_path / "run"
+    config = label_on_portable(run_dir, portable, faulty_judge, max_retries=2)
+    FakeOpenAI.down_after = 5  # 5 of the 12 (pair, order) answers given, then 503 for ever
+    with pytest.raises(Exception, match=r"still failing after 2 retries"):
+        run(config)
+    given = sorted(FakeOpenAI.served)
+    assert len(given) == 5 and stored(run_dir) == given  # every answer given is kept, though both workers failed
+
+    FakeOpenAI.down_after = None  # the judge is back
+    since = len(FakeOpenAI.requests)
+    (outcome,) = run(config)
+    every = set(stored(run_dir))
+    assert len(every) == 2 * PAIRS and len(stored(run_dir)) == 2 * PAIRS  # each answer once
+    assert {pair for pair, _ in every} == {f"p{i}" for i in range(PAIRS)}
+    assert asked(since) == Counter(every - set(given)), "the rerun did not ask for exactly the missing answers"
+    assert outcome.manifest.counters["backend_requests"] == 2 * PAIRS - 5
+    assert outcome.manifest.counters["answers_from_cache"] == 5 and outcome.manifest.records_out == PAIRS
