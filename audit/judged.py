@@ -16,6 +16,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from apache_beam.io.filesystems import FileSystems
+
 from schemas import JudgedPair
 from storage import SchemaMismatch, check_schema, list_parts
 
@@ -33,8 +35,8 @@ class AuditError(ValueError):
 
 def label_parts(run_dir: str | Path) -> list[str]:
     """The label stage's shards of a run, schema checked; fails with what to do when there are none."""
-    directory = Path(run_dir) / LABEL_STAGE
-    parts = list_parts(str(directory))
+    directory = FileSystems.join(str(run_dir), LABEL_STAGE)  # a local folder or an object store
+    parts = list_parts(directory)
     if not parts:
         raise AuditError(f"{directory}: no part-*.parquet files; run the label stage first (codepref run CONFIG --stages label)")
     for part in parts:
@@ -85,19 +87,40 @@ _SUBJECT_FACTS = """
 """
 
 
+def _shards_table(parts: list[str]) -> Any:
+    """The shards read through FileSystems into one Arrow table, with read_parquet's `filename` and
+    `file_row_number` columns."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    tables = []
+    for part in parts:
+        with FileSystems.open(part) as handle:
+            table = pq.read_table(handle)
+        tables.append(table.append_column("filename", pa.array([part] * table.num_rows, pa.string()))
+                      .append_column("file_row_number", pa.array(range(table.num_rows), pa.int64())))
+    return pa.concat_tables(tables)
+
+
 def open_judged(run_dir: str | Path) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection holding the tables described in the module docstring."""
     import duckdb
+
+    from pipelines.run.ownership import is_object_store
 
     parts = label_parts(run_dir)
     db = duckdb.connect()
     # A view, not a table: the code texts stay in the files and are read only where a query needs them.
     # pair_key = (shard's position in `parts`) << 32 | row in the shard: stable, and needs no window over all rows.
     files = _sql_list(parts)
+    source = f"read_parquet({files}, filename = true, file_row_number = true)"
+    if is_object_store(str(run_dir)):  # DuckDB reads local files: the shards come through FileSystems as Arrow
+        db.register("label_shards", _shards_table(parts))
+        source = "label_shards"
     db.execute(f"""
         CREATE TEMP VIEW raw AS
         SELECT (list_position({files}, filename)::BIGINT << 32) + file_row_number AS pair_key, *
-        FROM read_parquet({files}, filename = true, file_row_number = true)
+        FROM {source}
     """)
     db.execute("""
         CREATE TEMP TABLE judged AS

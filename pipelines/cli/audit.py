@@ -15,19 +15,21 @@ app = typer.Typer(help="Label-quality audit: agreement, bias, ground truth, huma
 
 @app.command("run")
 def audit_run(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory with a finished label stage.")],
-    out: Annotated[Path | None, typer.Option(help="Folder for metrics.json, report.html and figures (default RUN_DIR/audit).")] = None,
+    run_dir: Annotated[str, typer.Argument(help="A run directory with a finished label stage (local, or gs://... and the like).")],
+    out: Annotated[str | None, typer.Option(help="Folder for metrics.json, report.html and figures (default RUN_DIR/audit).")] = None,
 ) -> None:
     """Metrics of the judges' votes (DuckDB over the label shards), metrics.json and a static HTML report."""
+    from apache_beam.io.filesystems import FileSystems
+
     from audit import AuditError, audit
 
-    target = out or run_dir / "audit"
+    target = out or FileSystems.join(run_dir, "audit")  # strings: a Path would turn gs://b into gs:/b
     try:
         metrics = audit(run_dir, target)
     except AuditError as error:
         fail(str(error))
-    stdout.print(f"pairs: {metrics['pairs']}, votes: {metrics['votes']}; report: {target / 'report.html'}; "
-                 f"metrics: {target / 'metrics.json'}", highlight=False)
+    stdout.print(f"pairs: {metrics['pairs']}, votes: {metrics['votes']}; report: {FileSystems.join(target, 'report.html')}; "
+                 f"metrics: {FileSystems.join(target, 'metrics.json')}", highlight=False)
 
 
 @app.command("sample")

@@ -190,10 +190,6 @@ class TaskStage(Stage[C]):
     key_field = ""
     resumable: ClassVar[bool] = False  # True: an unfinished attempt with the same config keeps its files (checkpoints)
 
-    @classmethod
-    def local_files(cls, config: C) -> str | None:
-        return "a program's working files (checkpoints, models, scores)"
-
     def execute(self, stage_dir: str) -> TaskResult:
         """Do the work, writing into `stage_dir` (empty); the upstream directories are in `self.context.input_dirs`."""
         raise NotImplementedError

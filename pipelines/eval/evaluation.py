@@ -5,6 +5,7 @@ stage reads it from the run config (where the model and the benchmark default to
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -14,6 +15,7 @@ from pydantic import Field, model_validator
 from pipelines.core import StageConfig, inputs_field
 from pipelines.eval.metrics import RESULTS_FILE, results, write_results
 from pipelines.eval.scoring import SCORES_FILE, score, write_scores
+from storage.staging import copy_down, copy_up, download
 
 SystemMode = Literal["none", "full", "per-criterion"]  # the modes of pipelines.eval.conversations.SYSTEM_PROMPTS
 WeightsDtype = Literal["float32", "bfloat16", "float16"]
@@ -56,11 +58,38 @@ def evaluate(config: EvalConfig, out_dir: str | Path,
     `config` names the model and the benchmark (the eval stage fills in its upstream stages' before it calls this)."""
     if config.model is None or config.benchmark is None:
         raise ValueError("evaluate needs `model` and `benchmark`; the eval stage fills them in from its inputs")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    table = score(config.model, config.benchmark, config.system_mode, config.batch_size, config.max_length,
-                  config.device, split=config.split, dtype=config.dtype, progress=progress)
-    write_scores(table, out / SCORES_FILE)
-    summary = results(table, source=str(out / SCORES_FILE))
-    write_results(summary, out / RESULTS_FILE)
+    from pipelines.run.ownership import is_object_store
+
+    out = str(out_dir)
+    with tempfile.TemporaryDirectory(prefix="codepref-eval-") as work:
+        local = Path(work)
+        model, benchmark = config.model, config.benchmark
+        if is_object_store(model):  # transformers loads a local folder
+            copy_down(model, local / "model")
+            model = str(local / "model")
+        if is_object_store(benchmark):
+            benchmark = _benchmark_copy(benchmark, local / "benchmark")
+        table = score(model, benchmark, config.system_mode, config.batch_size, config.max_length, config.device,
+                      split=config.split, dtype=config.dtype, progress=progress, recorded_as=(config.model, config.benchmark))
+        written = local / "out" if is_object_store(out) else Path(out)
+        written.mkdir(parents=True, exist_ok=True)
+        write_scores(table, written / SCORES_FILE)
+        summary = results(table, source=f"{out.rstrip('/')}/{SCORES_FILE}" if is_object_store(out) else str(Path(out) / SCORES_FILE))
+        write_results(summary, written / RESULTS_FILE)
+        if written != Path(out):
+            copy_up(written, out)
     return summary
+
+
+def _benchmark_copy(benchmark: str, local: Path) -> str:
+    """A local copy of a benchmark on an object store (a file, a folder or a glob of data files), at the same
+    paths relative to its folder; returns what `score` reads."""
+    from storage.tables import table_files
+
+    files = table_files(benchmark)
+    if files == [benchmark]:
+        return str(download(benchmark, local / benchmark.rsplit("/", 1)[-1]))
+    base = benchmark.split("*", 1)[0].rsplit("/", 1)[0] if "*" in benchmark else benchmark.rstrip("/")
+    for file in files:
+        download(file, local / file[len(base) + 1:])
+    return str(local)

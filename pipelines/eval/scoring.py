@@ -193,10 +193,11 @@ def scores_table(pairs: Sequence[BenchPair], chosen: Sequence[float], rejected: 
 
 def score(model_dir: str | Path, bench_path: str | Path, system_mode: str = "none", batch_size: int = 8, max_length: int = 4096,
           device: str = "auto", *, split: str | None = None, dtype: str = "float32",
-          progress: Callable[[int, int], None] | None = None) -> pa.Table:
+          progress: Callable[[int, int], None] | None = None, recorded_as: tuple[str, str] | None = None) -> pa.Table:
     """Score every pair of the benchmark at `bench_path` with the reward model in `model_dir`.
 
-    Returns the scores table in benchmark order (SCORES_SCHEMA); its schema metadata records the run.
+    Returns the scores table in benchmark order (SCORES_SCHEMA); its schema metadata records the run
+    (with `recorded_as`'s (model, benchmark) names in place of local copies' paths, when given).
     `batch_size` counts conversations per forward pass; `max_length` is in tokens.
     """
     if batch_size < 1 or max_length < 1:
@@ -213,7 +214,8 @@ def score(model_dir: str | Path, bench_path: str | Path, system_mode: str = "non
     model = LoadedRewardModel.load(model_dir, tokenizer, device, dtype)
     log.info("scoring %d pairs from %s with %s on %s", len(pairs), bench_path, model_dir, model.device)
     chosen, rejected = score_sequences(model, encoded, batch_size, progress)
-    run = {"model": model_dir, "benchmark": bench_path, "split": split, "system_mode": system_mode,
+    model_name, bench_name = recorded_as or (model_dir, bench_path)
+    run = {"model": model_name, "benchmark": bench_name, "split": split, "system_mode": system_mode,
            "max_length": max_length, "batch_size": batch_size, "dtype": dtype, "device": model.device,
            "pairs": len(pairs), "prompts_cut": sum(1 for e in encoded if e.prompt_tokens_cut)}
     return scores_table(pairs, chosen, rejected, run)

@@ -8,6 +8,8 @@ import glob
 from pathlib import Path
 from typing import Any
 
+from apache_beam.io.filesystems import FileSystems
+
 from parsers import LanguageRegistry
 from pipelines.assemble.stage import HOLDOUT_TABLE
 from pipelines.core import TaskResult, TaskStage, register_stage
@@ -16,6 +18,7 @@ from pipelines.eval.evaluation import EvalConfig, evaluate
 from pipelines.eval.metrics import RESULTS_FILE
 from pipelines.eval.scoring import SCORES_FILE
 from pipelines.run.config import ConfigError
+from pipelines.run.ownership import is_object_store
 
 TRAINED_MODEL = "model"  # the train stage's final model folder, inside its directory
 
@@ -31,9 +34,12 @@ class Eval(TaskStage[EvalConfig]):
     @classmethod
     def check(cls, config: EvalConfig, registry: LanguageRegistry) -> None:
         """The model folder and the benchmark named are there (else the stage would fail only after the stages before it)."""
-        if config.model is not None and not Path(config.model).is_dir():
-            raise ConfigError(f"stages.eval.model: {config.model!r} is not a folder (a local reward model)")
-        if config.benchmark is not None and next(glob.iglob(config.benchmark, recursive=True), None) is None:
+        if config.model is not None and not (FileSystems.exists(config.model) if is_object_store(config.model)
+                                             else Path(config.model).is_dir()):
+            raise ConfigError(f"stages.eval.model: {config.model!r} is not a folder (a reward model)")
+        if config.benchmark is not None and not (
+                FileSystems.match([config.benchmark if "*" in config.benchmark else config.benchmark.rstrip("/") + "*"])[0].metadata_list
+                if is_object_store(config.benchmark) else next(glob.iglob(config.benchmark, recursive=True), None) is not None):
             raise ConfigError(f"stages.eval.benchmark: {config.benchmark!r}: no such file or folder")
 
     @classmethod
@@ -44,9 +50,9 @@ class Eval(TaskStage[EvalConfig]):
 
     def execute(self, stage_dir: str) -> TaskResult:
         config = self.config
-        model = config.model or str(Path(self.context.input_dirs["train"]) / TRAINED_MODEL)
-        benchmark = config.benchmark or str(Path(self.context.input_dirs["assemble"]) / HOLDOUT_TABLE)
-        if config.benchmark is None and not Path(benchmark).is_dir():
+        model = config.model or FileSystems.join(self.context.input_dirs["train"], TRAINED_MODEL)
+        benchmark = config.benchmark or FileSystems.join(self.context.input_dirs["assemble"], HOLDOUT_TABLE)
+        if config.benchmark is None and not FileSystems.exists(benchmark):
             raise BenchmarkError(f"{benchmark}: the assemble stage held out no pairs; set stages.assemble.holdout, "
                                  "or name a benchmark in stages.eval.benchmark")
         summary = evaluate(config.model_copy(update={"model": model, "benchmark": benchmark}), stage_dir)

@@ -371,11 +371,12 @@ def _run_task(stage_cls: type[TaskStage], stage_config: Any, context: StageConte
     A resumable stage keeps what an unfinished attempt with the same config hash left (its checkpoints);
     anything else starts from an empty directory.
     """
-    attempt = Path(stage_dir) / ATTEMPT_MARKER
-    resuming = stage_cls.resumable and attempt.is_file() and attempt.read_text().strip() == wanted
+    attempt = FileSystems.join(stage_dir, ATTEMPT_MARKER)  # through FileSystems: the run_dir may be an object store
+    resuming = stage_cls.resumable and FileSystems.exists(attempt) and _read_text(attempt).strip() == wanted
     if not resuming:
         clear_dir(stage_dir)
-        attempt.write_text(wanted)
+        with FileSystems.create(attempt) as handle:
+            handle.write(wanted.encode("utf-8"))
     started, clock = datetime.now(timezone.utc), time.monotonic()
     stage = stage_cls(stage_config, context)
     result = stage.execute(stage_dir)
@@ -387,8 +388,13 @@ def _run_task(stage_cls: type[TaskStage], stage_config: Any, context: StageConte
         counters=dict(sorted(result.counters.items())),
     )
     manifest.write(stage_dir)
-    attempt.unlink(missing_ok=True)
+    FileSystems.delete([attempt])
     return StageOutcome(stage_cls.name, skipped=False, manifest=manifest)
+
+
+def _read_text(path: str) -> str:
+    with FileSystems.open(path) as handle:
+        return handle.read().decode("utf-8")
 
 
 def _record_type(manifest: StageManifest, directory: str) -> type:

@@ -396,3 +396,27 @@ def test_cli_audit_run_sample_and_import(hand_run, tmp_path):
                         + "\nnot json\n")
     result = runner.invoke(app, ["audit", "import", str(tmp_path / "sample"), str(verdicts)])
     assert result.exit_code == 1 and f"line {len(items) + 1}" in result.output  # the bad line is named, and fails the command
+
+
+def test_cli_audit_run_reads_and_writes_a_run_on_an_object_store(hand_run, tmp_path, monkeypatch):
+    """RUN_DIR on memfs:// (an object store only Beam's FileSystems reach): the label shards are read through them
+    and metrics.json, the figures and report.html written under RUN_DIR/audit; the metrics equal the local run's."""
+    from apache_beam.io.filesystems import FileSystems
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+    from tests.support.memory_fs import SCHEME, copy_into
+
+    local_run, _, local_metrics = hand_run
+    monkeypatch.chdir(tmp_path)  # a store path taken for a local one would land here, as memfs:/...
+    store = copy_into(local_run / "label", f"{SCHEME}://{tmp_path.name}/run/label").rsplit("/", 1)[0]
+    result = CliRunner().invoke(app, ["audit", "run", store])
+    assert result.exit_code == 0, result.output
+    with FileSystems.open(f"{store}/audit/metrics.json") as handle:
+        metrics = json.loads(handle.read())
+    assert FileSystems.exists(f"{store}/audit/report.html") and FileSystems.exists(f"{store}/audit/figures")
+    assert metrics["run_dir"] == store and all(path.startswith(f"{store}/label/") for path in metrics["label_files"])
+    ignored = ("run_dir", "label_files", "created")
+    assert {k: v for k, v in metrics.items() if k not in ignored} == \
+        {k: v for k, v in json.loads(json.dumps(local_metrics)).items() if k not in ignored}
+    assert not Path(f"{SCHEME}:").exists()

@@ -105,9 +105,14 @@ def test_check_stages_runs_what_needs_the_registry_or_the_files_and_names_every_
         check_stages(RunConfig(stages={"mine": {}}))
 
 
-def test_check_stages_refuses_an_object_store_for_a_stage_that_keeps_local_files():
+def test_check_stages_refuses_an_object_store_for_a_stage_that_keeps_local_files(monkeypatch):
+    from pipelines.core import STAGES
+
     import_builtin_stages()
     check_stages(RunConfig(run_dir="gs://bucket/run", stages={"dedup": {}, "label": {}}))  # label's answers are files
+    # train and eval stage their files through FileSystems: an object-store run_dir is accepted
+    check_stages(RunConfig(run_dir="gs://bucket/run", stages={"train": {"model": "m"}, "eval": {}}))
+    monkeypatch.setattr(STAGES["train"], "local_files", classmethod(lambda cls, config: "a program's working files (checkpoints)"))
     with pytest.raises(ConfigError, match=r"stage 'train' keeps a program's working files .* run_dir is 'gs://bucket/run'"):
         check_stages(RunConfig(run_dir="gs://bucket/run", stages={"train": {"model": "m"}}))
 

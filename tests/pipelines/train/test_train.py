@@ -243,23 +243,17 @@ def test_config_is_typed(tiny_lm, corpus, tmp_path):
     assert all(field.description for field in TrainConfig.model_fields.values())
 
 
-def test_train_and_eval_stages_in_a_run_and_the_cli(tiny_lm, corpus, tmp_path):
+def assembled_run(corpus, run_dir: Path) -> Path:
+    """A run directory holding an assemble stage (fixture): the corpus shards and two held-out benchmark pairs."""
     import pyarrow as pa
     import pyarrow.parquet as pq
-    from typer.testing import CliRunner
 
-    from pipelines.cli import app
-    from pipelines.run.config import RunConfig, import_builtin_stages
-    from pipelines.run.orchestrator import run
+    from storage import StageManifest
 
-    import_builtin_stages()
-    run_dir = tmp_path / "run"
     assembled = run_dir / "assemble"
     assembled.mkdir(parents=True)
     for part in sorted(Path(corpus).glob("*.parquet")):
         (assembled / part.name).write_bytes(part.read_bytes())
-    from storage import StageManifest
-
     StageManifest(stage="assemble", config_hash="fixture", schema="CorpusRow v2", records_in=24, records_out=24, dropped={},
                   started="", finished="", seconds=0.0, files=[p.name for p in assembled.glob("*.parquet")], versions={},
                   config={}).write(str(assembled))
@@ -268,6 +262,19 @@ def test_train_and_eval_stages_in_a_run_and_the_cli(tiny_lm, corpus, tmp_path):
     pq.write_table(pa.table({"prompt": ["Write the mean."] * 2, "chosen": ["def mean(xs):\n    return sum(xs) / len(xs)\n"] * 2,
                              "rejected": ["int mean(int *xs) { return 0; }\n"] * 2, "language": ["Python", "Cpp"],
                              "aspect": ["Runtime_Efficiency"] * 2, "subset": ["s"] * 2, "id": ["a", "b"]}), bench)
+    return assembled
+
+
+def test_train_and_eval_stages_in_a_run_and_the_cli(tiny_lm, corpus, tmp_path):
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+    from pipelines.run.config import RunConfig, import_builtin_stages
+    from pipelines.run.orchestrator import run
+
+    import_builtin_stages()
+    run_dir = tmp_path / "run"
+    assembled = assembled_run(corpus, run_dir)
     train_options = {"model": tiny_lm, "max_steps": 2, "batch_size": 2, "gradient_accumulation": 1, "max_length": 256,
                      "gradient_checkpointing": False, "save_every": 0, "learning_rate": 1e-3, "cache_dir": str(tmp_path / "cache")}
     config = RunConfig(run_dir=str(run_dir), stages={"train": train_options,
@@ -285,3 +292,69 @@ def test_train_and_eval_stages_in_a_run_and_the_cli(tiny_lm, corpus, tmp_path):
                                       "--max-steps", "1", "--batch-size", "2"])
     assert result.exit_code == 0, result.output
     assert "1/1 steps" in result.output and (tmp_path / "cli" / "model" / "config.json").is_file()
+
+
+def _memfs_text(url: str) -> str:
+    from apache_beam.io.filesystems import FileSystems
+
+    with FileSystems.open(url) as handle:
+        return handle.read().decode("utf-8")
+
+
+def _scores(url: str) -> list[dict]:
+    import pyarrow.parquet as pq
+    from apache_beam.io.filesystems import FileSystems
+
+    with FileSystems.open(url) as handle:
+        return pq.read_table(handle).to_pylist()
+
+
+def test_train_and_eval_on_an_object_store_run_dir_match_a_local_run_and_resume(tiny_lm, corpus, tmp_path, monkeypatch):
+    """run_dir on memfs:// (an object store only Beam's FileSystems reach): train stages its files through a local
+    folder, eval reads the model and the held-out pairs through FileSystems; the results equal a local run's. A
+    failed attempt leaves its newest checkpoint up there, and the rerun resumes from it."""
+    from pipelines.run.config import RunConfig, import_builtin_stages
+    from pipelines.run.orchestrator import run
+    from pipelines.train import trainer
+    from tests.support.memory_fs import SCHEME, copy_into
+
+    import_builtin_stages()
+    monkeypatch.chdir(tmp_path)  # a store path taken for a local one would land here, as memfs:/...
+    stages = {"train": {"model": tiny_lm, "max_steps": 2, "batch_size": 2, "gradient_accumulation": 1, "max_length": 256,
+                        "gradient_checkpointing": False, "save_every": 1, "learning_rate": 1e-3, "cache_dir": str(tmp_path / "cache")},
+              "eval": {"device": "cpu", "max_length": 256}}
+    local_dir = tmp_path / "local"
+    assembled_run(corpus, local_dir)
+    run(RunConfig(run_dir=str(local_dir), stages=stages))
+
+    store = f"{SCHEME}://{tmp_path.name}/run"
+    copy_into(assembled_run(corpus, tmp_path / "staged"), f"{store}/assemble")
+    whole = trainer.train
+
+    def killed_after_one_step(config):
+        whole(config.model_copy(update={"stop_after_steps": 1}))
+        raise RuntimeError("killed after step 1")
+
+    monkeypatch.setattr(trainer, "train", killed_after_one_step)
+    with pytest.raises(RuntimeError, match="killed after step 1"):
+        run(RunConfig(run_dir=store, stages=stages))
+    assert json.loads(_memfs_text(f"{store}/train/checkpoint-1/trainer_state.json"))["step"] == 1
+    monkeypatch.setattr(trainer, "train", whole)
+    _, evaluated = run(RunConfig(run_dir=store, stages=stages))
+
+    result = json.loads(_memfs_text(f"{store}/train/train_result.json"))
+    assert result["completed"] and result["steps"] == 2 and result["resumed_from"].endswith("checkpoint-1")
+    assert not Path(f"{SCHEME}:").exists()  # nothing written to a local path named like the store
+    assert _memfs_text(f"{store}/train/model/config.json") and _memfs_text(f"{store}/train/metrics.jsonl")
+    local_results = json.loads((local_dir / "eval" / "results.json").read_text())
+    store_results = json.loads(_memfs_text(f"{store}/eval/results.json"))
+    assert store_results["overall"]["total_examples"] == 2
+    # the store's paths are recorded, not the local copies scored
+    assert (store_results["run"].pop("model"), store_results["run"].pop("benchmark")) == (f"{store}/train/model",
+                                                                                           f"{store}/assemble/holdout")
+    assert (local_results["run"].pop("model"), local_results["run"].pop("benchmark")) == (str(local_dir / "train" / "model"),
+                                                                                           str(local_dir / "assemble" / "holdout"))
+    assert {k: v for k, v in store_results.items() if k != "source"} == {k: v for k, v in local_results.items() if k != "source"}
+    local_scores = _scores(str(local_dir / "eval" / "scores.parquet"))
+    assert _scores(f"{store}/eval/scores.parquet") == local_scores
+    assert evaluated.manifest.counters == json.loads((local_dir / "eval" / "_manifest.json").read_text())["counters"]
