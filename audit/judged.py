@@ -91,12 +91,12 @@ def _shards_table(parts: list[str]) -> Any:
     """The shards read through FileSystems into one Arrow table, with read_parquet's `filename` and
     `file_row_number` columns."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
+
+    from storage import read_table
 
     tables = []
     for part in parts:
-        with FileSystems.open(part) as handle:
-            table = pq.read_table(handle)
+        table = read_table([part])
         tables.append(table.append_column("filename", pa.array([part] * table.num_rows, pa.string()))
                       .append_column("file_row_number", pa.array(range(table.num_rows), pa.int64())))
     return pa.concat_tables(tables)

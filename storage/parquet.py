@@ -106,6 +106,16 @@ def list_parts(directory: str) -> list[str]:
     return sorted(m.path for r in FileSystems.match([pattern]) for m in r.metadata_list)
 
 
+def read_table(paths: list[str], columns: list[str] | None = None) -> pa.Table:
+    """The Parquet files at `paths` (at least one; `columns` only, when given) as one Arrow table, read through
+    Beam's FileSystems (a local folder or an object store alike)."""
+    tables = []
+    for path in paths:
+        with FileSystems.open(path) as handle:
+            tables.append(pq.read_table(handle, columns=columns))
+    return pa.concat_tables(tables)
+
+
 def read_rows(directory: str, record_type: type | None = None) -> Iterator[dict[str, Any]]:
     """Rows of every shard in a dataset directory, in shard order, a thousand rows at a time (for tests and tools)."""
     for path in list_parts(directory):

@@ -11,13 +11,11 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import yaml
 from apache_beam.io.filesystems import FileSystems
 
 from schemas import ASPECTS, LANGUAGES
-from storage import StageManifest, list_parts
+from storage import StageManifest, list_parts, read_table
 
 CARD = "README.md"
 FUNNEL_ORDER = ("mine", "synthesize", "external", "parse", "dedup", "label", "assemble")
@@ -43,22 +41,13 @@ def _funnel(run_dir: str, manifest: StageManifest) -> str:
     return _table(["stage", "in", "out", "dropped (reason count)"], rows)
 
 
-def _read_columns(paths: list[str], columns: list[str]) -> pa.Table:
-    """These columns of the Parquet files at `paths` (at least one), read through Beam's FileSystems."""
-    tables = []
-    for path in paths:
-        with FileSystems.open(path) as handle:
-            tables.append(pq.read_table(handle, columns=columns))
-    return pa.concat_tables(tables)
-
-
 def _composition(stage_dir: str) -> tuple[str, int]:
     import duckdb
 
     shards = list_parts(stage_dir)
     if not shards:
         return "(no rows)", 0
-    corpus = _read_columns(shards, ["source", "aspect", "language"])
+    corpus = read_table(shards, ["source", "aspect", "language"])
     with duckdb.connect() as db:
         db.register("corpus", corpus)
         counts = db.execute("SELECT source, aspect, language, count(*) FROM corpus GROUP BY ALL ORDER BY ALL").fetchall()
@@ -73,7 +62,7 @@ def _decontamination(stage_dir: str) -> str:
         return "No benchmark files were configured: the corpus was not decontaminated."
     import duckdb
 
-    report = _read_columns(files, ["benchmark", "prompts_checked", "pairs_removed", "examples"])
+    report = read_table(files, ["benchmark", "prompts_checked", "pairs_removed", "examples"])
     with duckdb.connect() as db:
         db.register("report", report)
         rows = db.execute("SELECT benchmark, prompts_checked, pairs_removed, examples FROM report ORDER BY benchmark").fetchall()
