@@ -106,7 +106,7 @@ def open_judged(run_dir: str | Path) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection holding the tables described in the module docstring."""
     import duckdb
 
-    from pipelines.run.ownership import is_object_store
+    from storage.staging import is_object_store
 
     parts = label_parts(run_dir)
     db = duckdb.connect()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import tempfile
 from collections.abc import Callable
 from datetime import datetime, timezone
 from functools import cache
@@ -184,15 +183,10 @@ def write_report(metrics: dict[str, Any], out: Path) -> Path:
 
 def audit(run_dir: str | Path, out: str | Path) -> dict[str, Any]:
     """Audit a run's labels: writes OUT/metrics.json, OUT/figures/*.png and OUT/report.html; returns the metrics."""
-    from pipelines.run.ownership import is_object_store
-    from storage.staging import copy_up
+    from storage.staging import written_locally
 
     metrics = compute_metrics(run_dir)
-    with tempfile.TemporaryDirectory(prefix="codepref-audit-") as work:
-        local = Path(work) if is_object_store(str(out)) else Path(out)  # written here, then copied up
-        local.mkdir(parents=True, exist_ok=True)
+    with written_locally(str(out)) as local:  # an object store's files are written here, then copied up
         (local / METRICS_FILE).write_text(json.dumps(metrics, indent=2, allow_nan=False) + "\n", encoding="utf-8")
         write_report(metrics, local)
-        if local != Path(out):
-            copy_up(local, str(out))
     return metrics

@@ -4,12 +4,20 @@ for programs that need local paths (the trainer's checkpoints, a model folder tr
 from __future__ import annotations
 
 import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 _RAW = CompressionTypes.UNCOMPRESSED  # bytes as stored: a .gz file stays compressed
+
+
+def is_object_store(path: str) -> bool:
+    """gs://, s3:// and the like: Beam's file systems reach them, plain file APIs (SQLite, DuckDB, locks) do not."""
+    return "://" in path and not path.startswith("file://")
 
 
 def _prefix(folder: str) -> str:
@@ -53,3 +61,16 @@ def copy_up(local: Path, folder: str) -> None:
         relative = path.name if path == local else path.relative_to(local).as_posix()
         with path.open("rb") as source, FileSystems.create(FileSystems.join(folder, relative), compression_type=_RAW) as out:
             shutil.copyfileobj(source, out)
+
+
+@contextmanager
+def written_locally(out: str) -> Iterator[Path]:
+    """A local folder for a program to write `out`'s files into: `out` itself when it is local, else a temporary
+    folder whose files are copied up under `out` when the block ends without an error."""
+    if not is_object_store(out):
+        Path(out).mkdir(parents=True, exist_ok=True)
+        yield Path(out)
+        return
+    with tempfile.TemporaryDirectory(prefix="codepref-out-") as work:
+        yield Path(work)
+        copy_up(Path(work), out)

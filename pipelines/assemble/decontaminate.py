@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipelines.run.ownership import is_object_store
+from storage.staging import is_object_store
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 

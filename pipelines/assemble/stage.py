@@ -59,7 +59,6 @@ from pipelines.dedup.transforms import (
     candidate_text,
 )
 from pipelines.run.config import ConfigError
-from pipelines.run.ownership import is_object_store
 from schemas import (
     ASPECTS,
     LANGUAGES,
@@ -71,6 +70,7 @@ from schemas import (
     to_row,
 )
 from storage import StageManifest
+from storage.staging import is_object_store
 
 HOLDOUT_TABLE = "holdout"  # the held-out pairs' folder inside the stage directory
 

@@ -15,7 +15,7 @@ from pydantic import Field, model_validator
 from pipelines.core import StageConfig, inputs_field
 from pipelines.eval.metrics import RESULTS_FILE, results, write_results
 from pipelines.eval.scoring import SCORES_FILE, score, write_scores
-from storage.staging import copy_down, copy_up, download
+from storage.staging import copy_down, download, written_locally
 
 SystemMode = Literal["none", "full", "per-criterion"]  # the modes of pipelines.eval.conversations.SYSTEM_PROMPTS
 WeightsDtype = Literal["float32", "bfloat16", "float16"]
@@ -58,7 +58,7 @@ def evaluate(config: EvalConfig, out_dir: str | Path,
     `config` names the model and the benchmark (the eval stage fills in its upstream stages' before it calls this)."""
     if config.model is None or config.benchmark is None:
         raise ValueError("evaluate needs `model` and `benchmark`; the eval stage fills them in from its inputs")
-    from pipelines.run.ownership import is_object_store
+    from storage.staging import is_object_store
 
     out = str(out_dir)
     with tempfile.TemporaryDirectory(prefix="codepref-eval-") as work:
@@ -71,13 +71,10 @@ def evaluate(config: EvalConfig, out_dir: str | Path,
             benchmark = _benchmark_copy(benchmark, local / "benchmark")
         table = score(model, benchmark, config.system_mode, config.batch_size, config.max_length, config.device,
                       split=config.split, dtype=config.dtype, progress=progress, recorded_as=(config.model, config.benchmark))
-        written = local / "out" if is_object_store(out) else Path(out)
-        written.mkdir(parents=True, exist_ok=True)
-        write_scores(table, written / SCORES_FILE)
         summary = results(table, source=f"{out.rstrip('/')}/{SCORES_FILE}" if is_object_store(out) else str(Path(out) / SCORES_FILE))
-        write_results(summary, written / RESULTS_FILE)
-        if written != Path(out):
-            copy_up(written, out)
+        with written_locally(out) as written:
+            write_scores(table, written / SCORES_FILE)
+            write_results(summary, written / RESULTS_FILE)
     return summary
 
 

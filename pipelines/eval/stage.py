@@ -18,7 +18,7 @@ from pipelines.eval.evaluation import EvalConfig, evaluate
 from pipelines.eval.metrics import RESULTS_FILE
 from pipelines.eval.scoring import SCORES_FILE
 from pipelines.run.config import ConfigError
-from pipelines.run.ownership import is_object_store
+from storage.staging import is_object_store
 
 TRAINED_MODEL = "model"  # the train stage's final model folder, inside its directory
 

@@ -216,7 +216,7 @@ def check_stages(config: RunConfig, names: list[str] | None = None, registry: La
 def refuse_object_store(config: RunConfig, name: str, output_dir: str | None = None) -> None:
     """A stage that keeps local files (a SQLite cache, a program's working files) needs a run directory (and an
     output directory) on a file system, not an object store such as gs://."""
-    from pipelines.run.ownership import is_object_store
+    from storage.staging import is_object_store
 
     stage = STAGES[name]
     needs_path = stage.local_files(config.stage_config(name))

@@ -21,6 +21,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipelines.run.config import ConfigError
 from storage import MANIFEST_NAME
+from storage.staging import is_object_store
 
 ATTEMPT_DIR = "_attempt"
 ATTEMPT_MARKER = "_attempt_config"  # a task stage's unfinished attempt: the config hash it runs under
@@ -35,11 +36,6 @@ class OutputRefused(ConfigError):
 
 class RunLocked(ConfigError):
     """Another codepref process holds the directory."""
-
-
-def is_object_store(path: str) -> bool:
-    """gs://, s3:// and the like: Beam's file systems reach them, plain file APIs (SQLite, DuckDB, locks) do not."""
-    return "://" in path and not path.startswith("file://")
 
 
 def _is_bare_repository(path: Path) -> bool:

@@ -81,7 +81,7 @@ class Train(TaskStage[Any]):  # Any: TrainStageConfig is made at import time fro
 
             options["model"] = str(prepare_smollm2())
         data = list(self.context.input_dirs.values())
-        from pipelines.run.ownership import is_object_store
+        from storage.staging import is_object_store
 
         if not any(is_object_store(place) for place in [stage_dir, *data]):
             return self._train(options, data, stage_dir)
