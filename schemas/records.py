@@ -105,9 +105,13 @@ class Candidate:
     criterion_origin: str | None = None  # commit pairs: "seed_terms", or "classifier" (the second pass)
 
 
+EXECUTION = "execution"  # the `judge` of a vote that execution cast: the pair's tests decided it (no answer, no cache key)
+LABEL_SOURCES = (EXECUTION, "judges")  # what decided a judged pair's label
+
+
 @dataclass(frozen=True)
 class Vote:
-    """One judge answer for one pair in one order."""
+    """One judge answer for one pair in one order (or, with `judge` EXECUTION, the verdict of the pair's tests)."""
 
     judge: str  # model name
     template_version: str
@@ -135,7 +139,7 @@ class JudgedPair:
     """A candidate with every vote, counts per order, and the keep decision."""
 
     SCHEMA: ClassVar[str] = "JudgedPair"
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2  # v2: label_source
 
     pair_id: str  # the candidate's, repeated at the top for keys and queries
     candidate: Candidate
@@ -145,6 +149,7 @@ class JudgedPair:
     margin: float  # (matches - contradictions) / votes
     kept: bool
     keep_reason: str
+    label_source: str = "judges"  # one of LABEL_SOURCES: execution (the tests) or the judges' votes
 
 
 @dataclass(frozen=True)
@@ -152,7 +157,7 @@ class CorpusRow:
     """A row of the final corpus: the Themis-CodePreference columns, then provenance."""
 
     SCHEMA: ClassVar[str] = "CorpusRow"
-    VERSION: ClassVar[int] = 2  # v2: verification
+    VERSION: ClassVar[int] = 3  # v2: verification; v3: label_source
 
     system: Text
     input: Text
@@ -172,6 +177,7 @@ class CorpusRow:
     votes_contradictions: int
     votes_ties: int
     votes_errors: int
+    label_source: str | None = None  # what decided the label: execution (the tests) or judges; None for unjudged stages' pairs
 
 
 @dataclass(frozen=True)

@@ -67,6 +67,8 @@ class StageManifest:
     config: dict[str, Any]
     inputs: dict[str, str] = field(default_factory=dict)  # upstream stage -> its config hash
     counters: dict[str, int] = field(default_factory=dict)  # other counters the stage reported
+    report: dict[str, Any] = field(default_factory=dict)  # what the stage measured beyond counts (label: judge qualification)
+    notes: list[str] = field(default_factory=list)  # what the user must read about this output (e.g. a judge refused)
 
     def write(self, directory: str) -> str:
         """Write atomically (temporary file, then rename) and return the path."""

@@ -48,6 +48,8 @@ def run_command(
                     drops = ", ".join(f"{k} {v}" for k, v in m.dropped.items()) or "none"
                     stdout.print(f"[green]done[/] {m.stage}: {m.records_in} in, {m.records_out} out, dropped: {drops} "
                                  f"({m.seconds:.1f} s)")
+                for note in m.notes:
+                    stdout.print(f"  [yellow]note[/] {m.stage}: {note}", highlight=False)
 
             outcomes = run(config, selected=selected, force=force, on_stage=report, on_start=progress.started)
     except StageFailed as error:

@@ -12,6 +12,7 @@ from typing import Literal, get_args
 from schemas import OrderCounts, Vote
 
 Consensus = Literal["all", "pooled"]  # how several judges' votes decide: each judge must pass, or the votes pooled
+Aggregation = Literal["keep_rule", "weighted"]  # the keep rule's vote counts, or judges weighted by measured accuracy
 
 
 def outcome(order: str, verdict: str | None) -> str:
@@ -74,3 +75,32 @@ def margin(votes: list[Vote]) -> float:
     if not votes:
         return 0.0
     return (sum(v.outcome == "match" for v in votes) - sum(v.outcome == "contradiction" for v in votes)) / len(votes)
+
+
+def side(votes: list[Vote]) -> str | None:
+    """The side a set of votes picks: more matches than contradictions, `chosen`; fewer, `rejected`; else none."""
+    matches = sum(v.outcome == "match" for v in votes)
+    contradictions = sum(v.outcome == "contradiction" for v in votes)
+    return "chosen" if matches > contradictions else "rejected" if contradictions > matches else None
+
+
+@dataclass(frozen=True)
+class WeightedRule:
+    """Weighted majority of judges (Nitzan and Paroush): each judge's votes pick a side, x = +1 (chosen), -1
+    (rejected) or 0 (none); the pair is kept when S = sum over judges of w_j * x_j > 0, w_j the judge's weight, the
+    log-odds of its accuracy measured by qualification (pipelines.label.qualify.weight). A judge of accuracy 0.95
+    (w = 2.94) thus outvotes two of 0.6 (w = 0.41 each)."""
+
+    weights: dict[str, float]
+
+    def score(self, votes: list[Vote]) -> float:
+        total = 0.0
+        for judge in sorted({v.judge for v in votes}):
+            picked = side([v for v in votes if v.judge == judge])
+            total += self.weights.get(judge, 0.0) * (1 if picked == "chosen" else -1 if picked == "rejected" else 0)
+        return total
+
+    def decide(self, votes: list[Vote]) -> tuple[bool, str]:
+        """(kept, reason) for a pair's votes."""
+        score = self.score(votes)
+        return (True, "kept") if score > 0 else (False, f"weighted_score_not_positive: {score:.3f}")

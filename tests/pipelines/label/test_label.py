@@ -27,7 +27,7 @@ def test_the_keep_rule_decides_from_votes_in_both_orders(run_stage, faulty_judge
     pairs = [candidate(name, f"def f(xs):\n    return sorted(xs)  # {name} chosen\n", f"def f(xs):\n    return xs  # {name} rejected\n")
              for name in names]
     judge = {"backend": "openai", "model": "scripted", "base_url": faulty_judge, "max_retries": 0, "timeout": 10}
-    stage = {"judges": [judge], "votes": 6, "max_tokens": 16, "min_matches": 2, "max_contradictions": 1}
+    stage = {"judges": [judge], "votes": 6, "max_tokens": 16, "min_matches": 2, "max_contradictions": 1, "qualify": None}
     judged, _, manifest = run_stage("label", stage, upstream={"dedup": (pairs, Candidate)})
 
     counts = {name: {order: (row[order]["matches"], row[order]["contradictions"], row[order]["ties"], row[order]["errors"])
@@ -61,7 +61,7 @@ def test_label_votes_in_both_orders_and_a_rerun_asks_for_nothing(tmp_path, smoll
         candidate("p3", "def mean(xs):\n    return sum(xs) / len(xs) if xs else 0.0\n", "def mean(xs):\n    return sum(xs) / len(xs)\n"),
     ]
     write_stage(run_dir, "dedup", pairs, Candidate)
-    stage = {"judges": [{"backend": "vllm", "model": smollm2}], "votes": 4, "max_tokens": 16, "constrained": True,
+    stage = {"judges": [{"backend": "vllm", "model": smollm2}], "qualify": None, "votes": 4, "max_tokens": 16, "constrained": True,
              "min_matches": 3, "max_contradictions": 1}
     config = RunConfig(run_dir=str(run_dir), num_shards=1, runner={"running_mode": "in_memory", "workers": 1},
                        stages={"label": stage})
@@ -118,7 +118,7 @@ def test_two_judges_vote_apart_and_the_consensus_rule_decides(tmp_path, smollm2,
               {"backend": "transformers", "model": smollm2, "name": "smollm2-hf"}]
 
     def label(consensus: str, force: bool = False):
-        stage = {"judges": judges, "votes": 2, "max_tokens": 16, "constrained": True, "min_matches": 1,
+        stage = {"judges": judges, "qualify": None, "votes": 2, "max_tokens": 16, "constrained": True, "min_matches": 1,
                  "max_contradictions": 0, "consensus": consensus}
         config = RunConfig(run_dir=str(run_dir), num_shards=1, runner={"running_mode": "in_memory", "workers": 1},
                            stages={"label": stage})
@@ -151,7 +151,7 @@ def test_label_judges_only_its_sample_of_pairs(tmp_path, smollm2, vllm_engine):
     run_dir = tmp_path / "run"
     pairs = [candidate(f"s{i}", f"def f(xs):\n    return sorted(xs)[:{i}]\n", f"def f(xs):\n    return xs[:{i}]\n") for i in range(5)]
     write_stage(run_dir, "dedup", pairs, Candidate)
-    stage = {"judges": [{"backend": "vllm", "model": smollm2}], "votes": 2, "max_tokens": 16, "constrained": True, "sample": 2,
+    stage = {"judges": [{"backend": "vllm", "model": smollm2}], "qualify": None, "votes": 2, "max_tokens": 16, "constrained": True, "sample": 2,
              "min_matches": 1}
     config = RunConfig(run_dir=str(run_dir), num_shards=1, runner={"running_mode": "in_memory", "workers": 1}, stages={"label": stage})
     (outcome,) = run(config)

@@ -34,7 +34,7 @@ def test_a_server_killed_mid_run_and_restarted_leaves_every_pair_judged_once(tmp
     judge = {"backend": "openai", "model": "smollm2", "base_url": server.base_url, "concurrency": 1, "timeout": 60,
              "max_retries": 150, "max_backoff": 4}  # rides out a restart of minutes on a busy machine
     config = RunConfig(run_dir=str(run_dir), num_shards=1, runner={"running_mode": "in_memory", "workers": 1},
-                       stages={"label": {"judges": [judge], "votes": VOTES, "max_tokens": 16, "constrained": True, "batch_size": 2,
+                       stages={"label": {"judges": [judge], "qualify": None, "votes": VOTES, "max_tokens": 16, "constrained": True, "batch_size": 2,
                                          "min_matches": 3, "max_contradictions": 1}})
     cache = run_dir / "label_answers"
     result: dict = {}
