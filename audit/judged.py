@@ -4,11 +4,14 @@
 tables of an in-memory DuckDB connection:
 
 - `raw`: a view of the shards as written, with `pair_key` (shard and row) beside every pair;
-- `judged`: one row per pair, its criterion, language,
-  source, ground truth flags, code lengths, margin and keep decision;
-- `votes`: the UNNESTed votes, one row per vote;
+- `judged`: one row per pair of the label output, its criterion, language,
+  source, ground truth flags, code lengths, margin, keep decision and label source;
+- `votes`: the UNNESTed judge votes, one row per vote. Votes execution cast (judge
+  schemas.EXECUTION) are no judge's and are left out: execution is the truth judges are measured
+  against, not a rater;
 - `pair_subjects` / `judge_subjects`: vote counts and the derived per-pair facts every metric is
-  built from, for each pair (all judges pooled) and for each pair and judge.
+  built from, for each judged pair (all judges pooled) and for each pair and judge. A pair that
+  execution labelled and no judge voted on is not a judged pair and is not in them.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from apache_beam.io.filesystems import FileSystems
 
-from schemas import JudgedPair
+from schemas import EXECUTION, JudgedPair
 from storage import SchemaMismatch, check_schema, list_parts
 
 if TYPE_CHECKING:
@@ -71,6 +74,7 @@ _SUBJECT_COUNTS = """
 _SUBJECT_FACTS = """
     SELECT *,
         m + c + t AS valid,
+        CASE WHEN n_votes > 0 THEN (m - c) / n_votes ELSE 0.0 END AS judge_margin,
         CASE WHEN m > c THEN 'chosen' WHEN c > m THEN 'rejected' END AS side,
         CASE WHEN m_cf > c_cf THEN 'chosen' WHEN c_cf > m_cf THEN 'rejected' END AS side_cf,
         CASE WHEN m_cs > c_cs THEN 'chosen' WHEN c_cs > m_cs THEN 'rejected' END AS side_cs,
@@ -122,13 +126,15 @@ def open_judged(run_dir: str | Path) -> duckdb.DuckDBPyConnection:
         SELECT (list_position({files}, filename)::BIGINT << 32) + file_row_number AS pair_key, *
         FROM {source}
     """)
-    db.execute("""
+    db.execute(f"""
         CREATE TEMP TABLE judged AS
         SELECT pair_key, pair_id,
             candidate.criterion AS criterion, candidate.language AS language, candidate.source AS source,
             coalesce(candidate.verified, false) AS verified, candidate.source = 'commit' AS commit_direction,
             length(candidate.chosen) AS chosen_chars, length(candidate.rejected) AS rejected_chars,
-            margin, kept, keep_reason
+            margin, kept, keep_reason, label_source,
+            -- the judges' keep decision: a pair execution labelled carries the keep rule's verdict in its reason
+            CASE WHEN label_source = '{EXECUTION}' THEN keep_reason = 'execution_verified' ELSE kept END AS judge_kept
         FROM raw
     """)
     (unkeyed,) = db.execute("SELECT count(*) FROM judged WHERE pair_key IS NULL").fetchone()
@@ -138,12 +144,16 @@ def open_judged(run_dir: str | Path) -> duckdb.DuckDBPyConnection:
         CREATE TEMP TABLE votes AS
         SELECT pair_key, v.judge AS judge, v."order" AS vote_order, v.verdict AS verdict, v.outcome AS outcome, v.error AS error
         FROM (SELECT pair_key, UNNEST(votes) AS v FROM raw)
-    """)
-    # Pairs without votes stay (LEFT JOIN): they count as pairs with no rating.
+        WHERE v.judge IS DISTINCT FROM ?
+    """, [EXECUTION])
+    # Pairs the judges were to label but that have no votes stay (LEFT JOIN): they count as pairs with no rating.
+    # Pairs execution labelled without a judge vote are no judge's work and are left out.
     db.execute(f"""
         CREATE TEMP TABLE pair_subjects AS
         WITH counted AS (
-            SELECT j.*, {_SUBJECT_COUNTS} FROM judged j LEFT JOIN votes v USING (pair_key) GROUP BY ALL
+            SELECT j.*, {_SUBJECT_COUNTS} FROM judged j LEFT JOIN votes v USING (pair_key)
+            WHERE j.label_source IS DISTINCT FROM '{EXECUTION}' OR j.pair_key IN (SELECT pair_key FROM votes)
+            GROUP BY ALL
         ) {_SUBJECT_FACTS}
     """)
     db.execute(f"""

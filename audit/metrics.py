@@ -14,6 +14,12 @@ from typing import Any
 
 from audit.agreement import cohen_kappa, fleiss_kappa, mean, proportion
 from audit.judged import OUTCOMES, fetch_dicts, label_parts, open_judged
+from audit.sources import (
+    calibration,
+    corpus_label_sources,
+    label_sources,
+    qualification,
+)
 
 METRICS_VERSION = 1
 GROUPINGS: dict[str, tuple[str, ...]] = {
@@ -31,6 +37,11 @@ GROUND_TRUTHS = {
 }
 
 DEFINITIONS: dict[str, str] = {
+    "judged pair": "a pair of the label output that a judge voted on, or that the judges were to label (label_source "
+                   "'judges'; one without votes counts as a pair with no rating). Every judge metric (vote shares, parse errors, "
+                   "agreement, kappas, position and length bias, ground truth, keep yield, margins, by_judge) is over judged "
+                   "pairs and judge votes only: a vote whose judge is 'execution' is the pair's tests, not a rater, and is left "
+                   "out, and a pair execution labelled that no judge voted on is not a judged pair",
     "valid vote": "a vote whose verdict parsed (outcome match, contradiction or tie); error votes are no rating and are left out of "
                   "every agreement metric, and counted in parse_error_rate",
     "side": "a set of votes picks 'chosen' when it has more matches than contradictions, 'rejected' when fewer, and no side when "
@@ -38,11 +49,16 @@ DEFINITIONS: dict[str, str] = {
     "vote_shares": "votes of each outcome / all votes (errors included)",
     "parse_error_rate": "error votes (verdict did not parse) / all votes",
     "unanimity_rate": "pairs whose valid votes all have one outcome / pairs with at least two valid votes",
-    "mean_margin": "mean of the label stage's margin, (matches - contradictions) / all votes, over all pairs",
+    "mean_margin": "mean over judged pairs of (matches - contradictions) / judge votes (0 for a pair without votes): the label "
+                   "stage's margin without execution's vote",
     "vote_entropy": "mean over pairs with a valid vote of H = -sum_k p_k log2 p_k, p_k the share of the pair's valid votes with "
                     "outcome k in {match, contradiction, tie}; in bits, 0 (unanimous) to log2 3 = 1.585. Outcomes, not the letters "
                     "A/B: the letters name opposite sides in the two orders",
-    "keep_yield": "pairs kept by the keep rule / pairs",
+    "keep_yield": "judged pairs the judges' keep rule keeps / judged pairs; for a pair execution labelled that the judges also "
+                  "voted on (verified: both), the rule's decision is its keep_reason: 'execution_verified' (kept) or "
+                  "'execution_verified; judges disagree (...)' (not kept)",
+    "margins": "judged pairs per judge margin, (matches - contradictions) / judge votes rounded to 6 places, kept or not by the "
+               "judges' keep rule (as in keep_yield)",
     "fleiss_kappa": "Fleiss' kappa with pairs as subjects, valid votes (all judges pooled) as raters, categories match / "
                     "contradiction / tie; pairs with fewer than two valid votes are left out; unequal rater counts by "
                     "P_i = sum_j n_ij(n_ij - 1) / (n_i(n_i - 1)), P = mean P_i, p_j = pooled share of category j, "
@@ -61,23 +77,44 @@ DEFINITIONS: dict[str, str] = {
     "longer_is_chosen": "of the same pairs, those whose longer side is the chosen one: the rate longer_wins would have if the "
                         "votes always agreed with the expected direction",
     "length_bias": "longer_wins - longer_is_chosen: > 0 when votes favour longer code beyond what the expected direction explains",
-    "ground_truth": "per kind (verified, commit): pairs of that kind whose votes pick the chosen side / pairs of that kind "
-                    "(pairs with no side count as not picking it)",
+    "ground_truth": "per kind (verified, commit): judged pairs of that kind whose judge votes pick the chosen side / judged "
+                    "pairs of that kind (pairs with no side count as not picking it); verified pairs execution labelled without "
+                    "a judge vote are not in it",
+    "label_sources": "pairs of the label output per label_source ('execution': the pair's tests decided the label; 'judges': "
+                     "the judges' votes): pairs, share = pairs / all pairs, kept, kept_share = kept / all kept pairs, and "
+                     "judge_voted = those pairs with at least one judge vote; all pairs, judged or not (a census: no interval)",
+    "corpus_label_sources": "rows of the assembled corpus (RUN_DIR/assemble) per label_source, 'unjudged' for rows of stages "
+                            "without judges (label_source None); share = rows / all rows; null rows and a reason when there "
+                            "is no assemble output or its files have no label_source column (CorpusRow before v3)",
+    "qualification": "what the label stage measured of each judge on calibration pairs before it labelled, copied from the "
+                     "label manifest's report.qualification: status off, skipped (why) or measured with the thresholds and, "
+                     "per judge, pairs, agreement with the truth, position consistency, tie and parse-error rates (Wilson 95 % "
+                     "intervals), weight, qualified and shortfalls; label_notes are the manifest's notes as written",
+    "calibration": "per judge, over pairs of known truth (the chosen side): the calibration table's pairs (RUN_DIR/label/"
+                   "calibration) and the label output's execution-verified pairs (candidate.verified true) that carry that "
+                   "judge's votes, a pair in both counted once, from the calibration table. Each (pair, judge) is bucketed by "
+                   "the strength of the judge's margin, |matches - contradictions| / the judge's votes on the pair (errors "
+                   "included), rounded to 6 places: how decidedly its votes lean, whichever side. The signed margin is not the "
+                   "key since the truth is always the chosen side: its sign alone says whether the votes agree. Per bucket: "
+                   "pairs, picks_chosen (more matches than contradictions), picks_rejected, and agreement = picks_chosen / "
+                   "pairs with its Wilson 95 % interval; a calibrated judge agrees more often where its votes lean harder",
+
     "ci95": "Wilson score interval, 95 %",
 }
 
 
 def _aggregates(subjects: str) -> str:
-    """Sums one GROUP BY needs over a subjects table (`pair_subjects` or `judge_subjects`)."""
-    return f"""
+    """Sums one GROUP BY needs over a subjects table (`pair_subjects` or `judge_subjects`). Sums of floats run in
+    pair order, so the same run gives the same last digits whatever DuckDB's threads do."""
+    return"""
         count(*) AS subjects, coalesce(sum(n_votes), 0) AS votes,
         coalesce(sum(m), 0) AS m, coalesce(sum(c), 0) AS c, coalesce(sum(t), 0) AS t, coalesce(sum(e), 0) AS e,
         coalesce(sum(a), 0) AS a, coalesce(sum(b), 0) AS b, coalesce(sum(tie_verdicts), 0) AS tie_verdicts,
         count_if(valid >= 2) AS unanimity_n, count_if(unanimous) AS unanimity_k,
-        {"sum(margin)" if subjects == "pair_subjects" else "sum(CASE WHEN n_votes > 0 THEN (m - c) / n_votes ELSE 0 END)"} AS margin_sum,
-        count(entropy) AS entropy_n, sum(entropy) AS entropy_sum,
-        count_if(kept) AS kept,
-        count(agreement) AS fleiss_subjects, sum(agreement) AS fleiss_sum,
+        sum(judge_margin ORDER BY pair_key) AS margin_sum,
+        count(entropy) AS entropy_n, sum(entropy ORDER BY pair_key) AS entropy_sum,
+        count_if(judge_kept) AS kept,
+        count(agreement) AS fleiss_subjects, sum(agreement ORDER BY pair_key) AS fleiss_sum,
         coalesce(sum(m) FILTER (WHERE valid >= 2), 0) AS fleiss_m,
         coalesce(sum(c) FILTER (WHERE valid >= 2), 0) AS fleiss_c,
         coalesce(sum(t) FILTER (WHERE valid >= 2), 0) AS fleiss_t,
@@ -200,11 +237,17 @@ def compute_metrics(run_dir: str | Path) -> dict[str, Any]:
             GROUP BY ALL ORDER BY votes DESC, reason LIMIT 10
         """)
         result["keep_reasons"] = fetch_dicts(db, """
-            SELECT split_part(keep_reason, ':', 1) AS reason, count(*) AS pairs FROM judged GROUP BY ALL ORDER BY pairs DESC, reason
+            SELECT split_part(split_part(keep_reason, ':', 1), ' (', 1) AS reason, count(*) AS pairs
+            FROM judged GROUP BY ALL ORDER BY pairs DESC, reason
         """)
+        result["label_sources"] = label_sources(db)
+        result["calibration"] = calibration(db, str(run_dir))
         result["margins"] = fetch_dicts(db, """
-            SELECT round(margin, 6) AS margin, count_if(kept) AS kept, count_if(NOT kept) AS not_kept FROM judged GROUP BY ALL ORDER BY margin
+            SELECT round(judge_margin, 6) AS margin, count_if(judge_kept) AS kept, count_if(NOT judge_kept) AS not_kept
+            FROM pair_subjects GROUP BY ALL ORDER BY margin
         """)
+    result["corpus_label_sources"] = corpus_label_sources(str(run_dir))
+    result["qualification"], result["label_notes"] = qualification(str(run_dir))
     result["pairs"] = result["overall"]["pairs"]
     result["votes"] = result["overall"]["votes"]
     result["definitions"] = DEFINITIONS

@@ -15,6 +15,10 @@ FIGURES = {  # file name: (title drawn in the image, caption under it)
     "kappa_by_language.png": ("Fleiss' kappa by language",
                               "Agreement beyond chance of the votes on each pair (pooled judges); n/a where kappa is "
                               "undefined (see metrics.json for the reason)."),
+    "calibration_by_strength.png": ("Agreement with truth by vote-margin strength, per judge",
+                                    ("On pairs of known truth (calibration pairs and execution-verified pairs): share of "
+                                    "(pair, judge) whose votes pick the chosen side, by |matches - contradictions| / votes of "
+                                    "that judge on the pair. Whiskers: Wilson 95 % intervals; n: pairs in the bucket.")),
 }
 _DPI = 100
 
@@ -131,6 +135,37 @@ def kappa_by_language(metrics: dict[str, Any], path: Path) -> None:
     figure.savefig(path)
 
 
+def calibration_by_strength(metrics: dict[str, Any], path: Path) -> None:
+    """Per judge, agreement with the truth (Wilson 95 % whiskers) against the strength of its vote margin."""
+    from matplotlib.ticker import MultipleLocator
+
+    judges = metrics["calibration"]["by_judge"]
+    figure = _figure(7.5, 3.6)
+    axes = figure.add_subplot()
+    if not judges:
+        _no_data(axes, metrics["calibration"]["reason"] or "no pairs of known truth")
+    else:
+        offsets = [(i - (len(judges) - 1) / 2) * 0.012 for i in range(len(judges))]  # judges side by side, not on top
+        for offset, judge in zip(offsets, judges):
+            buckets = judge["buckets"]
+            x = [b["strength"] + offset for b in buckets]
+            y = [b["agreement"]["value"] for b in buckets]
+            lower = [v - b["agreement"]["ci95"][0] for v, b in zip(y, buckets)]
+            upper = [b["agreement"]["ci95"][1] - v for v, b in zip(y, buckets)]
+            axes.errorbar(x, y, yerr=[lower, upper], marker="o", capsize=3, linewidth=1, label=judge["judge"])
+            for xi, v, b in zip(x, y, buckets):
+                axes.text(xi, min(v + 0.04, 1.12), f"n={b['pairs']}", ha="center", va="bottom", fontsize=7, color="#333333")
+        axes.axhline(0.5, color="#333333", linewidth=0.8, linestyle="--")
+        axes.set_xlim(-0.08, 1.08)
+        axes.set_ylim(-0.05, 1.2)
+        axes.xaxis.set_major_locator(MultipleLocator(0.25))
+        axes.set_xlabel("strength = |matches - contradictions| / votes of the judge on the pair")
+        axes.set_ylabel("share picking the chosen side")
+        axes.legend(loc="lower right", frameon=False, fontsize=8)
+    axes.set_title(FIGURES["calibration_by_strength.png"][0])
+    figure.savefig(path)
+
+
 def _short(criterion: str) -> str:
     return criterion.replace(" and ", " & ").replace("Maintainability", "Maint.")
 
@@ -141,4 +176,5 @@ def draw_figures(metrics: dict[str, Any], directory: Path) -> dict[str, tuple[st
     margin_histogram(metrics, directory / "margin_histogram.png")
     bias_by_criterion(metrics, directory / "bias_by_criterion.png")
     kappa_by_language(metrics, directory / "kappa_by_language.png")
+    calibration_by_strength(metrics, directory / "calibration_by_strength.png")
     return dict(FIGURES)

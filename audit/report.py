@@ -163,6 +163,86 @@ def _reason_tables(metrics: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+def _count_share(count: int, share: float | None, of: str) -> Cell:
+    """A count with its share in small print (a census: no interval)."""
+    if share is None:
+        return _cell(count, "", "number")
+    return _cell(count, f"{share:.3f} of {of}", "number", f"{share:.1%}")
+
+
+def _source_tables(metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    label, corpus = metrics["label_sources"], metrics["corpus_label_sources"]
+    label_rows = [[_cell(r["label_source"], "", "key"), _count_share(r["pairs"], r["share"], "all pairs"),
+                   _count_share(r["kept"], r["kept_share"], "kept pairs"), _cell(r["judge_voted"], "", "number")]
+                  for r in label["sources"]]
+    corpus_rows = [[_cell(r["label_source"], "", "key"), _count_share(r["rows"], r["share"], "corpus rows")] for r in corpus["sources"]]
+    return [
+        {"id": "label-sources", "title": f"Label output: {label['pairs']} pairs, {label['kept']} kept, by label source",
+         "headers": ["label source", "pairs", "kept", "with judge votes"], "rows": label_rows,
+         "note": "execution: the pair's tests decided the label; judges: the judges' votes did. Judge metrics count only pairs "
+                 "with judge votes."},
+        {"id": "corpus-label-sources",
+         "title": "Corpus (assemble output) by label source" + (f": {corpus['rows']} rows" if corpus["rows"] is not None else ""),
+         "headers": ["label source", "rows"], "rows": corpus_rows, "note": corpus["reason"]},
+    ]
+
+
+def refused_sentences(qualification: dict[str, Any]) -> list[str]:
+    """One plain sentence per judge the label stage refused."""
+    return [f"{q['judge']} was NOT qualified to label: {'; '.join(q['shortfalls']) or 'below the thresholds'}; pairs that "
+            "needed a judge were not labelled by it" for q in qualification.get("judges", []) if not q["qualified"]]
+
+
+def _qualification(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The qualification section: a status sentence, the per-judge table, refusals and the manifest's notes."""
+    report = metrics["qualification"]
+    status = report.get("status")
+    table = None
+    if status == "measured":
+        limits = report["thresholds"]
+        benchmark = f" and the benchmark file {limits['benchmark']}" if limits.get("benchmark") else ""
+        text = (f"Each judge voted on {report['calibration_pairs']} calibration pairs (up to {limits['pairs']} of the run's "
+                f"execution-verified pairs{benchmark}) before it labelled. To qualify: at least {limits['min_pairs']} pairs, "
+                f"agreement with the truth at least {limits['min_agreement']:.2f}, position consistency at least "
+                f"{limits['min_consistency']:.2f}; a judge short of them: on_unqualified {limits['on_unqualified']}.")
+        rows = [[_cell(q["judge"], "", "key"), _cell(q["pairs"], "", "number"), _share(q["agreement"]), _share(q["consistency"]),
+                 _share(q["tie_rate"]), _share(q["error_rate"]), _cell(f"{q['weight']:.3f}", "log-odds weight", "number"),
+                 _cell("yes" if q["qualified"] else "no", "", "key" if q["qualified"] else "key refused"),
+                 _cell("; ".join(q["shortfalls"]) or MISSING, "", "key")] for q in report["judges"]]
+        table = {"id": "qualification", "title": "Qualification per judge (calibration pairs, both orders)",
+                 "headers": ["judge", "pairs", "agreement with truth", "position consistency", "tie rate", "parse-error rate",
+                             "weight", "qualified", "shortfalls"], "rows": rows, "note": None}
+    elif status == "off":
+        text = "Judges labelled without qualification (label.qualify is null): nothing measured them before they labelled."
+    elif status == "skipped":
+        text = f"Qualification was skipped: {report.get('why')}."
+    else:
+        text = f"No qualification recorded: {report.get('why')}."
+    return {"status": status, "text": text, "table": table, "refused": refused_sentences(report), "notes": metrics["label_notes"]}
+
+
+def _calibration_table(metrics: dict[str, Any]) -> dict[str, Any]:
+    calibration = metrics["calibration"]
+    rows = []
+    for judge in calibration["by_judge"]:
+        rows.append([_cell(judge["judge"], "", "key"), _cell("all", "", "key"), _cell(judge["pairs"], "", "number"),
+                     _cell(sum(b["picks_chosen"] for b in judge["buckets"]), "", "number"),
+                     _cell(sum(b["picks_rejected"] for b in judge["buckets"]), "", "number"), _share(judge["agreement"])])
+        for bucket in judge["buckets"]:
+            rows.append([_cell(judge["judge"], "", "key"), _cell(f"{bucket['strength']:.3f}", "", "number"),
+                         _cell(bucket["pairs"], "", "number"), _cell(bucket["picks_chosen"], "", "number"),
+                         _cell(bucket["picks_rejected"], "", "number"), _share(bucket["agreement"])])
+    table = calibration["calibration_table"]
+    sources = "; ".join(f"{j['judge']}: {j['from_calibration']} calibration, {j['from_label']} label-output pairs"
+                        for j in calibration["by_judge"])
+    note = (f"Pairs of known truth: {table['pairs']} in the calibration table, {calibration['verified_label_pairs']} "
+            f"execution-verified pairs of the label output with judge votes" + (f" ({sources})" if sources else "") + ". "
+            + (table["reason"] + ". " if table["reason"] else "") + (calibration["reason"] + "." if calibration["reason"] else ""))
+    return {"id": "calibration", "title": "Agreement with truth by vote-margin strength",
+            "headers": ["judge", "strength", "pairs", "pick chosen", "pick rejected", "agreement [95 % CI]"],
+            "rows": rows, "note": note.strip()}
+
+
 def write_report(metrics: dict[str, Any], out: Path) -> Path:
     """report.html (and its figures) in `out` from a metrics dict."""
     figures = draw_figures(metrics, out / FIGURES_DIR)
@@ -173,6 +253,9 @@ def write_report(metrics: dict[str, Any], out: Path) -> Path:
         judge_tables=_judge_tables(metrics),
         tables=_tables(metrics),
         reason_tables=_reason_tables(metrics),
+        source_tables=_source_tables(metrics),
+        qualification=_qualification(metrics),
+        calibration=_calibration_table(metrics),
         figures=[{"src": f"{FIGURES_DIR}/{name}", "title": title, "caption": caption} for name, (title, caption) in figures.items()],
         definitions=DEFINITIONS,
     )

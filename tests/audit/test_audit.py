@@ -17,6 +17,7 @@ import pytest
 
 from audit import KEY_FILE, AuditError, audit, compute_metrics, import_verdicts, sample
 from audit.agreement import wilson_interval
+from audit.plots import FIGURES
 from pipelines.label.voting import KeepRule, count, margin, outcome
 from schemas import JudgedPair, Vote
 from tests.support.stage_fixtures import candidate, write_stage
@@ -350,7 +351,8 @@ def test_report_renders_tables_and_figures_in_chromium(hand_run, tmp_path, chrom
     _, out, metrics = hand_run
     page = (out / "report.html").as_uri()
     dom = run_chromium(chromium, tmp_path, "--dump-dom", page).stdout
-    assert 'data-images-loaded="3/3"' in dom
+    # Four figures since the calibration figure (agreement with truth by vote-margin strength) joined the three of before.
+    assert len(FIGURES) == 4 and 'data-images-loaded="4/4"' in dom
     for table in ("overall-agreement", "overall-bias", "ground-truth", "judges-agreement", "cohen", "by_criterion-agreement",
                   "by_language-agreement", "by_language-bias", "by_source-bias", "by_criterion_language_source-agreement"):
         assert f'data-table="{table}"' in dom, table
@@ -374,7 +376,7 @@ def test_report_renders_tables_and_figures_in_chromium(hand_run, tmp_path, chrom
         dom = run_chromium(chromium, tmp_path, "--dump-dom", page).stdout
     finally:
         shutil.move(moved, str(out / "figures"))
-    assert 'data-images-loaded="0/3"' in dom and "Missing figures" in dom
+    assert 'data-images-loaded="0/4"' in dom and "Missing figures" in dom
 
 
 def test_cli_audit_run_sample_and_import(hand_run, tmp_path):
