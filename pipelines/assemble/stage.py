@@ -110,11 +110,11 @@ class Prepare(beam.DoFn):
                 rejection = PREPARE.reject("not_kept_by_judges", "{why}", why=row["keep_reason"])
                 yield route(STAGE, row["pair_id"], rejection, {"pair_id": row["pair_id"], "margin": row["margin"]}, PREPARE)
                 return
-            entry = dict(row["candidate"])
+            entry = {**row["candidate"], "label_source": row.get("label_source")}
             counts = [row["chosen_first"], row["chosen_second"]]
             votes = {key: sum(c[key] for c in counts) for key in ("matches", "contradictions", "ties", "errors")}
         else:
-            entry, votes = dict(row), {"matches": 0, "contradictions": 0, "ties": 0, "errors": 0}
+            entry, votes = {**row, "label_source": None}, {"matches": 0, "contradictions": 0, "ties": 0, "errors": 0}
         if entry["language"] not in LANGUAGES:
             rejection = PREPARE.reject("language_not_in_corpus_labels", "{language!r} is not one of the corpus's ClassLabel names",
                                        language=entry["language"])
@@ -135,6 +135,7 @@ def to_corpus_row(entry: dict[str, Any]) -> dict[str, Any]:
         prompt_origin=entry["prompt_origin"], verified=entry.get("verified"), verification=entry.get("verification"),
         votes_matches=votes["matches"],
         votes_contradictions=votes["contradictions"], votes_ties=votes["ties"], votes_errors=votes["errors"],
+        label_source=entry["label_source"],
     ))
 
 

@@ -44,6 +44,18 @@ def _run_one_stage(
         fail(str(error))
 
 
+def _stage_block(config_file: Path | None, name: str) -> dict:
+    """The stage's block of a run config (empty without one), for flags that set one key of a nested block."""
+    if config_file is None:
+        return {}
+    from pipelines.run.config import ConfigError, load_config
+
+    try:
+        return dict(load_config(config_file).stages.get(name) or {})
+    except ConfigError as error:
+        fail(str(error))
+
+
 def _report_one_stage(outcome, out: str, noun: str) -> None:  # type: ignore[no-untyped-def]
     """One line from the stage's manifest: records in and out, and the drops. The judge writes every pair it
     judged, kept or not: its manifest counts the keep decisions, and the line says those instead of 'kept'."""
@@ -56,6 +68,8 @@ def _report_one_stage(outcome, out: str, noun: str) -> None:  # type: ignore[no-
     if PAIRS_KEPT in m.counters or PAIRS_NOT_KEPT in m.counters:
         written = f"{m.records_out} judged: {m.counters.get(PAIRS_KEPT, 0)} kept, {m.counters.get(PAIRS_NOT_KEPT, 0)} not kept"
     stdout.print(f"{m.stage}: {m.records_in} {noun}, {written} ({state}); dropped: {drops}", highlight=False)
+    for note in m.notes:
+        stdout.print(f"note: {note}", highlight=False)
     stdout.print(f"output: {out}", highlight=False)
 
 
@@ -164,16 +178,28 @@ def label_command(
     model: Annotated[str | None, typer.Option(help="Model folder or name; 'smollm2' = the packaged CPU judge; openai: the served name.")] = None,
     base_url: Annotated[str | None, typer.Option(help="openai: the server's /v1 address (key from $OPENAI_API_KEY).")] = None,
     votes: Annotated[int | None, typer.Option(help="Votes per pair and judge, half in each order (8).")] = None,
+    verified: Annotated[str | None, typer.Option(help="Execution-verified pairs: truth (labelled by execution), both or judge.")] = None,
+    calibration: Annotated[
+        str | None, typer.Option(help="A CRB-format file of calibration pairs for the judges' qualification (qualify.benchmark).")
+    ] = None,
+    unqualified: Annotated[
+        str | None, typer.Option("--on-unqualified", help="A judge that does not qualify: fail, drop_judge or truth_only.")
+    ] = None,
     config_file: Annotated[Path | None, typer.Option("--config", help="Run config whose `stages.label` and runner to use.")] = None,
     force: Annotated[bool, typer.Option(help="Judge again (answers still come from the cache).")] = False,
     verbose: Verbose = False,
 ) -> None:
-    """LLM judges vote on candidate pairs in both orders; answers are cached and reused."""
+    """Execution labels the verified pairs; judges, once qualified, vote on the rest in both orders; answers cached."""
     judges = None
     if backend or model or base_url:
         judges = [{"backend": backend or ("openai" if base_url else "vllm"), "model": model or "smollm2",
                    **({"base_url": base_url} if base_url else {})}]
-    outcome = _run_one_stage("label", {"judges": judges, "votes": votes}, config_file, out, force, input_dir=input_dir, verbose=verbose)
+    qualify = None
+    if calibration or unqualified:
+        base = _stage_block(config_file, "label").get("qualify") or {}
+        qualify = {**base, **({"benchmark": calibration} if calibration else {}), **({"on_unqualified": unqualified} if unqualified else {})}
+    overrides = {"judges": judges, "votes": votes, "verified": verified, "qualify": qualify}
+    outcome = _run_one_stage("label", overrides, config_file, out, force, input_dir=input_dir, verbose=verbose)
     _report_one_stage(outcome, out, "in")
 
 

@@ -3,8 +3,9 @@
 A pair is correct when chosen_score > rejected_score; a tie is not correct, and is counted under
 `ties`. The figures follow the published Themis results files (`overall` with `accuracy`,
 `total_examples`, `correct_predictions`, and the mean, median and sample standard deviation of
-chosen_score - rejected_score; `by_*` with `accuracy` and `count`), plus `ties` and `correct`,
-unrounded. They are computed from the two scores, never from a stored `correct` column, so a
+chosen_score - rejected_score; `by_*` with `accuracy` and `count`), plus `ties`, `correct` and
+`accuracy_ci95` (the Wilson 95 % interval), unrounded. They are computed from the two scores, never from a
+stored `correct` column, so a
 published scores.parquet (id as its pandas index) recomputes the same way as ours.
 
 Grouping: languages and aspects are grouped through the vocabularies of schemas.vocab, so `Cpp`
@@ -79,19 +80,28 @@ def results(scores: pa.Table, source: str = "scores table") -> dict[str, Any]:
             "SELECT count(*), count_if(chosen_score > rejected_score), count_if(chosen_score = rejected_score), "
             "avg(chosen_score - rejected_score), median(chosen_score - rejected_score), "
             "stddev_samp(chosen_score - rejected_score) FROM scores").fetchone()
-        summary["overall"] = {"accuracy": correct / total, "total_examples": total, "correct_predictions": correct,
-                              "ties": ties, "mean_score_difference": mean, "median_score_difference": median,
+        summary["overall"] = {"accuracy": correct / total, "accuracy_ci95": _interval(correct, total), "total_examples": total,
+                              "correct_predictions": correct, "ties": ties, "mean_score_difference": mean, "median_score_difference": median,
                               "std_score_difference": std}
         for name in GROUPINGS:
             rows = db.execute(
                 f"SELECT {name}, count(*), count_if(chosen_score > rejected_score), count_if(chosen_score = rejected_score) "
                 f"FROM scores GROUP BY {name} ORDER BY {name}").fetchall()
-            summary[name] = {key: {"accuracy": hits / count, "count": count, "correct": hits, "ties": tied}
+            summary[name] = {key: {"accuracy": hits / count, "accuracy_ci95": _interval(hits, count), "count": count, "correct": hits,
+                                   "ties": tied}
                              for key, count, hits, tied in rows}
     metadata = scores.schema.metadata or {}
     if RUN_METADATA_KEY in metadata:
         summary["run"] = json.loads(metadata[RUN_METADATA_KEY])
     return summary
+
+
+def _interval(correct: int, total: int) -> list[float]:
+    """The Wilson 95 % interval of an accuracy."""
+    from audit.agreement import wilson_interval
+
+    low, high = wilson_interval(correct, total)  # type: ignore[misc] (total > 0 here)
+    return [low, high]
 
 
 def recompute(scores_file: str | Path) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from audit.agreement import wilson_interval
 from pipelines.eval import (
     BENCH_COLUMNS,
     RESULTS_FILE,
@@ -105,6 +106,10 @@ def test_results_are_exact_on_hand_computed_scores_with_ties():
     assert overall["mean_score_difference"] == pytest.approx(1.0)
     assert overall["median_score_difference"] == pytest.approx(0.5)  # of -2, 0, 0, 1, 3, 4
     assert overall["std_score_difference"] == pytest.approx(math.sqrt(24 / 5))  # sample std: squares 0+4+1+9+1+9
+    assert overall["accuracy_ci95"] == pytest.approx(list(wilson_interval(3, 6)))
+    intervals = {name: {key: group.pop("accuracy_ci95") for key, group in groups.items()} for name, groups in summary.items()}
+    assert intervals["by_language"]["Cpp"] == pytest.approx(list(wilson_interval(2, 3)))
+    assert intervals["by_subset"]["S3"] == pytest.approx(list(wilson_interval(0, 1)))
     assert summary == {
         # `Cpp` and `C++` are one group, keyed by the more frequent spelling; `Python`/`python` tie: first spelling
         # in sort order; `Rust` is not in the vocabulary: a group of its own.

