@@ -255,6 +255,7 @@ def write_report(metrics: dict[str, Any], out: Path) -> Path:
         reason_tables=_reason_tables(metrics),
         source_tables=_source_tables(metrics),
         qualification=_qualification(metrics),
+        refused=refused_sentences(metrics["qualification"]),
         calibration=_calibration_table(metrics),
         figures=[{"src": f"{FIGURES_DIR}/{name}", "title": title, "caption": caption} for name, (title, caption) in figures.items()],
         definitions=DEFINITIONS,

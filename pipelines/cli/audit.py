@@ -28,8 +28,12 @@ def audit_run(
         metrics = audit(run_dir, target)
     except AuditError as error:
         fail(str(error))
-    stdout.print(f"pairs: {metrics['pairs']}, votes: {metrics['votes']}; report: {FileSystems.join(target, 'report.html')}; "
-                 f"metrics: {FileSystems.join(target, 'metrics.json')}", highlight=False)
+    sources = ", ".join(f"{s['pairs']} by {s['label_source']}" for s in metrics["label_sources"]["sources"]) or "none"
+    stdout.print(f"labelled pairs: {sources}; judged pairs: {metrics['pairs']}, judge votes: {metrics['votes']}", highlight=False)
+    for judge in (metrics["qualification"].get("judges") or []):
+        verdict = "qualified" if judge["qualified"] else "NOT qualified: " + "; ".join(judge["shortfalls"])
+        stdout.print(f"judge {judge['judge']}: {verdict}", highlight=False)
+    stdout.print(f"report: {FileSystems.join(target, 'report.html')}; metrics: {FileSystems.join(target, 'metrics.json')}", highlight=False)
 
 
 @app.command("sample")

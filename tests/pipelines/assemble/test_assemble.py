@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -322,3 +323,34 @@ def test_cli_assemble_reads_a_label_directory_and_names_benchmarks(tmp_path):
     assert "1 kept" in result.output and (out / "README.md").is_file()
     (report,) = read_rows(str(out / "decontamination"), ContaminationReport)
     assert report["benchmark"] == "MyBench" and report["pairs_removed"] == 0
+
+
+def test_corpus_rows_and_card_say_who_labelled_them_and_that_a_judge_was_refused(tmp_path):
+    """Two pairs labelled by execution, one by judges: each row's label_source, the card's shares, and the label
+    manifest's refusal of a judge said in plain words."""
+    from pipelines.label.qualify import QualifyConfig, Tally, qualify
+
+    import_builtin_stages()
+    run_dir = tmp_path / "run"
+    pairs = []
+    for i, source in enumerate(("execution", "execution", "judges")):
+        chosen, rejected = variant(i)
+        pair = judged(candidate(f"p{i}", chosen, rejected, prompt=f"Compute the weighted total of values above {i}."))
+        pairs.append(dataclasses.replace(pair, label_source=source))
+    write_stage(run_dir, "label", pairs, JudgedPair)
+    manifest = StageManifest.read(str(run_dir / "label"))
+    refused = qualify("smollm2", Tally(pairs=32, agree=1, against=30, consistent=1, votes=64, ties=8), QualifyConfig())
+    manifest.report["qualification"] = {"status": "measured", "calibration_pairs": 32, "thresholds": QualifyConfig().model_dump(),
+                                        "judges": [refused.as_dict()]}
+    manifest.write(str(run_dir / "label"))
+    config = RunConfig(run_dir=str(run_dir), num_shards=1, runner={"running_mode": "in_memory", "workers": 1},
+                       stages={"assemble": {"max_tokens": 600}})
+    run(config)
+    rows = {row["idx"]: row["label_source"] for row in read_rows(str(run_dir / "assemble"), CorpusRow)}
+    assert rows == {"p0": "execution", "p1": "execution", "p2": "judges"}
+    card = (run_dir / "assemble" / "README.md").read_text()
+    assert "| execution (the pair's tests: the chosen side passed, the rejected failed) | 2 | 66.7% |" in card
+    assert "| LLM judges (votes in both orders) | 1 | 33.3% |" in card
+    assert ("**Judge `smollm2` was NOT qualified to label** (agreement 0.03 < min_agreement 0.70; consistency 0.03 < "
+            "min_consistency 0.60): no pair of this corpus was labelled by it.") in card
+    assert "| smollm2 | 32 | 0.03 [0.01, 0.16] | 0.03 [0.01, 0.16] |" in card

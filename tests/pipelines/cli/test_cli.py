@@ -258,7 +258,7 @@ def test_the_judge_summary_counts_kept_pairs_as_the_manifest_does(tmp_path, faul
     source = write_stage(tmp_path / "run", "dedup", pairs, Candidate)
     config = tmp_path / "judge.yaml"
     # The scripted judge answers A in both orders: one vote for the chosen side, one against; a vote of 1 keeps the pair.
-    rule = {"min_matches": 1, "max_contradictions": 1, "max_tokens": 16}
+    rule = {"min_matches": 1, "max_contradictions": 1, "max_tokens": 16, "qualify": None}
     config.write_text(yaml.safe_dump({"runner": {"running_mode": "in_memory", "workers": 1}, "stages": {"label": rule}}))
     out = tmp_path / "judged" / "label"
     label = ["label", "--in", str(source), "--out", str(out), "--backend", "openai", "--model", "judge", "--base-url", faulty_judge,
@@ -268,6 +268,7 @@ def test_the_judge_summary_counts_kept_pairs_as_the_manifest_does(tmp_path, faul
     manifest = StageManifest.read(str(out))
     assert (manifest.records_out, manifest.counters["pairs_kept"]) == (3, 3)
     assert "label: 3 in, 3 judged: 3 kept, 0 not kept (" in result.output
+    assert "note: judges labelled without qualification (label.qualify is null)" in result.output
 
     config.write_text(yaml.safe_dump({"runner": {"running_mode": "in_memory", "workers": 1},
                                       "stages": {"label": {**rule, "min_matches": 2}}}))  # now no pair passes
@@ -276,6 +277,45 @@ def test_the_judge_summary_counts_kept_pairs_as_the_manifest_does(tmp_path, faul
     manifest = StageManifest.read(str(out))
     assert (manifest.records_out, manifest.counters["pairs_not_kept"]) == (3, 3)
     assert "label: 3 in, 3 judged: 0 kept, 3 not kept (" in result.output and "3 kept" not in result.output
+
+
+def test_cli_label_qualifies_its_judge_on_a_calibration_file(tmp_path, faulty_judge):
+    """Without calibration pairs the judge cannot qualify and the command says what to do; with --calibration it is
+    measured (the scripted judge answers A whatever it is shown: it flips with the order) and --on-unqualified
+    truth_only drops the pairs that need it."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+    from pipelines.run.config import import_builtin_stages
+    from schemas import Candidate
+    from storage import StageManifest
+    from tests.support.stage_fixtures import candidate, write_stage
+
+    import_builtin_stages()
+    pairs = [candidate(f"p{i}", f"def f{i}(xs):\n    return sorted(xs)[{i}]\n", f"def f{i}(xs):\n    return xs[{i}]\n",
+                       prompt=f"Task p{i}. Return the item of rank {i}.") for i in range(3)]
+    source = write_stage(tmp_path / "run", "dedup", pairs, Candidate)
+    config = tmp_path / "judge.yaml"
+    config.write_text(yaml.safe_dump({"runner": {"running_mode": "in_memory", "workers": 1},
+                                      "stages": {"label": {"max_tokens": 16, "qualify": {"min_pairs": 20}}}}))
+    out = tmp_path / "judged" / "label"
+    label = ["label", "--in", str(source), "--out", str(out), "--backend", "openai", "--model", "judge", "--base-url", faulty_judge,
+             "--votes", "2", "--config", str(config)]
+    refused = CliRunner().invoke(app, label)
+    assert refused.exit_code == 1 and "NOT qualified (0 calibration pairs < min_pairs 20)" in refused.output
+    assert StageManifest.read(str(out)) is None
+    bench = tmp_path / "calibration.jsonl"
+    bench.write_text("".join(json.dumps({"id": f"b{i}", "prompt": f"Task b{i}. Sort.", "chosen": "sorted(xs)", "rejected": "xs",
+                                         "language": "Python", "aspect": "Functional_Correctness", "subset": "s"}) + "\n"
+                             for i in range(20)))
+    result = CliRunner().invoke(app, [*label, "--calibration", str(bench), "--on-unqualified", "truth_only"])
+    assert result.exit_code == 0, result.output
+    assert "note: judge judge: NOT qualified (agreement 0.00 < min_agreement 0.70; consistency 0.00 < min_consistency 0.60)" in result.output
+    assert "dropped: no_qualified_judge 3" in result.output
+    assert StageManifest.read(str(out)).report["qualification"]["calibration_pairs"] == 20
+
 
 
 def test_the_parse_stage_command_parses_a_candidate_folder(tmp_path):
