@@ -210,3 +210,16 @@ def test_the_real_cpu_judge_is_measured_and_refused(run_stage, smollm2, vllm_eng
     assert not smol["qualified"] and smol["shortfalls"]
     assert drops == {p.pair_id: "no_qualified_judge" for p in commits}
     assert set(rows) == {p.pair_id for p in verified} and {row["label_source"] for row in rows.values()} == {EXECUTION}
+
+
+def test_a_calibration_file_the_judges_cannot_use_is_refused_by_the_config_check(tmp_path):
+    from pipelines.label.stage import Label, LabelConfig
+    from pipelines.run.config import ConfigError
+
+    bench = tmp_path / "calibration.jsonl"
+    bench.write_text(json.dumps({"id": "h1", "prompt": "Be kind.", "chosen": "a", "rejected": "b", "language": "Python",
+                                 "aspect": "Helpfulness", "subset": "s"}) + "\n")
+    with pytest.raises(ConfigError, match=r"stages\.label\.qualify\.benchmark: .*pair 'h1' has aspect 'Helpfulness'"):
+        Label.check(LabelConfig(qualify={"benchmark": str(bench)}), None)  # the check needs no language registry
+    with pytest.raises(ConfigError, match=r"stages\.label\.qualify\.benchmark: .*missing"):
+        Label.check(LabelConfig(qualify={"benchmark": str(tmp_path / "missing.jsonl")}), None)  # the check needs no language registry
