@@ -8,6 +8,13 @@ chosen_score - rejected_score; `by_*` with `accuracy` and `count`), plus `ties`,
 stored `correct` column, so a
 published scores.parquet (id as its pandas index) recomputes the same way as ours.
 
+Parse failures (generative judges, whose answers may not parse): a table with any of the columns
+`parse_failed`, `chosen_parse_failed`, `rejected_parse_failed` may leave a score empty where its
+row is marked failed, as the published files do. Such a pair counts as incorrect in `accuracy`;
+`overall` then adds `accuracy_valid_only` (correct / valid pairs), `valid_pairs`,
+`total_parse_failures` (pairs) and `parse_failure_rate`, and each group `parse_failures`. Any
+other empty or non-finite score is an error naming the pair.
+
 Grouping: languages and aspects are grouped through the vocabularies of schemas.vocab, so `Cpp`
 and `C++` are one group; a group's key is its most frequent spelling in the table (the
 alphabetically first on a tie), so a CRB run keeps the benchmark's spellings. A name the
@@ -31,6 +38,7 @@ from schemas.vocab import Vocabulary
 
 RESULTS_FILE = "results.json"
 NEEDED_COLUMNS = ("chosen_score", "rejected_score", "language", "aspect", "subset")
+PARSE_COLUMNS = ("parse_failed", "chosen_parse_failed", "rejected_parse_failed")  # generative judges' unparsed answers
 GROUPINGS = {"by_aspect": ("aspect", ASPECTS), "by_language": ("language", LANGUAGES), "by_subset": ("subset", None)}
 
 
@@ -58,16 +66,26 @@ def results(scores: pa.Table, source: str = "scores table") -> dict[str, Any]:
     missing = [c for c in NEEDED_COLUMNS if c not in scores.column_names]
     if missing:
         raise ScoresError(f"{source}: no column {', '.join(missing)} (it has: {', '.join(scores.column_names)})")
-    for column in NEEDED_COLUMNS:
+    for column in NEEDED_COLUMNS[2:]:
         if scores.column(column).null_count:
             raise ScoresError(f"{source}: column {column!r} has {scores.column(column).null_count} empty values")
-    for column in NEEDED_COLUMNS[:2]:
-        finite = pc.is_finite(scores.column(column).cast(pa.float64()))
-        if not pc.all(finite).as_py():
-            raise ScoresError(f"{source}: column {column!r} has values that are not finite numbers")
     if scores.num_rows == 0:
         raise ScoresError(f"{source}: no scores")
+    failed = _parse_failures(scores)
     table = scores.select(list(NEEDED_COLUMNS))
+    for column in NEEDED_COLUMNS[:2]:
+        values = table.column(column).cast(pa.float64())
+        # A score is missing (empty, or not a finite number) only where the model's answer did not parse.
+        unusable = pc.fill_null(pc.invert(pc.is_finite(values)), True)
+        stray = pc.and_(unusable, pc.invert(failed)) if failed is not None else unusable
+        if pc.any(stray).as_py():
+            row = pc.index(stray, True).as_py()
+            pair = scores.column("id")[row].as_py() if "id" in scores.column_names else f"row {row}"
+            marked = "" if failed is None else ", and it is not marked as a parse failure"
+            raise ScoresError(f"{source}: pair {pair}: {column!r} is {'empty' if values[row].as_py() is None else 'not a finite number'}"
+                              f"{marked} ({pc.sum(stray).as_py()} such values)")
+        table = table.set_column(table.column_names.index(column), column, pc.if_else(unusable, None, values))
+    table = table.append_column("parse_failed", failed if failed is not None else pa.array([False] * table.num_rows))
     for name, (column, vocabulary) in GROUPINGS.items():
         spellings = Counter(table.column(column).to_pylist())
         names = _group_names(spellings, vocabulary)
@@ -76,24 +94,49 @@ def results(scores: pa.Table, source: str = "scores table") -> dict[str, Any]:
     summary: dict[str, Any] = {}
     with duckdb.connect() as db:
         db.register("scores", table)
-        total, correct, ties, mean, median, std = db.execute(
-            "SELECT count(*), count_if(chosen_score > rejected_score), count_if(chosen_score = rejected_score), "
-            "avg(chosen_score - rejected_score), median(chosen_score - rejected_score), "
+        # A parse failure is never correct and never a tie; the score differences are those of the pairs scored.
+        valid = "NOT parse_failed"
+        total, correct, ties, failures, mean, median, std = db.execute(
+            f"SELECT count(*), count_if({valid} AND chosen_score > rejected_score), count_if({valid} AND chosen_score = rejected_score), "
+            "count_if(parse_failed), avg(chosen_score - rejected_score), median(chosen_score - rejected_score), "
             "stddev_samp(chosen_score - rejected_score) FROM scores").fetchone()
         summary["overall"] = {"accuracy": correct / total, "accuracy_ci95": _interval(correct, total), "total_examples": total,
                               "correct_predictions": correct, "ties": ties, "mean_score_difference": mean, "median_score_difference": median,
                               "std_score_difference": std}
+        if failed is not None:
+            summary["overall"].update(_parse_figures(correct, total, failures))
         for name in GROUPINGS:
             rows = db.execute(
-                f"SELECT {name}, count(*), count_if(chosen_score > rejected_score), count_if(chosen_score = rejected_score) "
+                f"SELECT {name}, count(*), count_if({valid} AND chosen_score > rejected_score), "
+                f"count_if({valid} AND chosen_score = rejected_score), count_if(parse_failed) "
                 f"FROM scores GROUP BY {name} ORDER BY {name}").fetchall()
             summary[name] = {key: {"accuracy": hits / count, "accuracy_ci95": _interval(hits, count), "count": count, "correct": hits,
-                                   "ties": tied}
-                             for key, count, hits, tied in rows}
+                                   "ties": tied, **({"parse_failures": lost} if failed is not None else {})}
+                             for key, count, hits, tied, lost in rows}
     metadata = scores.schema.metadata or {}
     if RUN_METADATA_KEY in metadata:
         summary["run"] = json.loads(metadata[RUN_METADATA_KEY])
     return summary
+
+
+def _parse_failures(scores: pa.Table) -> pa.Array | None:
+    """Per pair, whether the model's answer did not parse (any of PARSE_COLUMNS true; empty counts as false), or None
+    when the table has none of those columns (a reward model's scores: every pair must have both)."""
+    present = [c for c in PARSE_COLUMNS if c in scores.column_names]
+    if not present:
+        return None
+    flags = [pc.fill_null(scores.column(c).cast(pa.bool_()), False) for c in present]
+    combined = flags[0]
+    for flag in flags[1:]:
+        combined = pc.or_(combined, flag)
+    return combined.combine_chunks() if isinstance(combined, pa.ChunkedArray) else combined
+
+
+def _parse_figures(correct: int, total: int, failures: int) -> dict[str, Any]:
+    """The published generative runs' extra figures: accuracy over the pairs whose answers parsed, and the failures."""
+    valid = total - failures
+    return {"accuracy_valid_only": correct / valid if valid else None, "valid_pairs": valid, "total_parse_failures": failures,
+            "parse_failure_rate": failures / total}
 
 
 def _interval(correct: int, total: int) -> list[float]:

@@ -153,8 +153,40 @@ def test_scores_that_cannot_be_summarised_name_the_file(tmp_path):
     with pytest.raises(ScoresError, match=r"thin\.parquet: no column subset"):
         recompute(thin)
     nan = hand_scores().set_column(0, "chosen_score", pa.array([math.nan, 1, 1, 1, 1, 1], pa.float64()))
-    with pytest.raises(ScoresError, match="not finite"):
+    with pytest.raises(ScoresError, match=r"pair a: 'chosen_score' is not a finite number \(1 such values\)"):
         results(nan)
+
+
+def test_unparsed_answers_count_as_incorrect_as_in_the_published_generative_runs():
+    """The published layout of a generative judge: an empty score where the answer did not parse, marked in
+    parse_failed / chosen_parse_failed / rejected_parse_failed; accuracy counts it incorrect, the valid-only figures
+    leave it out. An empty score that is not so marked is still an error naming the pair."""
+    table = hand_scores()  # differences 1, 3, 0, -2, 0, 4: a, b, f correct; c, e ties
+    chosen = pa.array([2.0, None, 0.25, -1.0, 0.5, 4.0], pa.float64())  # b did not parse
+    rejected = pa.array([1.0, 0.5, 0.25, 1.0, 0.5, None], pa.float64())  # f did not parse
+    generative = (table.set_column(0, "chosen_score", chosen).set_column(1, "rejected_score", rejected)
+                  .append_column("chosen_parse_failed", pa.array([False, True, False, False, False, False]))
+                  .append_column("rejected_parse_failed", pa.array([False, False, False, False, False, True]))
+                  .append_column("parse_failed", pa.array([False, True, False, False, False, True])))
+    overall = results(generative)["overall"]
+    assert {k: overall[k] for k in ("accuracy", "correct_predictions", "total_examples", "ties", "accuracy_valid_only", "valid_pairs",
+                                    "total_parse_failures", "parse_failure_rate")} == {
+        "accuracy": 1 / 6, "correct_predictions": 1, "total_examples": 6, "ties": 2, "accuracy_valid_only": 1 / 4, "valid_pairs": 4,
+        "total_parse_failures": 2, "parse_failure_rate": 2 / 6}
+    assert overall["mean_score_difference"] == pytest.approx((1 + 0 - 2 + 0) / 4)  # the pairs scored
+    by_subset = results(generative)["by_subset"]
+    assert (by_subset["S1"]["correct"], by_subset["S1"]["parse_failures"]) == (1, 2)
+    # The side flags alone are enough; a reward model's table (no flag columns) keeps the published keys only.
+    sides = generative.drop_columns(["parse_failed"])
+    assert results(sides)["overall"]["total_parse_failures"] == 2
+    assert "total_parse_failures" not in results(table)["overall"]
+    unmarked = generative.set_column(generative.column_names.index("parse_failed"), "parse_failed",
+                                     pa.array([False, True, False, False, False, False]))
+    unmarked = unmarked.drop_columns(["rejected_parse_failed"])
+    with pytest.raises(ScoresError, match=r"pair f: 'rejected_score' is empty, and it is not marked as a parse failure"):
+        results(unmarked)
+    with pytest.raises(ScoresError, match=r"pair b: 'chosen_score' is empty \(1 such values\)"):
+        results(generative.drop_columns(["parse_failed", "chosen_parse_failed", "rejected_parse_failed"]))
 
 
 # --- reading benchmarks --------------------------------------------------------------------------------------
