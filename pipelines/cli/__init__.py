@@ -35,11 +35,11 @@ app.command("label")(stages.label_command)
 app.command("judge", hidden=True)(stages.label_command)  # the label stage's command before it was named for the stage
 app.command("assemble")(stages.assemble_command)
 app.command("train")(stages.train_command)
-app.command("eval")(eval.eval_command)
 
 app.add_typer(languages.app, name="languages")
 app.add_typer(config.app, name="config")
 app.add_typer(audit.app, name="audit")
+app.add_typer(eval.app, name="eval")
 app.add_typer(models.criteria_app, name="criteria")
 app.add_typer(models.models_app, name="models")
 

@@ -1,4 +1,5 @@
-"""`codepref eval`: a reward model's preference accuracy on a CRB-format benchmark."""
+"""`codepref eval`: a reward model's (or an LLM judge's) preference accuracy on a CRB-format benchmark, and
+`codepref eval report`: a leaderboard of any set of results, ours and published ones alike."""
 
 from __future__ import annotations
 
@@ -10,9 +11,14 @@ from rich.table import Table
 
 from pipelines.cli.console import fail, stdout
 
+app = typer.Typer(help="Preference accuracy on a CRB-format benchmark (`codepref eval --out DIR ...`), and leaderboards "
+                  "(`codepref eval report`).", invoke_without_command=True)
 
+
+@app.callback()
 def eval_command(
-    out: Annotated[Path, typer.Option(help="Folder for scores.parquet and results.json.")],
+    ctx: typer.Context,
+    out: Annotated[Path | None, typer.Option(help="Folder for scores.parquet and results.json.")] = None,
     model: Annotated[str | None, typer.Option(help="Local reward model folder (AutoModelForSequenceClassification, one label).")] = None,
     bench: Annotated[str | None, typer.Option(help="CRB-format benchmark (prompt, chosen, rejected, language, aspect, subset, id).")] = None,
     scores: Annotated[Path | None, typer.Option(help="Recompute results.json from this scores table instead of scoring.")] = None,
@@ -23,6 +29,10 @@ def eval_command(
     device: Annotated[str, typer.Option(help="torch device: auto, cpu, cuda ...")] = "auto",
 ) -> None:
     """Preference accuracy of a reward model on a CRB-format benchmark, by aspect, language and subset."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if out is None:
+        fail("give --out (the folder for scores.parquet and results.json)")
     from pydantic import ValidationError
 
     from pipelines.eval import (
@@ -61,3 +71,19 @@ def eval_command(
         table.add_row(name, f"{group['accuracy']:.4f}", str(group["count"]))
     stdout.print(table)
     stdout.print(f"results: {out / RESULTS_FILE}", highlight=False)
+
+
+@app.command("report")
+def report_command(
+    result_dirs: Annotated[list[str], typer.Argument(metavar="RESULT_DIR...", help="Folders holding a results.json (ours or published).")],
+    out: Annotated[Path, typer.Option(help="Folder for leaderboard.md and leaderboard.html.")],
+) -> None:
+    """A leaderboard of results: overall, by aspect, by language and by subset, models as rows, each accuracy with its
+    Wilson 95 % interval (Markdown and a static HTML page)."""
+    from pipelines.eval.leaderboard import LeaderboardError, write_leaderboard
+
+    try:
+        markdown, page = write_leaderboard(result_dirs, out)
+    except LeaderboardError as error:
+        fail(str(error))
+    stdout.print(f"leaderboard of {len(result_dirs)} results: {markdown}, {page}", highlight=False)
