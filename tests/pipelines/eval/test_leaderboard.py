@@ -247,3 +247,17 @@ def test_html_in_chromium_shows_the_markdown_cells(three_runs, tmp_path, chromiu
     assert parsed.attributes["by_language"][1][1]["data-estimated"] == "true"
     assert "round(accuracy × count)" in dom and "GenJudge-7B" in dom
 
+
+
+def test_cli_eval_report_writes_both_tables_and_names_a_bad_folder(three_runs, tmp_path):
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    out = tmp_path / "board"
+    result = CliRunner().invoke(app, ["eval", "report", *map(str, three_runs), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert f"leaderboard of 3 results: {out / 'leaderboard.md'}, {out / 'leaderboard.html'}" in result.output.replace("\n", "")
+    assert "## By language" in (out / "leaderboard.md").read_text() and (out / "leaderboard.html").is_file()
+    missing = CliRunner().invoke(app, ["eval", "report", str(tmp_path / "nowhere"), "--out", str(out)])
+    assert missing.exit_code == 2 and "nowhere" in missing.output and "results.json" in missing.output
