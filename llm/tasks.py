@@ -182,3 +182,28 @@ class CommitReview(Task):
             return Parsed(None, f"not a rating: {value[:40]!r}")
         rating = int(match.group(1))
         return Parsed({"rating": rating, "keep": rating >= self.cutoff})
+
+
+@TASKS.register("rating")
+class RatingTask(Task):
+    """A 1-10 rating of one response on one criterion (pointwise judging: each side of a pair rated alone)."""
+
+    name = "rating"
+    answer_pattern = r"\[RATING\](10|[1-9])\[/RATING\]"
+
+    def format_input(self, record: dict[str, Any]) -> list[dict[str, str]]:
+        """`record` holds the request (prompt), the `response`, its criterion, language and fence."""
+        criterion = record["criterion"]
+        return self.messages(
+            criterion=criterion, checklist=CHECKLISTS[criterion], language=record["language"], fence=record.get("fence", ""),
+            prompt=record["prompt"], response=record["response"],
+        )
+
+    def parse_output(self, text: str) -> Parsed:
+        value, reason = last_tag(text, "RATING")
+        if value is None:
+            return Parsed(None, reason)
+        match = re.fullmatch(r"\s*(10|[1-9])(?:\s*/\s*10)?\s*\.?\s*", value)
+        if match is None:
+            return Parsed(None, f"not a rating from 1 to 10: {value[:40]!r}")
+        return Parsed({"rating": int(match.group(1))})

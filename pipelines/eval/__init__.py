@@ -14,6 +14,7 @@ from pipelines.eval.conversations import (
     messages,
 )
 from pipelines.eval.evaluation import EvalConfig, evaluate
+from pipelines.eval.judges import JudgeEvalConfig, evaluate_judge
 from pipelines.eval.metrics import (
     RESULTS_FILE,
     ScoresError,
@@ -40,12 +41,14 @@ __all__ = [
     "BenchPair",
     "BenchmarkError",
     "EvalConfig",
+    "JudgeEvalConfig",
     "ModelError",
     "BenchPairEncoder",
     "PairError",
     "ScoresError",
     "ScoringError",
     "evaluate",
+    "evaluate_judge",
     "messages",
     "read_benchmark",
     "recompute",
