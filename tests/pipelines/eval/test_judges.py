@@ -205,3 +205,33 @@ def test_ratings_parse_from_1_to_10_and_the_constraint_allows_only_those(text, v
     parsed = task.parse_output(text)
     assert (parsed.fields or {}).get("rating") == value and (parsed.reason is None) == (value is not None)
     assert bool(re.fullmatch(RatingTask.answer_pattern, f"[RATING]{value}[/RATING]")) == (value is not None)
+
+
+def test_cli_eval_judge_scores_a_label_judge_entry_and_a_rerun_asks_for_nothing(tmp_path, faulty_judge):
+    """`codepref eval --judge NAME --config RUN.yaml`: the label stage's judge entry and sampling; the same figures as the
+    scripted judge's known ones; a second run is answered from the cache; a name the config lacks is named."""
+    import yaml
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    FakeOpenAI.answers = [("Task", verdict)]
+    bench = write_bench(tmp_path / "crb.jsonl")
+    config = tmp_path / "run.yaml"
+    judge = {"backend": "openai", "model": "strong", "name": "fleet", "base_url": faulty_judge, "max_retries": 0, "timeout": 10}
+    config.write_text(yaml.safe_dump({"stages": {"label": {"judges": [judge], "votes": 2, "max_tokens": 16}}}))
+    command = ["eval", "--judge", "fleet", "--config", str(config), "--bench", bench, "--out", str(tmp_path / "out")]
+    first = CliRunner().invoke(app, command)
+    assert first.exit_code == 0, first.output
+    assert "judge fleet (pairwise): accuracy 0.7500 (15/20, ties 0, parse failures 0)" in first.output
+    assert "position consistency 1.0000" in first.output and "answers: 0 from the cache, 40 generated" in first.output
+    served = len(FakeOpenAI.served)
+    again = CliRunner().invoke(app, command)
+    assert again.exit_code == 0 and "answers: 40 from the cache, 0 generated" in again.output
+    assert len(FakeOpenAI.served) == served
+    pointwise = CliRunner().invoke(app, ["eval", "--judge", "strong", "--base-url", faulty_judge, "--mode", "pointwise", "--bench", bench,
+                                         "--out", str(tmp_path / "pointwise")])
+    assert pointwise.exit_code == 0, pointwise.output
+    assert json.loads((tmp_path / "pointwise" / "results.json").read_text())["run"]["mode"] == "pointwise"
+    unknown = CliRunner().invoke(app, [*command[:2], "nobody", *command[3:]])
+    assert unknown.exit_code == 2 and "has no judge named 'nobody' (judges: fleet)" in unknown.output
