@@ -53,9 +53,40 @@ class GrammarRef:
     entry: str = "language"
 
 
+MUTATION_OPERATORS: tuple[str, ...] = (
+    "comparison_flip", "off_by_one", "boolean_swap", "arithmetic_swap",
+    "negated_condition", "removed_guard", "changed_return", "swapped_arguments",
+)
+"""The eight bug-injection operators (pipelines.synthesize.mutation), in their canonical order."""
+
+DEFAULT_SWAPS: dict[str, dict[str, str]] = {
+    "comparison_flip": {"==": "!=", "!=": "==", "<": ">=", ">=": "<", ">": "<=", "<=": ">", "===": "!==", "!==": "==="},
+    "off_by_one": {"<": "<=", "<=": "<", ">": ">=", ">=": ">"},
+    "boolean_swap": {"&&": "||", "||": "&&", "and": "or", "or": "and"},
+    "arithmetic_swap": {"+": "-", "-": "+", "*": "/", "/": "*"},
+}
+"""The replacement tables of the token-swap operators, used unless a mutation block's `swaps` replaces one."""
+
+OPERATOR_NEEDS: dict[str, tuple[str, ...]] = {
+    "comparison_flip": ("binary",), "off_by_one": ("binary",), "boolean_swap": ("binary",), "arithmetic_swap": ("binary",),
+    "negated_condition": ("conditionals",), "removed_guard": ("conditionals", "exits"),
+    "changed_return": ("returns",), "swapped_arguments": ("arguments",),
+}
+"""The mutation keys (node types) each operator needs; an operator is enabled by default when they are all declared."""
+
+_NODE_LIST_KEYS = ("binary", "conditionals", "parenthesized", "arguments", "returns", "integers", "exits", "blocks")
+
+
 @dataclass(frozen=True)
 class MutationSpec:
-    """What the bug-injection operators need to know of a grammar (see pipelines.synthesize.mutation)."""
+    """What the bug-injection operators need to know of a grammar (see pipelines.synthesize.mutation).
+
+    Node types (checked against the grammar when it loads): `binary`, `conditionals`, `parenthesized`,
+    `arguments`, `returns`, `integers`, `exits`, `blocks`; spellings: `negate` (a template with `{}`),
+    `booleans` (literal -> its flip), `null_literal`. `operators` lists the operators bug injection may
+    use (default: every operator whose node types are declared, see OPERATOR_NEEDS); `swaps` replaces
+    the replacement table of a token-swap operator (default: DEFAULT_SWAPS).
+    """
 
     binary: tuple[str, ...] = ()
     conditionals: tuple[str, ...] = ()
@@ -68,9 +99,14 @@ class MutationSpec:
     null_literal: str | None = None
     exits: tuple[str, ...] = ()
     blocks: tuple[str, ...] = ()
+    operators: tuple[str, ...] | None = None
+    swaps: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
 
     @classmethod
     def from_entry(cls, entry: dict[str, Any], where: str) -> MutationSpec:
+        """The `mutation:` block of a registry entry; errors name `where` (the file and the entry)."""
+        if not isinstance(entry, dict):
+            raise RegistryError(f"{where}: 'mutation' must be a mapping of keys to node types, got {type(entry).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(entry) - known
         if unknown:
@@ -79,18 +115,124 @@ class MutationSpec:
             raise RegistryError(f"{where}: mutation.negate must contain '{{}}' where the condition goes")
         values: dict[str, Any] = {}
         for key, value in entry.items():
-            if key == "booleans":
-                values[key] = tuple((str(a), str(b)) for a, b in dict(value).items())
-            elif isinstance(value, list):
-                values[key] = tuple(str(v) for v in value)
+            if key in _NODE_LIST_KEYS:
+                values[key] = _names(value, f"{where}: mutation.{key}")
+            elif key == "booleans":
+                if value is None:
+                    value = {}
+                if not isinstance(value, dict):
+                    raise RegistryError(f"{where}: mutation.booleans must map each literal to its flip, e.g. {{true: false, false: true}}")
+                values[key] = tuple((_spelling(a, f"{where}: mutation.booleans"), _spelling(b, f"{where}: mutation.booleans"))
+                                    for a, b in value.items())
+            elif key == "operators":
+                values[key] = _operators(value, where)
+            elif key == "swaps":
+                values[key] = _swaps(value, where)
+            elif isinstance(value, (list, dict)):
+                raise RegistryError(f"{where}: mutation.{key} must be a single text, got {type(value).__name__}")
             else:
                 values[key] = None if value is None else str(value)
-        return cls(**values)
+        spec = cls(**values)
+        for operator in spec.operators or ():
+            missing = [need for need in OPERATOR_NEEDS[operator] if not getattr(spec, need)]
+            if missing:
+                raise RegistryError(f"{where}: mutation.operators names {operator!r}, which needs node types in "
+                                    + " and ".join(f"mutation.{m}" for m in missing))
+        return spec
 
     @property
     def node_types(self) -> tuple[str, ...]:
-        return (*self.binary, *self.conditionals, *self.parenthesized, *self.arguments, *self.returns, *self.integers,
-                *self.exits, *self.blocks)
+        return tuple(kind for key in _NODE_LIST_KEYS for kind in getattr(self, key))
+
+    def node_types_by_key(self) -> Iterator[tuple[str, str]]:
+        """(key, node type) for every node type the block names, to report which key names a missing one."""
+        for key in _NODE_LIST_KEYS:
+            for kind in getattr(self, key):
+                yield key, kind
+
+    @property
+    def enabled_operators(self) -> tuple[str, ...]:
+        """The operators bug injection may use, in canonical order."""
+        if self.operators is not None:
+            return tuple(o for o in MUTATION_OPERATORS if o in self.operators)
+        return tuple(o for o in MUTATION_OPERATORS if all(getattr(self, need) for need in OPERATOR_NEEDS[o]))
+
+    @property
+    def swap_tables(self) -> dict[str, dict[str, str]]:
+        """Replacement table of each token-swap operator: the block's own, else the default."""
+        custom = {operator: dict(pairs) for operator, pairs in self.swaps}
+        return {operator: custom.get(operator, table) for operator, table in DEFAULT_SWAPS.items()}
+
+    def to_entry(self) -> dict[str, Any]:
+        """The block as registry YAML data (what `from_entry` reads back to an equal spec)."""
+        entry: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "booleans":
+                if value:
+                    entry["booleans"] = dict(value)
+            elif f.name == "swaps":
+                if value:
+                    entry["swaps"] = {operator: dict(pairs) for operator, pairs in value}
+            elif f.name == "operators":
+                if value is not None:
+                    entry["operators"] = list(value)
+            elif f.name in _NODE_LIST_KEYS:
+                if value:
+                    entry[f.name] = list(value)
+            elif value is not None:
+                entry[f.name] = value
+        return entry
+
+
+def _spelling(value: Any, where: str) -> str:
+    """A literal or token spelling; YAML reads unquoted true/false/null/numbers as values, so those must be quoted."""
+    if not isinstance(value, str):
+        raise RegistryError(f"{where}: {value!r} must be quoted text (YAML reads unquoted true, false, null and "
+                            f"numbers as values, not as spellings), e.g. \"true\": \"false\"")
+    return value
+
+
+def _names(value: Any, where: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise RegistryError(f"{where} must be a list of node types, got {value!r}")
+    return tuple(value)
+
+
+def _operators(value: Any, where: str) -> tuple[str, ...]:
+    names = _names(value, f"{where}: mutation.operators")
+    unknown = [name for name in names if name not in MUTATION_OPERATORS]
+    if unknown:
+        raise RegistryError(f"{where}: mutation.operators names unknown operators {unknown}; known: {', '.join(MUTATION_OPERATORS)}")
+    return tuple(dict.fromkeys(names))
+
+
+def _swaps(value: Any, where: str) -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...]:
+    if not isinstance(value, dict):
+        raise RegistryError(f"{where}: mutation.swaps must map a token-swap operator to its table, e.g. "
+                            f"{{comparison_flip: {{'==': '!='}}}}")
+    unknown = [name for name in value if name not in DEFAULT_SWAPS]
+    if unknown:
+        raise RegistryError(f"{where}: mutation.swaps names {unknown}, which are not token-swap operators; "
+                            f"known: {', '.join(DEFAULT_SWAPS)}")
+    tables = []
+    for operator in DEFAULT_SWAPS:  # canonical order, so equal blocks compare equal
+        if operator not in value:
+            continue
+        table = value[operator]
+        if not isinstance(table, dict) or not table:
+            raise RegistryError(f"{where}: mutation.swaps.{operator} must be a non-empty mapping of token to replacement")
+        pairs = tuple((_spelling(a, f"{where}: mutation.swaps.{operator}"), _spelling(b, f"{where}: mutation.swaps.{operator}"))
+                      for a, b in table.items())
+        same = [a for a, b in pairs if a == b]
+        if same:
+            raise RegistryError(f"{where}: mutation.swaps.{operator} replaces {same} by themselves")
+        tables.append((operator, pairs))
+    return tuple(tables)
 
 
 @dataclass(frozen=True)
@@ -201,14 +343,33 @@ def _load_grammar(spec: LanguageSpec) -> tree_sitter.Language:
             f"{spec.name}: grammar {ref.package} {spec.grammar_version} has ABI {language.abi_version}, "
             f"tree-sitter {bindings} reads {lowest}..{highest}; `{install}` a release in that range"
         )
-    mutation_kinds = spec.mutation.node_types if spec.mutation else ()
-    for kind in (*spec.comment_nodes, *spec.function_nodes, *spec.class_nodes, *mutation_kinds):
+    for kind in (*spec.comment_nodes, *spec.function_nodes, *spec.class_nodes):
         if language.id_for_node_kind(kind, True) is None:
             raise GrammarError(
                 f"{spec.name}: node type {kind!r} (from {spec.source or 'the registry'}) does not exist in "
                 f"{ref.package} {spec.grammar_version}; fix the 'nodes' entry"
             )
+    if spec.mutation is not None:
+        _check_mutation(spec, spec.mutation, language)
     return language
+
+
+def _check_mutation(spec: LanguageSpec, rules: MutationSpec, language: tree_sitter.Language) -> None:
+    """The mutation block against the grammar: its node types exist (named), its own swap tokens exist (anonymous)."""
+    ref, origin = spec.grammar, spec.source or "the registry"
+    for key, kind in rules.node_types_by_key():
+        if language.id_for_node_kind(kind, True) is None:
+            raise GrammarError(
+                f"{spec.name}: node type {kind!r} of mutation.{key} (from {origin}) does not exist in "
+                f"{ref.package} {spec.grammar_version}; fix the 'mutation' block"
+            )
+    for operator, pairs in rules.swaps:
+        for token in dict.fromkeys(t for pair in pairs for t in pair):
+            if language.id_for_node_kind(token, False) is None:
+                raise GrammarError(
+                    f"{spec.name}: token {token!r} of mutation.swaps.{operator} (from {origin}) is not a token of "
+                    f"{ref.package} {spec.grammar_version}; fix the 'mutation' block"
+                )
 
 
 class LanguageRegistry:

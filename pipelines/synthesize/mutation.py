@@ -1,6 +1,8 @@
 """Bug injection by tree-sitter mutation: one small, syntactically valid change at a known span.
 
-Operators (what each language's registry entry needs is its `mutation` block):
+Operators (what each language's registry entry needs is its `mutation` block; the replacement
+tables below are the defaults, which a block's `swaps` may replace per operator, and a block's
+`operators` restricts which operators apply, see parsers.registry.MutationSpec):
 - `comparison_flip`: `==`↔`!=`, `<`↔`>=`, `>`↔`<=` (and `===`↔`!==`);
 - `off_by_one`: `<`↔`<=`, `>`↔`>=` in a bound;
 - `boolean_swap`: `&&`↔`||`, `and`↔`or`;
@@ -24,18 +26,15 @@ from dataclasses import dataclass
 import tree_sitter
 
 from parsers.facts import _errors, _tools
-from parsers.registry import LanguageSpec, MutationSpec
-
-OPERATORS: tuple[str, ...] = (
-    "comparison_flip", "off_by_one", "boolean_swap", "arithmetic_swap",
-    "negated_condition", "removed_guard", "changed_return", "swapped_arguments",
+from parsers.registry import (
+    DEFAULT_SWAPS,
+    MUTATION_OPERATORS,
+    LanguageSpec,
+    MutationSpec,
 )
-TOKEN_SWAPS: dict[str, dict[str, str]] = {
-    "comparison_flip": {"==": "!=", "!=": "==", "<": ">=", ">=": "<", ">": "<=", "<=": ">", "===": "!==", "!==": "==="},
-    "off_by_one": {"<": "<=", "<=": "<", ">": ">=", ">=": ">"},
-    "boolean_swap": {"&&": "||", "||": "&&", "and": "or", "or": "and"},
-    "arithmetic_swap": {"+": "-", "-": "+", "*": "/", "/": "*"},
-}
+
+OPERATORS: tuple[str, ...] = MUTATION_OPERATORS
+TOKEN_SWAPS: dict[str, dict[str, str]] = DEFAULT_SWAPS
 
 
 class MutationError(ValueError):
@@ -79,6 +78,7 @@ def _named_children(node: tree_sitter.Node, comment_types: tuple[str, ...]) -> l
 
 def _sites(root: tree_sitter.Node, spec: LanguageSpec, rules: MutationSpec) -> Iterator[_Site]:
     booleans = {a.encode(): b.encode() for a, b in rules.booleans}
+    swap_tables = rules.swap_tables
     stack = [root]
     while stack:
         node = stack.pop()
@@ -89,7 +89,7 @@ def _sites(root: tree_sitter.Node, spec: LanguageSpec, rules: MutationSpec) -> I
                 if child.is_named:
                     continue
                 token = _text(child).decode("utf-8", "replace")
-                for operator, swaps in TOKEN_SWAPS.items():
+                for operator, swaps in swap_tables.items():
                     if token in swaps:
                         yield _Site(operator, child.start_byte, child.end_byte, swaps[token].encode())
         if kind in rules.conditionals:
@@ -136,14 +136,22 @@ def _conditional_sites(node: tree_sitter.Node, spec: LanguageSpec, rules: Mutati
 def mutation_sites(
     code: str, spec: LanguageSpec, operators: tuple[str, ...] = OPERATORS, region: tuple[int, int] | None = None
 ) -> list[_Site]:
-    """Every place where one of `operators` applies (inside the byte `region`, if given), in source order."""
+    """Every place where one of `operators` that the language's mutation block allows applies (inside the
+    byte `region`, if given), in source order."""
     if spec.mutation is None:
         raise MutationError("no_mutation_operators", f"the registry entry of {spec.name} has no 'mutation' block")
+    enabled = spec.mutation.enabled_operators
+    if not enabled:
+        raise MutationError("no_mutation_operators", f"the mutation block of {spec.name} allows no operator")
+    allowed = set(operators) & set(enabled)
+    if not allowed:
+        raise MutationError("no_mutation_site", f"the mutation block of {spec.name} allows {', '.join(enabled)}, "
+                                                f"none of {', '.join(operators)}")
     tree = _tools(spec).parser.parse(code.encode("utf-8"))
     low, high = region if region is not None else (0, len(code.encode("utf-8")))
     found = [
         site for site in _sites(tree.root_node, spec, spec.mutation)
-        if site.operator in operators and low <= site.start and site.end <= high
+        if site.operator in allowed and low <= site.start and site.end <= high
     ]
     return sorted(found, key=lambda s: (s.start, s.end, s.operator, s.replacement))
 

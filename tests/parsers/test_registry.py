@@ -177,3 +177,65 @@ def test_registry_entries_pickle_without_the_loaded_grammar():
     clone = pickle.loads(pickle.dumps(spec))
     assert "language" not in clone.__dict__
     assert clone == spec and parse("package main\n", clone).parse_ok
+
+
+# --- mutation blocks ---------------------------------------------------------------------------------
+
+RUST_HEAD = ("languages:\n  - name: Rust\n    extensions: [.rs]\n"
+             "    grammar: {package: tree-sitter-rust, module: tree_sitter_rust}\n"
+             "    nodes: {comment: [line_comment]}\n")
+
+
+def test_built_in_mutation_blocks_allow_every_operator_with_the_default_tables():
+    from parsers.registry import DEFAULT_SWAPS, MUTATION_OPERATORS, MutationSpec
+
+    for spec in languages():
+        assert spec.mutation is not None and spec.mutation.enabled_operators == MUTATION_OPERATORS
+        assert spec.mutation.swaps == () and spec.mutation.swap_tables == DEFAULT_SWAPS
+        assert MutationSpec.from_entry(spec.mutation.to_entry(), "x") == spec.mutation  # the block round-trips
+
+
+def test_a_mutation_block_allows_the_operators_whose_node_types_it_declares(tmp_path):
+    pytest.importorskip("tree_sitter_rust")
+    registry = registry_with(tmp_path, RUST_HEAD + "    mutation: {binary: [binary_expression], conditionals: [if_expression],\n"
+                                                  "               swaps: {boolean_swap: {'&&': '||'}}}\n")
+    rules = registry["rust"].mutation
+    assert rules.enabled_operators == ("comparison_flip", "off_by_one", "boolean_swap", "arithmetic_swap", "negated_condition")
+    assert rules.swap_tables["boolean_swap"] == {"&&": "||"} and rules.swap_tables["off_by_one"]["<"] == "<="
+    assert registry["rust"].language is not None  # node types and swap tokens exist in the grammar
+
+
+@pytest.mark.parametrize(
+    ("block", "message"),
+    [
+        ("{binary: [binary_expression], operators: [flip]}", r"mutation.operators names unknown operators \['flip'\]"),
+        ("{binary: [binary_expression], operator: [comparison_flip]}", r"unknown mutation keys \['operator'\]"),
+        ("{binary: [binary_expression], operators: [removed_guard]}", r"'removed_guard', which needs .*conditionals and mutation.exits"),
+        ("{binary: [binary_expression], swaps: {changed_return: {'1': '2'}}}", r"\['changed_return'\], which are not token-swap"),
+        ("{binary: [binary_expression], swaps: {comparison_flip: {'==': '=='}}}", r"replaces \['=='\] by themselves"),
+        ("{binary: [binary_expression], swaps: {comparison_flip: []}}", "must be a non-empty mapping"),
+        ("{booleans: {true: false}}", "must be quoted text"),
+        ("{binary: {x: y}}", "mutation.binary must be a list of node types"),
+        ("{negate: 'not'}", "must contain '{}'"),
+        ("[binary_expression]", "'mutation' must be a mapping"),
+    ],
+)
+def test_a_malformed_mutation_block_names_the_file_and_the_entry(tmp_path, block, message):
+    with pytest.raises(RegistryError, match=message) as error:
+        registry_with(tmp_path, RUST_HEAD + f"    mutation: {block}\n")
+    assert "extra.yaml: entry 'Rust'" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("block", "message"),
+    [
+        ("{binary: [binary_expression], exits: [goto_statement]}", "node type 'goto_statement' of mutation.exits"),
+        ("{binary: [binary_expression], swaps: {comparison_flip: {'===': '!=='}}}", "token '===' of mutation.swaps.comparison_flip"),
+    ],
+)
+def test_mutation_node_types_and_swap_tokens_are_checked_against_the_grammar(tmp_path, block, message):
+    pytest.importorskip("tree_sitter_rust")
+    registry = registry_with(tmp_path, RUST_HEAD + f"    mutation: {block}\n")
+    with pytest.raises(GrammarError, match=message) as error:
+        _ = registry["rust"].language
+    assert "extra.yaml" in str(error.value) and "tree-sitter-rust" in str(error.value)
