@@ -34,7 +34,12 @@ from parsers.facts import parse
 from pipelines.core import Rejection, metrics_namespace, route
 from pipelines.run.conservation import INPUTS_EXPANDED, OUTPUTS_DROPPED, OUTPUTS_MADE
 from pipelines.synthesize.filters import LLM_BUGS, LLM_REVIEW, SYNTHESIZE_REASONS
-from pipelines.synthesize.sandbox import SandboxLimits, SandboxUnavailable, check_bug
+from pipelines.synthesize.sandbox import (
+    SandboxLimits,
+    SandboxUnavailable,
+    check_bug,
+    unverifiable,
+)
 from schemas import Candidate, Origin, from_row, to_row
 
 STAGE = "synthesize"
@@ -209,8 +214,9 @@ class IntroduceBugs(_TaskRunner):
             rejection = LLM_BUGS.reject("llm_bug_parse_errors", "{error_bytes} error bytes in the buggy code", error_bytes=mutant.error_bytes)
             yield _drop(pair_id, rejection, brief)
             return
-        verified, verification = None, "unverified: the source has no tests"
-        if item.get("tests") is not None:
+        unrun = unverifiable(spec.name, item.get("tests"))
+        verified, verification = None, unrun or "unverified: the source has no tests"
+        if item.get("tests") is not None and not unrun:
             try:
                 check = check_bug(solution, buggy, item["tests"], self.limits, self.interpreter)
             except SandboxUnavailable as error:

@@ -126,6 +126,16 @@ BUSY = ("Resource temporarily unavailable",)  # a namespace, fork or exec refuse
 LAUNCHERS = ("bwrap:", "setpriv:", "prlimit:")  # messages of the programs that start the sandbox
 
 
+TEST_LANGUAGES = ("Python",)  # the languages whose tests the sandbox runs; other languages' pairs are written unverified
+
+
+def unverifiable(language: str, tests: str | None) -> str | None:
+    """Why a row's tests cannot verify its pair (tests in a language the sandbox does not run), or None."""
+    if tests is not None and language not in TEST_LANGUAGES:
+        return f"unverified: the sandbox runs {', '.join(TEST_LANGUAGES)} tests, not {language}"
+    return None
+
+
 def run_python(program: str, limits: SandboxLimits = SandboxLimits(), interpreter: str = "/usr/bin/python3") -> SandboxResult:
     """Run `program` (Python source) in the sandbox and report how it ended.
 

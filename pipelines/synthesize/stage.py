@@ -51,6 +51,7 @@ from pipelines.synthesize.sandbox import (
     SandboxResult,
     SandboxUnavailable,
     run_python,
+    unverifiable,
 )
 from schemas import Candidate, Commit, Origin, to_row
 from storage.tables import (
@@ -240,14 +241,18 @@ class InjectBug(beam.DoFn):
             return
         spec = self.registry[item["language"]]
         solution, tests = item["solution"], item.get("tests")
+        unrun = unverifiable(spec.name, tests)
+        if unrun:
+            Metrics.counter(metrics_namespace(STAGE), "tests_not_run").inc()
+            tests = None  # the pair is written unverified, saying why
         region = (len(item.get("solution_prefix", "").encode()), len(solution.encode()))
         try:
-            yield from self._inject(item, pair_id, brief, spec, solution, tests, region)
+            yield from self._inject(item, pair_id, brief, spec, solution, tests, region, unrun)
         except SandboxUnavailable as error:
             yield _drop(pair_id, BUG_INJECTION.reject("sandbox_unavailable", "{error}", error=str(error)), brief)
 
     def _inject(self, item: dict[str, Any], pair_id: str, brief: dict[str, Any], spec: Any, solution: str,
-                tests: str | None, region: tuple[int, int]) -> Iterator[Any]:
+                tests: str | None, region: tuple[int, int], unrun: str | None = None) -> Iterator[Any]:
         source, row_id = item["source"], item["id"]
         if tests is not None:
             original = self._run_tests(solution, tests)
@@ -264,7 +269,7 @@ class InjectBug(beam.DoFn):
                     yield _drop(pair_id, BUG_INJECTION.reject("mutants_pass_tests", "{tried} mutants tried, all passed", tried=attempt),
                                 brief)
                 return
-            verified, verification = None, "unverified: the source has no tests"
+            verified, verification = None, unrun or "unverified: the source has no tests"
             if tests is not None:
                 outcome = self._run_tests(mutation.mutant, tests)
                 if outcome.passed:

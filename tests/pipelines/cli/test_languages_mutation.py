@@ -193,3 +193,17 @@ def test_both_languages_get_bug_pairs_from_synthesize_unverified_without_tests(b
         assert pair["chosen"] == CODE[language] and pair["rejected"] != pair["chosen"]
         assert pair["verified"] is None and pair["verification"].startswith("unverified")
         assert not parse(pair["rejected"], language).has_error
+
+
+def test_tests_in_a_language_the_sandbox_does_not_run_leave_the_pair_unverified_not_dropped(both, tmp_path, run_stage):
+    """A Rust row with a tests column: the sandbox runs Python only, so the pair is written unverified and says why,
+    instead of the Rust solution "failing" as Python and the row being dropped."""
+    rows = tmp_path / "rust.jsonl"
+    rows.write_text(json.dumps({"id": "r1", "instruction": "Clamp a value.", "solution": RUST_CODE,
+                                "tests": "#[test]\nfn low() { assert_eq!(clamp(0, 9, -1), 0); }\n"}) + "\n")
+    pairs, drops, manifest = run_stage("synthesize", {"inputs": [], "instruct": [
+        {"name": "rust", "path": str(rows), "language": "Rust", "tests_column": "tests"}]})
+    assert drops == {}
+    pair = pairs["instruct/rust/r1"]
+    assert (pair["verified"], pair["verification"]) == (None, "unverified: the sandbox runs Python tests, not Rust")
+    assert manifest.counters["tests_not_run"] == 1
