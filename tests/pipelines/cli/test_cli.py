@@ -137,9 +137,9 @@ RUST_V2 = RUST_V1.replace("0..values.len() - 1", "0..values.len()")  # the edge 
 RUST_V3 = RUST_V2.replace("values[i].clone()", "values[i]")
 
 
-def test_the_rust_walk_through_of_the_readme(tmp_path):
-    """README "Adding a language": install the grammar (a dependency here), add Rust, mine a Rust
-    repository, see Rust pairs; bug injection, which has no Rust operators yet, drops its rows with a reason."""
+def test_rust_added_without_a_mutation_block_gets_commit_pairs_and_no_bug_pairs(tmp_path):
+    """Rust added with no mutation block (the README's walk-through adds one: tests/pipelines/cli/test_walkthrough.py):
+    mined .rs commits become Rust pairs; bug injection, with no operators for Rust, drops its rows with a reason."""
     import yaml
     from typer.testing import CliRunner
 
