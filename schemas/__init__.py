@@ -18,15 +18,25 @@ from schemas.records import (
     Origin,
     Vote,
     arrow_schema,
+    class_label_names,
     from_row,
     schema_of,
     to_row,
 )
-from schemas.vocab import ASPECTS, CODE_LANGUAGES, CRITERIA, LANGUAGES, Vocabulary
+from schemas.vocab import (
+    ASPECTS,
+    CODE_LANGUAGES,
+    CORPUS_LANGUAGE_MODES,
+    CRITERIA,
+    LANGUAGES,
+    Vocabulary,
+    corpus_languages,
+)
 
 __all__ = [
     "ASPECTS",
     "CODE_LANGUAGES",
+    "CORPUS_LANGUAGE_MODES",
     "CORPUS_COLUMNS",
     "CRITERIA",
     "EXECUTION",
@@ -47,6 +57,8 @@ __all__ = [
     "Vocabulary",
     "Vote",
     "arrow_schema",
+    "class_label_names",
+    "corpus_languages",
     "from_row",
     "schema_of",
     "to_row",

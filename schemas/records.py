@@ -11,13 +11,14 @@ import dataclasses
 import json
 import types
 import typing
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Annotated, Any, ClassVar, TypeVar
 
 import pyarrow as pa
 
-from schemas.vocab import ASPECTS, LANGUAGES
+from schemas.vocab import ASPECTS, LANGUAGES, Vocabulary
 
 Text = Annotated[str, pa.large_string()]
 """A string that may be large (source code, prompts, judge answers)."""
@@ -244,7 +245,7 @@ RECORD_TYPES: dict[str, type] = {
 }
 
 _SCALARS: dict[Any, pa.DataType] = {str: pa.string(), int: pa.int64(), float: pa.float64(), bool: pa.bool_()}
-_CLASS_LABELS = {"ClassLabel:language": LANGUAGES, "ClassLabel:aspect": ASPECTS}
+_CLASS_LABELS: dict[str, Vocabulary] = {"ClassLabel:language": LANGUAGES, "ClassLabel:aspect": ASPECTS}
 
 
 def _arrow_type(hint: Any) -> tuple[pa.DataType, bool]:
@@ -281,29 +282,66 @@ def _arrow_fields(cls: type) -> list[pa.Field]:
     return [_arrow_field(f.name, hints[f.name]) for f in dataclasses.fields(cls)]
 
 
-def _huggingface_features(cls: type) -> dict[str, Any]:
-    """`datasets` feature spec, so ClassLabel columns load with their names."""
+def _class_label_columns(cls: type) -> dict[str, Vocabulary]:
+    """ClassLabel column -> its published vocabulary."""
     hints = typing.get_type_hints(cls, include_extras=True)
-    features: dict[str, Any] = {}
+    columns: dict[str, Vocabulary] = {}
     for f in dataclasses.fields(cls):
         labels = [e for e in typing.get_args(hints[f.name])[1:] if isinstance(e, str) and e in _CLASS_LABELS]
         if labels:
-            features[f.name] = {"names": list(_CLASS_LABELS[labels[0]].names), "_type": "ClassLabel"}
-    return features
+            columns[f.name] = _CLASS_LABELS[labels[0]]
+    return columns
+
+
+def _huggingface_features(cls: type, class_labels: dict[str, tuple[str, ...]]) -> dict[str, Any]:
+    """`datasets` feature spec, so ClassLabel columns load with their names (`class_labels` replace the published ones)."""
+    return {name: {"names": list(class_labels.get(name, vocabulary.names)), "_type": "ClassLabel"}
+            for name, vocabulary in _class_label_columns(cls).items()}
+
+
+def arrow_schema(cls: type, class_labels: Mapping[str, Sequence[str]] | None = None) -> pa.Schema:
+    """The Parquet schema of a record type, with its name and version in the metadata.
+
+    `class_labels`: ClassLabel column -> the label names a run writes instead of the published ones (the corpus
+    `language` vocabulary grown with the run's registry). They must begin with the published names in the
+    published order, so an index written under the published vocabulary means the same language under every
+    vocabulary; equal to the published names, the schema is exactly the static one."""
+    published = _class_label_columns(cls)
+    chosen: dict[str, tuple[str, ...]] = {}
+    for name, labels in (class_labels or {}).items():
+        if name not in published:
+            raise ValueError(f"{cls.__name__}.{name} is not a ClassLabel column; those are: {', '.join(published) or 'none'}")
+        labels = tuple(labels)
+        names = published[name].names
+        if labels[: len(names)] != names or len(set(labels)) != len(labels):
+            raise ValueError(f"{cls.__name__}.{name} labels {list(labels)} must be the published {list(names)} "
+                             "followed by other, distinct names")
+        if labels != names:
+            chosen[name] = labels
+    return _arrow_schema(cls, tuple(sorted(chosen.items())))
 
 
 @cache
-def arrow_schema(cls: type) -> pa.Schema:
-    """The Parquet schema of a record type, with its name and version in the metadata."""
+def _arrow_schema(cls: type, class_labels: tuple[tuple[str, tuple[str, ...]], ...]) -> pa.Schema:
     metadata = {SCHEMA_NAME_KEY: cls.SCHEMA.encode(), SCHEMA_VERSION_KEY: str(cls.VERSION).encode()}
-    class_labels = _huggingface_features(cls)
-    if class_labels:
+    features = _huggingface_features(cls, dict(class_labels))
+    if features:
         from datasets import Features  # imported lazily: datasets is slow to import
 
         spec = Features.from_arrow_schema(pa.schema(_arrow_fields(cls))).to_dict()
-        spec.update(class_labels)
+        spec.update(features)
         metadata[b"huggingface"] = json.dumps({"info": {"features": spec}}).encode()
     return pa.schema(_arrow_fields(cls), metadata=metadata)
+
+
+def class_label_names(metadata: dict[bytes, bytes] | None, column: str) -> list[str] | None:
+    """The label names a Parquet file's `huggingface` metadata gives a ClassLabel column, if it gives any."""
+    if not metadata or b"huggingface" not in metadata:
+        return None
+    feature = json.loads(metadata[b"huggingface"]).get("info", {}).get("features", {}).get(column)
+    if not isinstance(feature, dict) or feature.get("_type") != "ClassLabel":
+        return None
+    return list(feature["names"])
 
 
 def to_row(record: Any) -> dict[str, Any]:
@@ -365,6 +403,7 @@ __all__ = [
     "Text",
     "Vote",
     "arrow_schema",
+    "class_label_names",
     "from_row",
     "schema_of",
     "to_row",

@@ -6,6 +6,7 @@ Benchmark spellings (Themis-CodeRewardBench: `Cpp`, `Functional_Correctness`, ..
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 
@@ -89,6 +90,35 @@ LANGUAGES = Vocabulary(
     names=("JavaScript", "Python", "Ruby", "C++", "C", "Go", "Java", "C#", "NL"),
     aliases={"Cpp": "C++", "CSharp": "C#", "C-Sharp": "C#", "JS": "JavaScript", "Golang": "Go"},
 )
+
+# How a run's corpus picks its `language` vocabulary (`assemble.languages`).
+CORPUS_LANGUAGE_MODES: tuple[str, ...] = ("registry", "published")
+
+
+def corpus_languages(registry_names: Iterable[str] = (), mode: str = "registry") -> Vocabulary:
+    """The `language` ClassLabel vocabulary of a run's corpus.
+
+    The published names come first, in the published order, so a published index never changes; with
+    mode "registry" the run registry's other languages follow in registry order (the packaged entries,
+    then the user's and the run config's files, each file in its own order), so a language added by a
+    later file is appended after those already there. Mode "published" keeps the published nine only
+    (the strict Themis-CodePreference layout). Names the published vocabulary already knows (an alias
+    such as `Cpp`) are not added again.
+    """
+    if mode not in CORPUS_LANGUAGE_MODES:
+        raise ValueError(f"corpus language mode {mode!r}; known: {', '.join(CORPUS_LANGUAGE_MODES)}")
+    if mode == "published":
+        return LANGUAGES
+    extra: list[str] = []
+    folded: set[str] = set()
+    for name in registry_names:
+        if name not in LANGUAGES and _fold(name) not in folded:
+            extra.append(name)
+            folded.add(_fold(name))
+    if not extra:
+        return LANGUAGES
+    return Vocabulary(kind=LANGUAGES.kind, names=(*LANGUAGES.names, *extra), aliases=dict(LANGUAGES.aliases))
+
 
 # The eight code languages in the order the paper lists them (alphabetical).
 CODE_LANGUAGES: tuple[str, ...] = ("C", "C#", "C++", "Go", "Java", "JavaScript", "Python", "Ruby")

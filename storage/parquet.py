@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
-from schemas import arrow_schema, schema_of
+from schemas import arrow_schema, class_label_names, schema_of
 
 PART_GLOB = "part-*.parquet"
 ROW_GROUP_ROWS = 1_000
@@ -57,9 +57,10 @@ def shard_of(key: str, num_shards: int) -> int:
     return int.from_bytes(digest, "big") % num_shards
 
 
-def write_rows(path: str, rows: list[dict[str, Any]], record_type: type) -> int:
-    """Write rows of `record_type` to one Parquet file at `path`; returns the row count."""
-    schema = arrow_schema(record_type)
+def write_rows(path: str, rows: list[dict[str, Any]], record_type: type, schema: pa.Schema | None = None) -> int:
+    """Write rows of `record_type` to one Parquet file at `path`; returns the row count. `schema`: the record type's
+    schema with run-dependent metadata (e.g. `arrow_schema(CorpusRow, {"language": ...})`); default the static one."""
+    schema = _schema_for(record_type, schema)
     try:
         table = pa.Table.from_pylist(rows, schema=schema)
     except (pa.ArrowInvalid, pa.ArrowTypeError, KeyError) as error:
@@ -69,11 +70,34 @@ def write_rows(path: str, rows: list[dict[str, Any]], record_type: type) -> int:
     return table.num_rows
 
 
+def _schema_for(record_type: type, schema: pa.Schema | None) -> pa.Schema:
+    """`schema` (which must have the record type's columns, name and version), or the record type's static schema."""
+    static = arrow_schema(record_type)
+    if schema is None:
+        return static
+    if not schema.equals(static, check_metadata=False) or schema_of(schema.metadata) != schema_of(static.metadata):
+        raise SchemaMismatch(f"the schema given for {record_type.SCHEMA} v{record_type.VERSION} differs from it in more "
+                             "than its metadata")
+    return schema
+
+
+def class_labels(path: str, column: str) -> list[str] | None:
+    """The label names of a ClassLabel column as the Parquet file at `path` records them (its `huggingface` metadata),
+    or None when it records none: a corpus's `language` ints mean these names, not necessarily the published ones."""
+    with FileSystems.open(path) as handle:
+        return class_label_names(pq.read_schema(handle).metadata, column)
+
+
 def _write_table(path: str, table: pa.Table) -> None:
     try:
         with FileSystems.create(path) as handle:
-            # Small row groups let readers stream a shard instead of loading it whole.
-            pq.write_table(table, handle, compression="zstd", row_group_size=ROW_GROUP_ROWS)
+            if table.num_rows == 0:
+                # No row group at all (pq.write_table would write one of 0 rows, which `datasets` cannot read: "BatchSize
+                # must be greater than 0"), so an empty shard still loads with `datasets.load_dataset("parquet", ...)`.
+                pq.ParquetWriter(handle, table.schema, compression="zstd").close()
+            else:
+                # Small row groups let readers stream a shard instead of loading it whole.
+                pq.write_table(table, handle, compression="zstd", row_group_size=ROW_GROUP_ROWS)
     except OSError as error:  # a full disk says only "No space left on device": name the file
         raise OSError(error.errno, f"{path}: cannot be written ({error.strerror or error}); free space and rerun "
                                    "(finished stages are kept, this one is redone)") from error
@@ -136,9 +160,11 @@ class SpillByShard(beam.DoFn):
     spill files goes through the shuffle.
     """
 
-    def __init__(self, directory: str, record_type: type, num_shards: int, key_field: str, spill_rows: int):
+    def __init__(self, directory: str, record_type: type, num_shards: int, key_field: str, spill_rows: int,
+                 schema: pa.Schema | None = None):
         self.directory = directory
         self.record_type = record_type
+        self.schema = schema
         self.num_shards = num_shards
         self.key_field = key_field
         self.spill_rows = spill_rows
@@ -165,23 +191,24 @@ class SpillByShard(beam.DoFn):
 
     def _spill(self, shard: int, rows: list[dict[str, Any]]) -> str:
         path = FileSystems.join(self.directory, SPILL_DIR, f"{shard:05d}-{uuid.uuid4().hex}.parquet")
-        write_rows(path, rows, self.record_type)
+        write_rows(path, rows, self.record_type, self.schema)
         return path
 
 
 class MergeShard(beam.DoFn):
     """Merges one shard's spill files into its final file, rows sorted by key; yields (file name, rows)."""
 
-    def __init__(self, directory: str, record_type: type, num_shards: int, key_field: str):
+    def __init__(self, directory: str, record_type: type, num_shards: int, key_field: str, schema: pa.Schema | None = None):
         self.directory = directory
         self.record_type = record_type
+        self.schema = schema
         self.num_shards = num_shards
         self.key_field = key_field
 
     def process(self, element: tuple[int, Iterable[str]]) -> Iterator[tuple[str, int]]:
         shard, spills = element
         spills = sorted(spills)
-        schema = arrow_schema(self.record_type)
+        schema = _schema_for(self.record_type, self.schema)
         tables = []
         for path in spills:
             with FileSystems.open(path) as handle:
@@ -203,9 +230,12 @@ class WriteShardedParquet(beam.PTransform):
     Workers spill rows to temporary per-shard files; one step per shard merges and sorts them.
     Memory is bounded by `spill_rows` per shard and worker, and by one shard at merge time.
     Outputs (file name, row count) per written shard; shards with no rows are not written.
+    `schema`: the record type's schema with metadata that depends on the run (`Stage.output_schema`); default the
+    static `arrow_schema(record_type)`.
     """
 
-    def __init__(self, directory: str, record_type: type, key_field: str, num_shards: int = 4, spill_rows: int = 256):
+    def __init__(self, directory: str, record_type: type, key_field: str, num_shards: int = 4, spill_rows: int = 256,
+                 schema: pa.Schema | None = None):
         super().__init__()
         if num_shards < 1:
             raise ValueError(f"num_shards must be at least 1, got {num_shards}")
@@ -214,13 +244,15 @@ class WriteShardedParquet(beam.PTransform):
         self.key_field = key_field
         self.num_shards = num_shards
         self.spill_rows = spill_rows
+        self.schema = None if schema is None else _schema_for(record_type, schema)
 
     def expand(self, rows: beam.PCollection) -> beam.PCollection:
         merged = (
             rows
-            | "SpillByShard" >> beam.ParDo(SpillByShard(self.directory, self.record_type, self.num_shards, self.key_field, self.spill_rows))
+            | "SpillByShard" >> beam.ParDo(SpillByShard(self.directory, self.record_type, self.num_shards, self.key_field, self.spill_rows,
+                                                          self.schema))
             | "GroupSpills" >> beam.GroupByKey()
-            | "MergeShards" >> beam.ParDo(MergeShard(self.directory, self.record_type, self.num_shards, self.key_field))
+            | "MergeShards" >> beam.ParDo(MergeShard(self.directory, self.record_type, self.num_shards, self.key_field, self.schema))
         )
         spill_dir = FileSystems.join(self.directory, SPILL_DIR)
         _ = (

@@ -16,7 +16,7 @@ import yaml
 from apache_beam.io.filesystems import FileSystems
 
 from schemas import ASPECTS, LANGUAGES
-from storage import StageManifest, list_parts, read_table
+from storage import StageManifest, class_labels, list_parts, read_table
 
 CARD = "README.md"
 FUNNEL_ORDER = ("mine", "synthesize", "external", "parse", "dedup", "label", "assemble")
@@ -42,7 +42,27 @@ def _funnel(run_dir: str, manifest: StageManifest) -> str:
     return _table(["stage", "in", "out", "dropped (reason count)"], rows)
 
 
-def _composition(stage_dir: str) -> tuple[str, int]:
+def corpus_vocabulary(stage_dir: str, manifest: StageManifest | None = None) -> list[str]:
+    """The corpus `language` names: those the shards record (their `huggingface` metadata), else the manifest's
+    `report["languages"]`, else the published nine."""
+    shards = list_parts(stage_dir)
+    names = class_labels(shards[0], "language") if shards else None
+    if names is None and manifest is not None:
+        names = manifest.report.get("languages")
+    return list(names or LANGUAGES.names)
+
+
+def _vocabulary(names: list[str]) -> str:
+    published = len(LANGUAGES.names)
+    added = names[published:]
+    intro = ("The `language` ClassLabel names, index -> name: the nine published Themis-CodePreference names in their "
+             "published order" + (f", then the run's other registered languages ({', '.join(added)}) in registry order."
+                                  if added else " only."))
+    rows = [[index, name, "published" if index < published else "run registry"] for index, name in enumerate(names)]
+    return intro + "\n\n" + _table(["index", "language", "from"], rows)
+
+
+def _composition(stage_dir: str, languages: list[str]) -> tuple[str, int]:
     import duckdb
 
     shards = list_parts(stage_dir)
@@ -53,7 +73,7 @@ def _composition(stage_dir: str) -> tuple[str, int]:
         db.register("corpus", corpus)
         counts = db.execute("SELECT source, aspect, language, count(*) FROM corpus GROUP BY ALL ORDER BY ALL").fetchall()
     total = sum(row[3] for row in counts)
-    rows = [[source, ASPECTS.names[aspect], LANGUAGES.names[language], f"{n:,}"] for source, aspect, language, n in counts]
+    rows = [[source, ASPECTS.names[aspect], languages[language], f"{n:,}"] for source, aspect, language, n in counts]
     return _table(["source", "criterion", "language", "pairs"], rows) if rows else "(no rows)", total
 
 
@@ -128,7 +148,8 @@ def _held_out(manifest: StageManifest) -> list[str]:
 
 def write_card(run_dir: str, stage_dir: str, manifest: StageManifest) -> str:
     """Write README.md into `stage_dir` (through FileSystems); returns its name."""
-    composition, total = _composition(stage_dir)
+    languages = corpus_vocabulary(stage_dir, manifest)
+    composition, total = _composition(stage_dir, languages)
     front = {
         "configs": [{"config_name": "default", "data_files": [{"split": "train", "path": "part-*.parquet"}]}],
         "language": ["en", "code"],
@@ -144,6 +165,7 @@ def write_card(run_dir: str, stage_dir: str, manifest: StageManifest) -> str:
         f"{datetime.now(timezone.utc).strftime('%Y-%m-%d')} (stage config hash `{manifest.config_hash}`).",
         "## Funnel\n\n" + _funnel(run_dir, manifest),
         "## Composition\n\n" + composition,
+        "## Vocabulary\n\n" + _vocabulary(languages),
         "## Labels\n\n" + _label_sources(stage_dir) + "\n\n" + _qualification(run_dir),
         *_held_out(manifest),
         "## Decontamination\n\n" + _decontamination(stage_dir),

@@ -12,9 +12,10 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import apache_beam as beam
+import pyarrow as pa
 from apache_beam.metrics import Metrics
 from pydantic import Field
 
@@ -66,6 +67,9 @@ from schemas import (
     ContaminationReport,
     CorpusRow,
     Origin,
+    Vocabulary,
+    arrow_schema,
+    corpus_languages,
     from_row,
     to_row,
 )
@@ -94,13 +98,19 @@ class AssembleConfig(StageConfig):
         0, ge=0, description="Pairs held out of the corpus, in the CRB layout in holdout/ (for `eval`): those whose "
         "salted pair-id hash is lowest, taken after the final dedup so no near-copy stays in the corpus.",
     )
+    languages: Literal["registry", "published"] = Field(
+        "registry", description="The corpus `language` ClassLabel names: 'registry' (the nine published names in their "
+        "published order, then the run registry's other languages in registry order) or 'published' (the nine only, the "
+        "strict Themis-CodePreference layout; pairs of other languages are dropped).",
+    )
 
 
 class Prepare(beam.DoFn):
     """A kept judged pair, or an unjudged candidate, as one flat entry with its vote totals and system prompt."""
 
-    def __init__(self, config: AssembleConfig, counted: bool = True):
+    def __init__(self, config: AssembleConfig, vocabulary: Vocabulary = LANGUAGES, counted: bool = True):
         self.config = config
+        self.vocabulary = vocabulary  # the corpus `language` names (Assemble.vocabulary)
         self.counted = counted  # False when the same pairs are prepared a second time (read again, not held)
 
     def process(self, row: dict[str, Any]) -> Iterator[Any]:
@@ -115,7 +125,7 @@ class Prepare(beam.DoFn):
             votes = {key: sum(c[key] for c in counts) for key in ("matches", "contradictions", "ties", "errors")}
         else:
             entry, votes = {**row, "label_source": None}, {"matches": 0, "contradictions": 0, "ties": 0, "errors": 0}
-        if entry["language"] not in LANGUAGES:
+        if entry["language"] not in self.vocabulary:
             rejection = PREPARE.reject("language_not_in_corpus_labels", "{language!r} is not one of the corpus's ClassLabel names",
                                        language=entry["language"])
             yield route(STAGE, entry["pair_id"], rejection, {"pair_id": entry["pair_id"]}, PREPARE)
@@ -126,11 +136,12 @@ class Prepare(beam.DoFn):
         yield {**entry, "system": system, "votes": votes}
 
 
-def to_corpus_row(entry: dict[str, Any]) -> dict[str, Any]:
+def to_corpus_row(entry: dict[str, Any], vocabulary: Vocabulary = LANGUAGES) -> dict[str, Any]:
+    """A prepared entry as a CorpusRow; its `language` is the index of its name in the corpus vocabulary."""
     votes = entry["votes"]
     return to_row(CorpusRow(
         system=entry["system"], input=entry["prompt"], chosen=entry["chosen"], rejected=entry["rejected"],
-        language=LANGUAGES.index(entry["language"]), aspect=ASPECTS.index(entry["criterion"]), source=entry["source"],
+        language=vocabulary.index(entry["language"]), aspect=ASPECTS.index(entry["criterion"]), source=entry["source"],
         idx=entry["pair_id"], origin=from_row(Origin, entry["origin"]), license=entry.get("license"),
         prompt_origin=entry["prompt_origin"], verified=entry.get("verified"), verification=entry.get("verification"),
         votes_matches=votes["matches"],
@@ -236,12 +247,21 @@ class Assemble(Stage[AssembleConfig]):
             if not _benchmark_there(benchmark):
                 raise ConfigError(f"stages.assemble.benchmarks[{index}] ({benchmark.name}).path: {benchmark.path!r} does not exist")
 
+    def vocabulary(self) -> Vocabulary:
+        """The corpus `language` ClassLabel names of this run (`assemble.languages`; schemas.corpus_languages)."""
+        return corpus_languages(self.context.languages.names, self.config.languages)
+
+    def output_schema(self) -> pa.Schema:
+        """CorpusRow's schema whose `huggingface` metadata names this run's languages (the static one when published)."""
+        return arrow_schema(CorpusRow, {"language": self.vocabulary().names})
+
     def build(self, pipeline: beam.Pipeline, inputs: dict[str, beam.PCollection]) -> StageResult:
         config = self.config
+        vocabulary = self.vocabulary()
         prepared = (
             list(inputs.values())
             | "AllPairs" >> beam.Flatten()
-            | "Prepare" >> beam.ParDo(Prepare(config)).with_outputs(DROPPED, main="entries")
+            | "Prepare" >> beam.ParDo(Prepare(config, vocabulary)).with_outputs(DROPPED, main="entries")
         )
         dropped = [prepared[DROPPED]]
         entries = prepared.entries
@@ -268,7 +288,7 @@ class Assemble(Stage[AssembleConfig]):
             return (
                 self.read_inputs(pipeline, label)
                 | f"{label}_Passed" >> beam.Filter(lambda row, ids: row["pair_id"] in ids, ids=passed)
-                | f"{label}_Prepare" >> beam.ParDo(Prepare(config, counted=False))
+                | f"{label}_Prepare" >> beam.ParDo(Prepare(config, vocabulary, counted=False))
             )
 
         decisions, members = entries | "FinalDedup" >> FindDuplicates(
@@ -282,8 +302,10 @@ class Assemble(Stage[AssembleConfig]):
         kept = final.kept
         if config.holdout:
             tables[HOLDOUT_TABLE] = SideTable(final[HOLDOUT_TABLE] | "BenchRows" >> beam.Map(to_bench_row), BenchRow, "id")
-        rows = kept | "CorpusRows" >> beam.Map(to_corpus_row)
+        rows = kept | "CorpusRows" >> beam.Map(to_corpus_row, vocabulary)
         return StageResult(rows, dropped, tables)
 
     def finish(self, stage_dir: str, manifest: StageManifest) -> list[str]:
+        """The corpus vocabulary into the manifest (`report["languages"]`: index -> name as a list), then the card."""
+        manifest.report["languages"] = list(self.vocabulary().names)
         return [write_card(self.context.run_dir, stage_dir, manifest)]

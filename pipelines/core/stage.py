@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, TypeVar
 
 import apache_beam as beam
+import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from parsers import LanguageRegistry
@@ -139,6 +140,15 @@ class Stage(Generic[C]):
         reads = [pipeline | f"{label}_{name}" >> ReadRecords(directory, self.context.input_types[name], self.context.input_files.get(name))
                  for name, directory in self.context.input_dirs.items()]
         return reads | f"{label}_All" >> beam.Flatten()
+
+    def output_schema(self) -> pa.Schema:
+        """The Parquet schema the run writes this stage's records with (its shards, empty ones included): default the
+        static `arrow_schema(output_type)`. A stage whose schema metadata depends on the run (the corpus's `language`
+        vocabulary grows with the run's registry) overrides it; the columns, record name and version must stay those
+        of `output_type`, so schema checks pass for its files."""
+        from schemas import arrow_schema
+
+        return arrow_schema(self.output_type)
 
     def build(self, pipeline: beam.Pipeline, inputs: dict[str, beam.PCollection]) -> StageResult:
         """Apply this stage to its input records (rows of the upstream stages)."""

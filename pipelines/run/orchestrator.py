@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import apache_beam as beam
+import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -185,13 +186,14 @@ def _count(label: str, namespace: str, *counters: str) -> beam.PTransform:
     return label >> beam.Map(counted)
 
 
-def fill_empty_shards(directory: str, record_type: type, num_shards: int) -> None:
-    """Write an empty shard for every shard index that got no rows, so a dataset always has all its files."""
+def fill_empty_shards(directory: str, record_type: type, num_shards: int, schema: pa.Schema | None = None) -> None:
+    """Write an empty shard for every shard index that got no rows, so a dataset always has all its files (`schema`: the
+    one the other shards were written with, when not the record type's static one)."""
     present = {part.rsplit("/", 1)[-1] for part in list_parts(directory)}
     for shard in range(num_shards):
         name = shard_name(shard, num_shards)
         if name not in present:
-            write_rows(FileSystems.join(directory, name), [], record_type)
+            write_rows(FileSystems.join(directory, name), [], record_type, schema)
 
 
 def _move_outputs(source: str, target: str, subdirectories: list[str]) -> list[str]:
@@ -315,10 +317,12 @@ def _run_pipeline(stage_cls: type[Stage], config: RunConfig, stage_config: Any, 
     }
     stage = stage_cls(stage_config, context)
     result = stage.build(pipeline, inputs)
+    output_schema = stage.output_schema()
     (
         result.rows
         | _count("CountOut", namespace, RECORDS_OUT)
-        | "WriteOutput" >> WriteShardedParquet(attempt, stage_cls.output_type, stage_cls.key_field, config.num_shards)
+        | "WriteOutput" >> WriteShardedParquet(attempt, stage_cls.output_type, stage_cls.key_field, config.num_shards,
+                                                schema=output_schema)
     )
     if result.dropped:
         (
@@ -338,7 +342,7 @@ def _run_pipeline(stage_cls: type[Stage], config: RunConfig, stage_config: Any, 
     drop_rows = parquet_rows(list_parts(FileSystems.join(attempt, DROPPED_DIR))) if result.dropped else None
     check_counts(name, stage_cls.accounting, counters, dropped, checked, parquet_rows(list_parts(attempt)), drop_rows)
 
-    fill_empty_shards(attempt, stage_cls.output_type, config.num_shards)
+    fill_empty_shards(attempt, stage_cls.output_type, config.num_shards, output_schema)
     for table_name, table in result.tables.items():
         fill_empty_shards(FileSystems.join(attempt, table_name), table.record_type, config.num_shards)
     files = _move_outputs(attempt, stage_dir, [DROPPED_DIR, *result.tables])

@@ -185,16 +185,19 @@ def prepare_pairs(data: list[str], encoder: PairEncoder, cache_dir: str | None, 
                   dropped_file: Path | None) -> PreparedPairs:
     """Read the corpus, encode every pair, count and (when `dropped_file` is given) list the drops."""
     import datasets
+    import pyarrow.parquet as pq
 
     files = corpus_files(data)
-    with library_bars_off(datasets=True):
-        corpus = datasets.load_dataset("parquet", data_files=files, split="train", cache_dir=cache_dir)
-    missing = [c for c in CONVERSATION_COLUMNS if c not in corpus.column_names]
+    present = pq.read_schema(files[0]).names if files else []
+    missing = [c for c in CONVERSATION_COLUMNS if c not in present]
     if missing:
         raise ValueError(f"corpus files {files[:3]}{' ...' if len(files) > 3 else ''} lack columns {missing}; "
                          f"a corpus row needs {', '.join(CONVERSATION_COLUMNS)}")
-    keep = [c for c in (*CONVERSATION_COLUMNS, "idx") if c in corpus.column_names]
-    corpus = corpus.select_columns(keep)
+    keep = [c for c in (*CONVERSATION_COLUMNS, "idx") if c in present]
+    # Only the columns training reads: the ClassLabel columns are left unread, so corpora whose `language` vocabularies
+    # differ (each run's grows with its registry; `datasets` would cast every file to the first file's names) train together.
+    with library_bars_off(datasets=True):
+        corpus = datasets.load_dataset("parquet", data_files=files, split="train", cache_dir=cache_dir, columns=keep)
     encoded = corpus.map(encoder.encode_batch, batched=True, num_proc=num_proc if num_proc > 1 else None,
                          desc="Tokenizing pairs")
     reasons = encoded["drop_reason"]

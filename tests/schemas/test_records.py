@@ -20,12 +20,14 @@ from schemas import (
     Origin,
     Vote,
     arrow_schema,
+    class_label_names,
+    corpus_languages,
     from_row,
     schema_of,
     to_row,
 )
 from schemas.vocab import BENCHMARK_ASPECT_SPELLING, BENCHMARK_LANGUAGE_SPELLING
-from storage import write_rows
+from storage import check_schema, class_labels, write_rows
 
 
 def candidate(pair_id: str = "p1") -> Candidate:
@@ -126,3 +128,52 @@ def test_from_row_names_the_missing_column():
     del row["chosen"]
     with pytest.raises(KeyError, match="Candidate row lacks column 'chosen'"):
         from_row(Candidate, row)
+
+
+def test_corpus_languages_append_the_registry_after_the_published_names():
+    registry = ["C", "C#", "C++", "Go", "Java", "JavaScript", "Python", "Ruby", "Rust", "Cpp", "Kotlin", "rust"]
+    grown = corpus_languages(registry)
+    assert grown.names == (*LANGUAGES.names, "Rust", "Kotlin")  # registry order; aliases and repeats not added again
+    assert grown.index("Rust") == 9 and grown.index("rust") == 9 and grown.index("Python") == LANGUAGES.index("Python")
+    assert grown.index("Cpp") == LANGUAGES.index("C++") and "Kotlin" in grown and "Zig" not in grown
+    assert corpus_languages(registry, "published") is LANGUAGES
+    assert corpus_languages(["Python", "C"]) is LANGUAGES  # nothing to add: the published vocabulary itself
+    with pytest.raises(ValueError, match="registry, published"):
+        corpus_languages(registry, "all")
+
+
+def test_run_class_labels_keep_published_indices_and_the_schema_identity():
+    assert arrow_schema(CorpusRow, {"language": LANGUAGES.names}) is arrow_schema(CorpusRow)  # published: today's schema
+    grown = arrow_schema(CorpusRow, {"language": (*LANGUAGES.names, "Rust")})
+    assert grown.equals(arrow_schema(CorpusRow), check_metadata=False)
+    assert schema_of(grown.metadata) == ("CorpusRow", CorpusRow.VERSION)
+    assert class_label_names(grown.metadata, "language") == [*LANGUAGES.names, "Rust"]
+    assert class_label_names(grown.metadata, "aspect") == list(ASPECTS.names)
+    assert class_label_names(arrow_schema(Commit).metadata, "language") is None
+    with pytest.raises(ValueError, match="must be the published"):
+        arrow_schema(CorpusRow, {"language": ("Rust", *LANGUAGES.names)})  # would move every published index
+    with pytest.raises(ValueError, match="must be the published"):
+        arrow_schema(CorpusRow, {"language": (*LANGUAGES.names, "Rust", "Rust")})
+    with pytest.raises(ValueError, match="not a ClassLabel column"):
+        arrow_schema(CorpusRow, {"source": ("a",)})
+
+
+def test_corpus_rows_with_a_grown_vocabulary_load_with_its_names(tmp_path):
+    from datasets import load_dataset
+
+    names = (*LANGUAGES.names, "Rust")
+    row = CorpusRow(
+        system="", input="Fix the bug.", chosen="a", rejected="b", language=9, aspect=ASPECTS.index("Security Hardness"),
+        source="commit", idx="p1", origin=Origin(repo="r"), license="mit", prompt_origin="recovered", verified=None,
+        verification=None, votes_matches=6, votes_contradictions=1, votes_ties=1, votes_errors=0,
+    )
+    path = tmp_path / "part-00000-of-00002.parquet"
+    empty = tmp_path / "part-00001-of-00002.parquet"
+    write_rows(str(path), [to_row(row)], CorpusRow, arrow_schema(CorpusRow, {"language": names}))
+    write_rows(str(empty), [], CorpusRow, arrow_schema(CorpusRow, {"language": names}))
+    for part in (path, empty):
+        check_schema(str(part), CorpusRow)  # same record name and version
+        assert class_labels(str(part), "language") == list(names)
+    dataset = load_dataset("parquet", data_files=[str(path), str(empty)], split="train", cache_dir=str(tmp_path / "cache"))
+    assert dataset.features["language"].names == list(names) and len(dataset) == 1
+    assert dataset.features["language"].int2str(dataset[0]["language"]) == "Rust"

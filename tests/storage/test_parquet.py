@@ -7,13 +7,14 @@ import pyarrow.parquet as pq
 import pytest
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
-from schemas import Candidate, Commit
+from schemas import LANGUAGES, Candidate, Commit, CorpusRow, arrow_schema
 from storage import (
     ReadRecords,
     SchemaMismatch,
     StageManifest,
     WriteShardedParquet,
     check_schema,
+    class_labels,
     read_rows,
     shard_of,
     write_rows,
@@ -82,3 +83,35 @@ def test_a_shard_the_workers_cannot_see_fails_the_read_naming_it(tmp_path):
     with pytest.raises(Exception, match="part-00001-of-00002.parquet is not there for this worker") as failure:
         pipeline.run().wait_until_finish()
     assert "every worker must see the run directory" in str(failure.value)
+
+
+def test_a_run_schema_is_written_by_the_sharded_writer_and_must_match_the_record_type(tmp_path):
+    grown = arrow_schema(CorpusRow, {"language": (*LANGUAGES.names, "Rust")})
+    with beam.Pipeline(runner=FnApiRunner()) as pipeline:
+        _ = pipeline | beam.Create([]) | WriteShardedParquet(str(tmp_path / "none"), CorpusRow, "idx", 2, schema=grown)
+    write_rows(str(tmp_path / "part-00000-of-00001.parquet"), [], CorpusRow, grown)
+    assert class_labels(str(tmp_path / "part-00000-of-00001.parquet"), "language")[-1] == "Rust"
+    with pytest.raises(SchemaMismatch, match="more than its metadata"):
+        WriteShardedParquet(str(tmp_path / "x"), Commit, "commit", 2, schema=grown)
+    with pytest.raises(SchemaMismatch, match="more than its metadata"):
+        write_rows(str(tmp_path / "y.parquet"), [], Commit, grown)
+
+
+def test_an_empty_shard_has_no_row_group_and_reads_everywhere(tmp_path):
+    import datasets
+
+    directory = tmp_path / "empty"
+    directory.mkdir()
+    write_rows(str(directory / "part-00000-of-00001.parquet"), [], Commit)
+    assert pq.ParquetFile(directory / "part-00000-of-00001.parquet").metadata.num_row_groups == 0
+    assert list(read_rows(str(directory), Commit)) == []
+    assert pq.read_table(directory / "part-00000-of-00001.parquet").num_rows == 0
+    with beam.Pipeline(runner=FnApiRunner()) as pipeline:
+        counted = pipeline | ReadRecords(str(directory), Commit) | beam.combiners.Count.Globally()
+        beam.testing.util.assert_that(counted, beam.testing.util.equal_to([0]))
+    # beside a shard with rows, `datasets` reads it (a row group of 0 rows failed: "BatchSize must be greater than 0")
+    write_rows(str(directory / "full.parquet"), [commit_row(1, "message number 1")], Commit)
+    loaded = datasets.load_dataset("parquet", data_files=[str(directory / "part-00000-of-00001.parquet"),
+                                                          str(directory / "full.parquet")], split="train",
+                                   cache_dir=str(tmp_path / "cache"))
+    assert len(loaded) == 1

@@ -354,3 +354,75 @@ def test_corpus_rows_and_card_say_who_labelled_them_and_that_a_judge_was_refused
     assert ("**Judge `smollm2` was NOT qualified to label** (agreement 0.03 < min_agreement 0.70; consistency 0.03 < "
             "min_consistency 0.60): no pair of this corpus was labelled by it.") in card
     assert "| smollm2 | 32 | 0.03 [0.01, 0.16] | 0.03 [0.01, 0.16] |" in card
+
+
+RUST_CHOSEN = ("fn weighted(values: &[i32]) -> i32 {\n    let mut total = 0;\n    for v in values {\n        if *v > 2 {\n"
+               "            total += v * 3;\n        }\n    }\n    total\n}\n")
+RUST_REJECTED = "fn weighted(values: &[i32]) -> i32 {\n    values.iter().sum::<i32>() * 9\n}\n"
+
+
+def run_with_rust(tmp_path, languages: str | None) -> tuple[Path, object]:
+    """Assemble two Python pairs and one Rust pair in a run whose registry has Rust (the run config's `languages`)."""
+    from tests.support.inputs import RUST_ENTRY
+
+    import_builtin_stages()
+    rust_file = tmp_path / "rust.yaml"
+    rust_file.write_text(RUST_ENTRY)
+    run_dir = tmp_path / "run"
+    pairs = [judged(candidate(f"py{i}", *variant(i), prompt=f"Compute the weighted total of values above {i}."))
+             for i in range(2)]
+    pairs.append(judged(candidate("rs0", RUST_CHOSEN, RUST_REJECTED, language="Rust",
+                                  prompt="Compute the weighted total of the values above two.")))
+    write_stage(run_dir, "label", pairs, JudgedPair)
+    stage = {"max_tokens": 600, **({"languages": languages} if languages else {})}
+    config = RunConfig(run_dir=str(run_dir), num_shards=4, runner={"running_mode": "in_memory", "workers": 1},
+                       languages=[str(rust_file)], stages={"assemble": stage})
+    (outcome,) = run(config)
+    return run_dir / "assemble", outcome
+
+
+def test_corpus_language_vocabulary_grows_with_the_run_registry(tmp_path, isolated_user_config):
+    import datasets
+
+    out, outcome = run_with_rust(tmp_path, None)
+    published = list(LANGUAGES.names)
+    rows = {row["idx"]: row for row in read_rows(str(out), CorpusRow)}  # schema checks pass: same name and version
+    assert set(rows) == {"py0", "py1", "rs0"}
+    assert rows["rs0"]["language"] == 9 and rows["py0"]["language"] == LANGUAGES.index("Python") == 1
+
+    shards = sorted(str(p) for p in out.glob("part-*.parquet"))
+    assert len(shards) == 4  # at least one of them empty: it names the same vocabulary
+    for shard in shards:
+        assert pq.read_schema(shard).metadata[b"huggingface"] == pq.read_schema(shards[0]).metadata[b"huggingface"]
+    corpus = datasets.load_dataset("parquet", data_files=shards, split="train")
+    assert corpus.features["language"].names == [*published, "Rust"]
+    by_idx = {row["idx"]: corpus.features["language"].int2str(row["language"]) for row in corpus}
+    assert by_idx == {"py0": "Python", "py1": "Python", "rs0": "Rust"}
+
+    assert outcome.manifest.report["languages"] == [*published, "Rust"]
+    assert StageManifest.read(str(out)).report["languages"] == [*published, "Rust"]
+    card = (out / "README.md").read_text()
+    assert "## Vocabulary" in card and "| 9 | Rust | run registry |" in card and "| 1 | Python | published |" in card
+    assert "| commit | Functional Correctness | Rust | 1 |" in card
+
+
+def test_published_languages_keep_the_strict_themis_layout(tmp_path, isolated_user_config):
+    from schemas import arrow_schema
+
+    out, outcome = run_with_rust(tmp_path, "published")
+    assert {row["idx"] for row in read_rows(str(out), CorpusRow)} == {"py0", "py1"}
+    drops = {d["key"]: d["reason"] for d in read_rows(str(out / "_dropped"), Drop)}
+    assert drops == {"rs0": "language_not_in_corpus_labels"}
+    for shard in out.glob("part-*.parquet"):
+        assert pq.read_schema(shard).metadata == arrow_schema(CorpusRow).metadata  # exactly today's metadata
+    assert outcome.manifest.report["languages"] == list(LANGUAGES.names)
+    card = (out / "README.md").read_text()
+    assert "## Vocabulary" in card and "| 8 | NL | published |" in card and "Rust" not in card.split("## Vocabulary")[1].split("##")[0]
+
+
+def test_assemble_languages_is_typed():
+    from pipelines.assemble.stage import AssembleConfig
+
+    assert AssembleConfig().languages == "registry"
+    with pytest.raises(ValueError, match="registry"):
+        AssembleConfig(languages="all")

@@ -10,7 +10,7 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from schemas import CorpusRow, Origin, to_row
+from schemas import LANGUAGES, CorpusRow, Origin, arrow_schema, to_row
 from storage import shard_name, write_rows
 from tests.support.model_fixtures import tiny_causal_lm
 
@@ -358,3 +358,21 @@ def test_train_and_eval_on_an_object_store_run_dir_match_a_local_run_and_resume(
     local_scores = _scores(str(local_dir / "eval" / "scores.parquet"))
     assert _scores(f"{store}/eval/scores.parquet") == local_scores
     assert evaluated.manifest.counters == json.loads((local_dir / "eval" / "_manifest.json").read_text())["counters"]
+
+
+def test_train_reads_corpora_whose_language_vocabularies_grew_with_their_registries(tiny_lm, corpus, tmp_path):
+    """A corpus whose `language` names end in Rust (index 9, past the published nine), alone and after a published one:
+    `datasets` would cast every file to the first file's ClassLabel names and refuse index 9; train reads no ClassLabel."""
+    from pipelines.train import train
+
+    grown = arrow_schema(CorpusRow, {"language": (*LANGUAGES.names, "Rust")})
+    rust = tmp_path / "rust-corpus"
+    rust.mkdir()
+    rows = [{**row, "language": 9, "idx": f"rs-{row['idx']}"} for row in learnable_rows()[:8]]
+    write_rows(str(rust / shard_name(0, 2)), rows, CorpusRow, grown)
+    write_rows(str(rust / shard_name(1, 2)), [], CorpusRow, grown)  # an empty shard, as fill_empty_shards writes it
+    options = {"max_steps": 2, "gradient_accumulation": 1, "save_every": 0}
+    alone = train(make_config(tiny_lm, str(rust), tmp_path / "alone", **options))
+    assert alone.pairs_read == 8 and alone.pairs_kept == 8
+    mixed = train(make_config(tiny_lm, corpus, tmp_path / "mixed", data=[corpus, str(rust)], **options))
+    assert mixed.pairs_read == 27 + 8 and mixed.pairs_kept == 24 + 8
