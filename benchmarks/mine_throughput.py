@@ -1,14 +1,35 @@
-"""Mining throughput: the `mine` stage against what the reference did for every commit.
+"""Mining throughput: `codepref mine` against the plain git pass, PyDriller, and the reference's fetch per commit.
 
-The reference fetched each selected commit on its own: a fresh `git init`, `git fetch --depth 2`
-of that commit from the remote, then a checkout of the file after and before. The baseline here
-does exactly that from a `file://` remote (no network cost, so it flatters the baseline), on a
-sample of the commits the stage keeps. The stage walks the whole history of a synthetic
-repository (every change shape) with one worker (so figures are per core).
+On the same repositories (synthetic histories of several sizes from benchmarks.corpus.synthetic_history,
+written with `git fast-import`, plus any real repository given with `--repo`), one run times:
 
-The history comes from benchmarks.corpus.synthetic_history.
+- **codepref**: `codepref mine` as its own process (one worker, the in-memory runner, so figures are
+  per core), every mine rule. The repository is declared MIT in the manifest so the licence rule
+  keeps it (a real repository's licence is not detected; this benchmark is about throughput).
+- **plain git**: `git log --raw --no-renames` over the history for the cheap single-file rule (one
+  parent, one path modified in place, same regular-file mode, an extension of a registered language),
+  then one `git cat-file --batch` fed both blobs of every kept commit (benchmarks/mine_peers.py).
+- **PyDriller** (2.12): a peer in its own virtual environment (`--pydriller-venv`, created with
+  `python3 -m venv` and `pip install PyDriller==2.12` when missing; never a codepref dependency),
+  walking `Repository(path).traverse_commits()` with the same rule and reading both versions.
+  If it cannot be installed the peer is reported unavailable, with the reason. `--no-pydriller` skips it.
+- **reference fetch**: the reference fetched each selected commit on its own: a fresh `git init`,
+  `git fetch --depth 2` of that commit, then a checkout of the file after and before. It runs here
+  from a `file://` remote (no network cost, so it flatters the baseline) on a sample of the commits
+  codepref keeps, and checks codepref's contents against it.
 
-    .venv/bin/python -m benchmarks.mine_throughput [--commits 5000] [--sample 30] [--json out.json]
+Plain git and PyDriller apply the same rule, so their examined and kept counts are equal; codepref's
+kept count is lower (its message, revert, time-window and content rules drop more).
+
+Measures, per method and repository: commits examined and kept, wall seconds, CPU seconds of the
+whole process tree (`getrusage(RUSAGE_CHILDREN)` before and after: the process and every descendant
+it waited for), commits examined per CPU second (= per core), and peak RSS of the process tree: the
+sum of the resident set of the process and all its descendants (psutil), sampled every 50 ms, the
+largest sum kept (a peak shorter than 50 ms can be missed). The ratio is commits per core over the
+plain git pass's. The machine's load average is recorded at the start and the end.
+
+    .venv/bin/python -m benchmarks.mine_throughput [--commits 1000 5000 20000] [--repo PATH ...]
+        [--sample 30] [--no-pydriller] [--json out.json]
 """
 
 from __future__ import annotations
@@ -16,20 +37,32 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import random
+import resource
+import shutil
 import subprocess
+import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
+import psutil
+import yaml
+
 from benchmarks.corpus import synthetic_history
-from pipelines.run.config import RunConfig, import_builtin_stages
-from pipelines.run.orchestrator import run
+from parsers import languages
 from schemas import Commit
-from storage import read_rows
+from storage import MANIFEST_NAME, read_rows
 
 GIT_ENV = {**os.environ, "GIT_CONFIG_NOSYSTEM": "1"}
+PEERS = Path(__file__).with_name("mine_peers.py")
+CODEPREF = Path(sys.executable).with_name("codepref")
+PYDRILLER = "PyDriller==2.12"
+DEFAULT_VENV = Path.home() / ".cache" / "codepref" / "bench-venvs" / "pydriller"
+METHODS = ("codepref", "plain_git", "pydriller")
 
 
 def git(*args: str, cwd: Path | None = None) -> str:
@@ -40,7 +73,9 @@ def reference_style(remote: Path, commit: str, path: str, scratch: Path) -> tupl
     """One commit the way the reference fetched it: init, shallow fetch, checkout after and before."""
     work = Path(tempfile.mkdtemp(dir=scratch))
     git("init", "-q", str(work))
-    git("fetch", "-q", "--depth", "2", f"file://{remote}", commit, cwd=work)
+    # The remote's upload-pack is told to serve any commit, so the repository's own config is not touched.
+    git("fetch", "-q", "--upload-pack", "git -c uploadpack.allowAnySHA1InWant=true upload-pack", "--depth", "2",
+        f"file://{remote}", commit, cwd=work)
     git("checkout", "-q", "FETCH_HEAD", "--", path, cwd=work)
     after = (work / path).read_text()
     git("checkout", "-q", "FETCH_HEAD~1", "--", path, cwd=work)
@@ -48,52 +83,187 @@ def reference_style(remote: Path, commit: str, path: str, scratch: Path) -> tupl
     return before, after
 
 
+def measured(command: list[str], env: dict[str, str] | None = None) -> tuple[subprocess.CompletedProcess[str], dict[str, float]]:
+    """Run `command` (no shell); wall and CPU seconds of its process tree, and the tree's peak RSS sampled every 50 ms."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env or GIT_ENV)
+    peak = 0
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        try:
+            root = psutil.Process(process.pid)
+        except psutil.NoSuchProcess:
+            return
+        while not done.is_set():
+            total = 0
+            try:
+                tree = [root, *root.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                break
+            for proc in tree:
+                try:
+                    total += proc.memory_info().rss
+                except psutil.NoSuchProcess:
+                    pass
+            peak = max(peak, total)
+            done.wait(0.05)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    stdout, stderr = process.communicate()
+    wall = time.perf_counter() - start
+    done.set()
+    sampler.join()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    result = subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+    return result, {"seconds": round(wall, 3), "cpu_seconds": round(cpu, 3), "peak_rss_mb": round(peak / 2**20, 1)}
+
+
+def extensions() -> list[str]:
+    return sorted({extension for spec in languages() for extension in spec.extensions})
+
+
+def pydriller_python(venv: Path) -> tuple[Path | None, str | None]:
+    """The peer venv's interpreter, created (offline, from the configured index) when missing; or why not."""
+    python = venv / "bin" / "python"
+    probe = [str(python), "-c", "import pydriller"]
+    if python.exists() and subprocess.run(probe, check=False, capture_output=True).returncode == 0:
+        return python, None
+    try:
+        venv.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["python3", "-m", "venv", str(venv)], check=True, capture_output=True, text=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", PYDRILLER], check=True, capture_output=True, text=True)
+    except (OSError, subprocess.CalledProcessError) as error:
+        detail = getattr(error, "stderr", "") or str(error)
+        return None, f"cannot install {PYDRILLER} into {venv}: {detail.strip().splitlines()[-1] if detail.strip() else error}"
+    if subprocess.run(probe, check=False, capture_output=True).returncode != 0:
+        return None, f"{PYDRILLER} installed into {venv} but does not import"
+    return python, None
+
+
+def run_codepref(repo: Path, name: str, work: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    manifest = work / "repos.jsonl"
+    manifest.write_text(json.dumps({"path": str(repo), "name": name, "license": "mit"}) + "\n")
+    config = work / "config.yaml"
+    config.write_text(yaml.safe_dump({"run_dir": str(work / "run"), "num_shards": 4,
+                                      "runner": {"running_mode": "in_memory", "workers": 1}, "stages": {"mine": {}}}))
+    out = work / "mine"
+    command = [str(CODEPREF), "mine", "--out", str(out), "--repo-manifest", str(manifest), "--config", str(config), "--force"]
+    result, figures = measured(command)
+    if result.returncode != 0:
+        raise RuntimeError(f"codepref mine failed on {repo}: {result.stderr[-2000:]}")
+    stage = json.loads((out / MANIFEST_NAME).read_text())
+    kept = list(read_rows(str(out), Commit))
+    return {"examined": stage["records_in"], "kept": len(kept), "stage_seconds": round(stage["seconds"], 3), **figures}, kept
+
+
+def run_peer(method: str, python: Path, repo: Path) -> dict[str, Any]:
+    command = [str(python), str(PEERS), method, str(repo)] + [f"--ext={e}" for e in extensions()]
+    result, figures = measured(command)
+    if result.returncode != 0:
+        raise RuntimeError(f"{method} failed on {repo}: {result.stderr[-2000:]}")
+    return {**json.loads(result.stdout), **figures}
+
+
+def reference_fetch(repo: Path, kept: list[dict[str, Any]], sample_size: int, scratch: Path) -> dict[str, Any]:
+    sample = random.Random(0).sample(kept, min(sample_size, len(kept)))
+    scratch.mkdir()
+    start = time.perf_counter()
+    for row in sample:
+        before, after = reference_style(repo, row["commit"], row["path"], scratch)
+        assert (before, after) == (row["before"], row["after"]), row["commit"]
+    seconds = time.perf_counter() - start
+    return {"commits": len(sample), "seconds": round(seconds, 2), "commits_per_s": round(len(sample) / seconds, 2) if sample else None}
+
+
+def finish(figures: dict[str, Any]) -> dict[str, Any]:
+    figures["commits_per_s"] = round(figures["examined"] / figures["seconds"], 1)
+    figures["commits_per_s_per_core"] = round(figures["examined"] / max(figures["cpu_seconds"], 1e-3), 1)
+    return figures
+
+
+def measure_repository(name: str, kind: str, repo: Path, work: Path, args: argparse.Namespace, pydriller: Path | None,
+                       unavailable: str | None) -> dict[str, Any]:
+    methods: dict[str, Any] = {}
+    methods["codepref"], kept = run_codepref(repo, name, work)
+    methods["plain_git"] = run_peer("plain-git", Path(sys.executable), repo)
+    if pydriller is not None:
+        methods["pydriller"] = run_peer("pydriller", pydriller, repo)
+    else:
+        methods["pydriller"] = {"unavailable": unavailable}
+    plain = finish(methods["plain_git"])["commits_per_s_per_core"]
+    for figures in methods.values():
+        if "examined" in figures:
+            finish(figures)
+            figures["ratio_to_plain_git"] = round(figures["commits_per_s_per_core"] / plain, 3)
+    entry: dict[str, Any] = {"name": name, "kind": kind, "path": str(repo), "methods": methods}
+    if args.sample:
+        fetch = reference_fetch(repo, kept, args.sample, work / "scratch")
+        if fetch["commits_per_s"]:
+            fetch["codepref_speedup_walked"] = round(methods["codepref"]["commits_per_s"] / fetch["commits_per_s"], 1)
+            fetch["codepref_speedup_kept"] = round(methods["codepref"]["kept"] / methods["codepref"]["seconds"] / fetch["commits_per_s"], 1)
+        entry["reference_fetch"] = fetch
+    return entry
+
+
+def repository_name(path: Path) -> str:
+    """The folder's name, or its parent's for a folder called `repo` or `.git` (a mirror's layout)."""
+    path = path.resolve()
+    return path.parent.name if path.name in ("repo", ".git") else path.name.removesuffix(".git")
+
+
+def table(results: dict[str, Any]) -> str:
+    lines = ["| repository | method | commits examined | kept | seconds (stage) | CPU s | commits/s/core | peak RSS MB | ratio to plain git |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for entry in results["repositories"]:
+        for method, f in entry["methods"].items():
+            if "examined" not in f:
+                lines.append(f"| {entry['name']} | {method} | unavailable: {f['unavailable']} | | | | | | |")
+                continue
+            stage = f" ({f['stage_seconds']:.2f})" if "stage_seconds" in f else ""
+            lines.append(f"| {entry['name']} | {method} | {f['examined']:,} | {f['kept']:,} | {f['seconds']:.2f}{stage} | {f['cpu_seconds']:.2f} "
+                         f"| {f['commits_per_s_per_core']:,.0f} | {f['peak_rss_mb']:.0f} | {f['ratio_to_plain_git']:.3f} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--commits", type=int, default=5000, help="Commits in the synthetic history.")
-    parser.add_argument("--sample", type=int, default=30, help="Commits fetched the reference way.")
+    parser.add_argument("--commits", type=int, nargs="+", default=[1000, 5000, 20000], help="Sizes of the synthetic histories.")
+    parser.add_argument("--repo", type=Path, action="append", default=[], help="A real repository to mine too (repeatable).")
+    parser.add_argument("--sample", type=int, default=30, help="Commits fetched the reference way per repository (0: none).")
+    parser.add_argument("--no-pydriller", action="store_true", help="Skip the PyDriller peer (no venv is created).")
+    parser.add_argument("--pydriller-venv", type=Path, default=DEFAULT_VENV, help="The PyDriller peer's virtual environment.")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
 
+    machine = {"nproc": os.cpu_count(), "load_start": [round(x, 2) for x in os.getloadavg()], "platform": platform.platform(),
+               "git": git("--version").strip(), "python": platform.python_version()}
+    if args.no_pydriller:
+        pydriller, unavailable = None, "skipped (--no-pydriller)"
+    else:
+        pydriller, unavailable = pydriller_python(args.pydriller_venv)
+    repositories = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
-        repo = synthetic_history(tmp_path / "synth.git", args.commits)
-        git("config", "uploadpack.allowAnySHA1InWant", "true", cwd=repo)
-        manifest = tmp_path / "repos.jsonl"
-        manifest.write_text(json.dumps({"path": str(repo), "name": "octo/synth", "license": "mit"}) + "\n")
-
-        import_builtin_stages()
-        config = RunConfig(run_dir=str(tmp_path / "run"), num_shards=4, runner={"running_mode": "in_memory", "workers": 1},
-                           stages={"mine": {"repo_manifest": str(manifest)}})
-        start = time.perf_counter()
-        (outcome,) = run(config, force=True)
-        stage_s = time.perf_counter() - start
-        kept = list(read_rows(str(tmp_path / "run" / "mine"), Commit))
-
-        sample = random.Random(0).sample(kept, min(args.sample, len(kept)))
-        scratch = tmp_path / "scratch"
-        scratch.mkdir()
-        start = time.perf_counter()
-        for row in sample:
-            before, after = reference_style(repo, row["commit"], row["path"], scratch)
-            assert (before, after) == (row["before"], row["after"]), row["commit"]
-        baseline_s = time.perf_counter() - start
-
-    walked = outcome.manifest.records_in
-    result = {
-        "history_commits": walked,
-        "kept_commits": len(kept),
-        "stage_seconds": round(stage_s, 2),
-        "stage_commits_walked_per_s": round(walked / stage_s, 1),
-        "stage_commits_kept_per_s": round(len(kept) / stage_s, 1),
-        "baseline_commits": len(sample),
-        "baseline_seconds": round(baseline_s, 2),
-        "baseline_commits_per_s": round(len(sample) / baseline_s, 2),
-    }
-    result["speedup_walked"] = round(result["stage_commits_walked_per_s"] / result["baseline_commits_per_s"], 1)
-    result["speedup_kept"] = round(result["stage_commits_kept_per_s"] / result["baseline_commits_per_s"], 1)
-    for key, value in result.items():
-        print(f"{key:32} {value}")
+        targets = [(f"synthetic-{n}", "generated", n) for n in args.commits] + [(repository_name(p), "real", p.resolve()) for p in args.repo]
+        for index, (name, kind, source) in enumerate(targets):
+            work = tmp_path / f"w{index}"
+            work.mkdir()
+            repo = synthetic_history(work / "synth.git", source) if kind == "generated" else source
+            repositories.append(measure_repository(name, kind, repo, work, args, pydriller, unavailable))
+            shutil.rmtree(work / "run", ignore_errors=True)
+    machine["load_end"] = [round(x, 2) for x in os.getloadavg()]
+    result = {"command": ["python", "-m", "benchmarks.mine_throughput", *(argv if argv is not None else sys.argv[1:])],
+              "machine": machine, "repositories": repositories}
+    print(f"nproc {machine['nproc']}; load average at start {machine['load_start']}, at end {machine['load_end']}")
+    print(table(result))
+    for entry in repositories:
+        if "reference_fetch" in entry:
+            print(f"{entry['name']}: reference fetch {entry['reference_fetch']}")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     return result

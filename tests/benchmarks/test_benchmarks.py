@@ -27,11 +27,20 @@ def test_parse_throughput_reports_every_language(tmp_path):
     assert json.loads((tmp_path / "parse.json").read_text()) == results
 
 
-def test_mine_throughput_checks_the_stage_against_the_reference_fetch(tmp_path):
-    result = mine_throughput.main(["--commits", "40", "--sample", "2", "--json", str(tmp_path / "mine.json")])
+def test_mine_throughput_compares_codepref_plain_git_and_the_reference_fetch(tmp_path):
+    result = mine_throughput.main(["--commits", "40", "--sample", "2", "--no-pydriller", "--json", str(tmp_path / "mine.json")])
 
-    assert result["history_commits"] == 40 and result["kept_commits"] > 0
-    assert result["baseline_commits"] == 2 and result["speedup_walked"] > 0
+    assert set(result["machine"]) >= {"nproc", "load_start", "load_end"}
+    (entry,) = result["repositories"]
+    methods = entry["methods"]
+    assert set(methods) == set(mine_throughput.METHODS) and methods["pydriller"] == {"unavailable": "skipped (--no-pydriller)"}
+    codepref, plain = methods["codepref"], methods["plain_git"]
+    assert codepref["examined"] == plain["examined"] == 40  # every commit of the history, by both
+    assert 0 < codepref["kept"] <= plain["kept"]  # the same cheap rule, then codepref's further rules
+    for figures in (codepref, plain):
+        assert figures["commits_per_s_per_core"] > 0 and figures["peak_rss_mb"] > 0 and figures["ratio_to_plain_git"] > 0
+    assert plain["ratio_to_plain_git"] == 1
+    assert entry["reference_fetch"]["commits"] == 2 and entry["reference_fetch"]["codepref_speedup_walked"] > 0
     assert json.loads((tmp_path / "mine.json").read_text()) == result
 
 
