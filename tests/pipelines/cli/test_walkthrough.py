@@ -48,6 +48,20 @@ FIXED = {"Rust": ("0..values.len() - 1", "0..values.len()"), "TypeScript": ("i <
 FASTER = {"Rust": ("v.clone() * factor", "v * factor"), "TypeScript": ("Number(String(v)) * factor", "v * factor")}
 
 
+def readme_walk_through() -> tuple[list[str], dict]:
+    """The README's walk-through: the arguments of its `codepref languages add` command and its run config."""
+    import re
+    import shlex
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("**Adding a language**"):readme.index("Registry files merge in this order")]
+    block = re.search(r"```bash\n(.*?)```", section, re.DOTALL).group(1)
+    (add,) = [line for line in block.replace("\\\n", " ").splitlines() if line.startswith("codepref languages add")]
+    config = yaml.safe_load(block[block.index("<<'YAML'\n") + len("<<'YAML'\n"):block.index("\nYAML\n")])
+    return shlex.split(add)[1:], config
+
+
 def walk_through_repository(path, language: str) -> GitRepo:
     """A repository of three files in `language`, then an edge-case fix and a speed-up, one commit each."""
     code, ext = CODE[language], EXTENSION[language]
@@ -80,21 +94,16 @@ def test_a_language_that_is_not_built_in_reaches_the_corpus(language, tmp_path, 
     tasks = tmp_path / "tasks.jsonl"
     tasks.write_text(json.dumps({"id": "clamp", "instruction": "Clamp x to the range from lo to hi.",
                                  "solution": CODE[language]["clamp"]}) + "\n")
+    # The README's run config, its paths and the judge's model replaced by this test's (the shared CPU engine's folder).
+    # No pair of this language can be execution-verified (the sandbox runs Python), so the judge labels them all;
+    # nothing here can qualify it (no verified pair): qualify is off, and the manifest and the card say so.
+    walk = readme_walk_through()[1]
+    walk.update(run_dir=str(tmp_path / "run"), num_shards=1, runner={"running_mode": "in_memory", "workers": 1})
+    walk["stages"]["mine"]["repos"] = [str(repo.path)]
+    walk["stages"]["synthesize"]["instruct"][0].update(path=str(tasks), language=language)
+    walk["stages"]["label"]["judges"][0]["model"] = smollm2
     config = tmp_path / "walk.yaml"
-    config.write_text(yaml.safe_dump({
-        "run_dir": str(tmp_path / "run"), "num_shards": 1, "runner": {"running_mode": "in_memory", "workers": 1},
-        "stages": {
-            "mine": {"repos": [str(repo.path)]},
-            "synthesize": {"instruct": [{"name": "tasks", "path": str(tasks), "language": language}]},
-            "parse": {},
-            "dedup": {},
-            # No pair of this language can be execution-verified (the sandbox runs Python), so a judge labels them all;
-            # nothing here can qualify it (no verified pair): qualify is off, and the manifest and the card say so.
-            "label": {"judges": [{"backend": "vllm", "model": smollm2}], "qualify": None, "votes": 2, "max_tokens": 16,
-                      "constrained": True, "min_matches": 1, "max_contradictions": 1},
-            "assemble": {"inputs": ["label"]},
-        },
-    }))
+    config.write_text(yaml.safe_dump(walk))
     result = runner.invoke(app, ["run", str(config)])
     assert result.exit_code == 0, result.output
     run_dir = tmp_path / "run"
@@ -116,3 +125,14 @@ def test_a_language_that_is_not_built_in_reaches_the_corpus(language, tmp_path, 
     assert {names[index] for index in corpus["language"]} == {language}
     assert language in (run_dir / "assemble" / "README.md").read_text()
     assert StageManifest.read(str(run_dir / "assemble")).dropped.get("language_not_in_corpus_labels", 0) == 0
+
+
+def test_the_readme_walk_through_is_the_one_this_test_runs():
+    """The walk-through test runs the README's run config (paths and the judge's model folder replaced) and its
+    `languages add` command for Rust, so the two cannot drift apart."""
+    add, config = readme_walk_through()
+    assert add == ADD["Rust"]
+    stages = config["stages"]
+    assert list(stages) == ["mine", "synthesize", "parse", "dedup", "label", "assemble"]
+    assert stages["synthesize"]["instruct"][0]["language"] == "Rust" and stages["assemble"] == {"inputs": ["label"]}
+    assert stages["label"]["judges"] == [{"backend": "vllm", "model": "smollm2"}] and stages["label"]["qualify"] is None
