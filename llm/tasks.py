@@ -63,6 +63,18 @@ def last_tag(text: str, tag: str) -> tuple[str | None, str | None]:
     return None, f"no [{tag}] block"
 
 
+def rating_tag(text: str, digits: str, scale: int, refusal: str) -> tuple[int | None, str | None]:
+    """(the rating in the last [RATING] block, None) or (None, reason): `digits` is the pattern of a valid rating, which
+    may be written out of `scale` ("4/5") and end with a full stop."""
+    value, reason = last_tag(text, "RATING")
+    if value is None:
+        return None, reason
+    match = re.fullmatch(rf"\s*({digits})(?:\s*/\s*{scale})?\s*\.?\s*", value)
+    if match is None:
+        return None, f"{refusal}: {value[:40]!r}"
+    return int(match.group(1)), None
+
+
 _FENCE = re.compile(r"^\s*```[\w+#.-]*\s*\n(.*?)\n?```\s*$", re.DOTALL)
 
 
@@ -174,13 +186,9 @@ class CommitReview(Task):
         )
 
     def parse_output(self, text: str) -> Parsed:
-        value, reason = last_tag(text, "RATING")
-        if value is None:
+        rating, reason = rating_tag(text, r"[1-5]", 5, "not a rating")
+        if rating is None:
             return Parsed(None, reason)
-        match = re.fullmatch(r"\s*([1-5])(?:\s*/\s*5)?\s*\.?\s*", value)
-        if match is None:
-            return Parsed(None, f"not a rating: {value[:40]!r}")
-        rating = int(match.group(1))
         return Parsed({"rating": rating, "keep": rating >= self.cutoff})
 
 
@@ -200,10 +208,5 @@ class RatingTask(Task):
         )
 
     def parse_output(self, text: str) -> Parsed:
-        value, reason = last_tag(text, "RATING")
-        if value is None:
-            return Parsed(None, reason)
-        match = re.fullmatch(r"\s*(10|[1-9])(?:\s*/\s*10)?\s*\.?\s*", value)
-        if match is None:
-            return Parsed(None, f"not a rating from 1 to 10: {value[:40]!r}")
-        return Parsed({"rating": int(match.group(1))})
+        rating, reason = rating_tag(text, r"10|[1-9]", 10, "not a rating from 1 to 10")
+        return Parsed(None, reason) if rating is None else Parsed({"rating": rating})

@@ -28,10 +28,10 @@ from typing import Any
 import jinja2
 
 from audit.agreement import wilson_interval
+from pipelines.eval.metrics import RESULTS_FILE
 from schemas import ASPECTS, LANGUAGES
 from schemas.vocab import Vocabulary
 
-RESULTS_FILE = "results.json"
 MARKDOWN_FILE = "leaderboard.md"
 HTML_FILE = "leaderboard.html"
 TEMPLATE = "leaderboard.html.j2"

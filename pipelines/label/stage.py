@@ -246,10 +246,7 @@ class JudgeBatch(beam.DoFn):
                 Metrics.counter(metrics_namespace(STAGE), "calibration_pairs_rejected").inc()
                 continue
             votes = self._votes(row, texts, self.config.judges)
-            yield to_row(JudgedPair(
-                pair_id=row["pair_id"], candidate=from_row(Candidate, row), votes=votes, chosen_first=count(votes, "chosen_first"),
-                chosen_second=count(votes, "chosen_second"), margin=margin(votes), kept=False, keep_reason="calibration",
-            ))
+            yield to_row(judged_pair(row, votes, False, "calibration", "judges"))
             for judge, counts in tally(votes).items():
                 yield beam.pvalue.TaggedOutput("tallies", (judge, counts))
 
@@ -303,11 +300,7 @@ class JudgeBatch(beam.DoFn):
         else:
             kept, reason = self.rule.decide(votes)
         Metrics.counter(namespace, PAIRS_KEPT if kept else PAIRS_NOT_KEPT).inc()
-        return JudgedPair(
-            pair_id=row["pair_id"], candidate=from_row(Candidate, row), votes=votes, chosen_first=count(votes, "chosen_first"),
-            chosen_second=count(votes, "chosen_second"), margin=margin(votes), kept=kept, keep_reason=reason,
-            label_source=EXECUTION if truth else "judges",
-        )
+        return judged_pair(row, votes, kept, reason, EXECUTION if truth else "judges")
 
 
 def _brief(row: dict[str, Any]) -> dict[str, Any]:
@@ -318,12 +311,16 @@ def _by_execution(row: dict[str, Any]) -> dict[str, Any]:
     """A verified pair labelled by execution alone."""
     Metrics.counter(metrics_namespace(STAGE), BY_EXECUTION).inc()
     Metrics.counter(metrics_namespace(STAGE), PAIRS_KEPT).inc()
-    votes = [execution_vote()]
-    return to_row(JudgedPair(
+    return to_row(judged_pair(row, [execution_vote()], True, "execution_verified", EXECUTION))
+
+
+def judged_pair(row: dict[str, Any], votes: list[Vote], kept: bool, reason: str, label_source: str) -> JudgedPair:
+    """A candidate row with its votes, their counts per order and margin, and the decision."""
+    return JudgedPair(
         pair_id=row["pair_id"], candidate=from_row(Candidate, row), votes=votes, chosen_first=count(votes, "chosen_first"),
-        chosen_second=count(votes, "chosen_second"), margin=margin(votes), kept=True, keep_reason="execution_verified",
-        label_source=EXECUTION,
-    ))
+        chosen_second=count(votes, "chosen_second"), margin=margin(votes), kept=kept, keep_reason=reason,
+        label_source=label_source,
+    )
 
 
 def sample_rank(pair_id: str) -> int:
