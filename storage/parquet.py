@@ -57,16 +57,18 @@ def shard_of(key: str, num_shards: int) -> int:
     return int.from_bytes(digest, "big") % num_shards
 
 
-def write_rows(path: str, rows: list[dict[str, Any]], record_type: type, schema: pa.Schema | None = None) -> int:
+def write_rows(path: str, rows: list[dict[str, Any]], record_type: type, schema: pa.Schema | None = None,
+               temporary: bool = False) -> int:
     """Write rows of `record_type` to one Parquet file at `path`; returns the row count. `schema`: the record type's
-    schema with run-dependent metadata (e.g. `arrow_schema(CorpusRow, {"language": ...})`); default the static one."""
+    schema with run-dependent metadata (e.g. `arrow_schema(CorpusRow, {"language": ...})`); default the static one.
+    `temporary`: a file read back once by this run (a spill), written uncompressed."""
     schema = _schema_for(record_type, schema)
     try:
         table = pa.Table.from_pylist(rows, schema=schema)
     except (pa.ArrowInvalid, pa.ArrowTypeError, KeyError) as error:
         bad = _first_bad_row(rows, schema)
         raise SchemaMismatch(f"{path}: rows do not fit {record_type.SCHEMA} v{record_type.VERSION}: {error}{bad}") from None
-    _write_table(path, table)
+    _write_table(path, table, temporary)
     return table.num_rows
 
 
@@ -88,7 +90,18 @@ def class_labels(path: str, column: str) -> list[str] | None:
         return class_label_names(pq.read_schema(handle).metadata, column)
 
 
-def _write_table(path: str, table: pa.Table) -> None:
+DICTIONARY_MAX_MEAN_BYTES = 256  # a column whose values are longer than this on average (file contents) is not dictionary-encoded
+
+
+def _dictionary_columns(table: pa.Table) -> list[str] | bool:
+    """Columns worth a dictionary (True: all): short repeated values (names, languages), not file contents, which
+    dictionary encoding only slows down, writing and reading, for no smaller file."""
+    rows = max(table.num_rows, 1)
+    short = [name for name in table.column_names if table.column(name).nbytes / rows <= DICTIONARY_MAX_MEAN_BYTES]
+    return True if len(short) == table.num_columns else short
+
+
+def _write_table(path: str, table: pa.Table, temporary: bool = False) -> None:
     try:
         with FileSystems.create(path) as handle:
             if table.num_rows == 0:
@@ -96,8 +109,10 @@ def _write_table(path: str, table: pa.Table) -> None:
                 # must be greater than 0"), so an empty shard still loads with `datasets.load_dataset("parquet", ...)`.
                 pq.ParquetWriter(handle, table.schema, compression="zstd").close()
             else:
-                # Small row groups let readers stream a shard instead of loading it whole.
-                pq.write_table(table, handle, compression="zstd", row_group_size=ROW_GROUP_ROWS)
+                # Small row groups let readers stream a shard instead of loading it whole. A temporary file is read
+                # back once, so compressing it costs more than the bytes it saves.
+                pq.write_table(table, handle, compression="none" if temporary else "zstd", row_group_size=ROW_GROUP_ROWS,
+                               use_dictionary=False if temporary else _dictionary_columns(table))
     except OSError as error:  # a full disk says only "No space left on device": name the file
         raise OSError(error.errno, f"{path}: cannot be written ({error.strerror or error}); free space and rerun "
                                    "(finished stages are kept, this one is redone)") from error
@@ -191,7 +206,7 @@ class SpillByShard(beam.DoFn):
 
     def _spill(self, shard: int, rows: list[dict[str, Any]]) -> str:
         path = FileSystems.join(self.directory, SPILL_DIR, f"{shard:05d}-{uuid.uuid4().hex}.parquet")
-        write_rows(path, rows, self.record_type, self.schema)
+        write_rows(path, rows, self.record_type, self.schema, temporary=True)
         return path
 
 
