@@ -289,13 +289,16 @@ class ReadRecords(beam.PTransform):
 
     `files`: exactly these shards (the list a manifest gives, checked by the run), instead of what a glob
     finds in `directory` at the time the pipeline is built.
+    `columns`: only these columns (a nested field as `parent.child`: the row's `parent` holds that field alone),
+    for reads that need a few small columns of large records; default every column.
     """
 
-    def __init__(self, directory: str, record_type: type, files: list[str] | None = None):
+    def __init__(self, directory: str, record_type: type, files: list[str] | None = None, columns: list[str] | None = None):
         super().__init__()
         self.directory = directory
         self.record_type = record_type
         self.files = files
+        self.columns = None if columns is None else _checked_columns(record_type, columns)
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
         parts = list_parts(self.directory) if self.files is None else list(self.files)
@@ -304,7 +307,25 @@ class ReadRecords(beam.PTransform):
         if not parts:
             return pbegin | "NoInput" >> beam.Create([])
         if self.files is None:
-            return pbegin | "ReadParquet" >> beam.io.ReadFromParquet(FileSystems.join(self.directory, PART_GLOB))
+            return pbegin | "ReadParquet" >> beam.io.ReadFromParquet(FileSystems.join(self.directory, PART_GLOB), columns=self.columns)
         # ReadAllFromParquet skips a file it cannot find: a worker that does not see the run directory must fail instead.
         return (pbegin | "Shards" >> beam.Create(parts) | "Visible" >> beam.Map(require_visible)
-                | "ReadParquet" >> beam.io.ReadAllFromParquet())
+                | "ReadParquet" >> beam.io.ReadAllFromParquet(columns=self.columns))
+
+
+def _checked_columns(record_type: type, columns: list[str]) -> list[str]:
+    """`columns`, or ValueError naming those `record_type` does not have (a typo would otherwise read nothing)."""
+    schema = arrow_schema(record_type)
+    unknown = []
+    for column in columns:
+        field: pa.DataType | pa.Field | None = None
+        for depth, name in enumerate(column.split(".")):
+            parent = schema if depth == 0 else field.type  # type: ignore[union-attr]
+            if not isinstance(parent, pa.Schema | pa.StructType) or parent.get_field_index(name) < 0:
+                unknown.append(column)
+                break
+            field = parent.field(name)
+    if unknown or not columns:
+        raise ValueError(f"{record_type.SCHEMA} v{record_type.VERSION} has no column {', '.join(unknown) or '(none named)'}; "
+                         f"its columns: {', '.join(schema.names)}")
+    return list(columns)

@@ -21,6 +21,7 @@ from pipelines.dedup.transforms import (
     KEYS,
     DropDuplicates,
     FindDuplicates,
+    candidate_columns,
     candidate_rank,
     candidate_text,
 )
@@ -58,15 +59,17 @@ class Dedup(Stage[DedupConfig]):
     def build(self, pipeline: beam.Pipeline, inputs: dict[str, beam.PCollection]) -> StageResult:
         config = self.config
         records = list(inputs.values()) | "AllCandidates" >> beam.Flatten()
+        columns = candidate_columns(KEYS[config.key])
 
-        def reread(label: str) -> beam.PCollection:
-            """The records read again (rather than held while the duplicates are found)."""
-            return self.read_inputs(pipeline, label)
+        def keys(label: str) -> beam.PCollection:
+            """The records read again, only the columns that identify, rank and compare them (the duplicates
+            are found from these; the whole records are read once, when the decisions are applied)."""
+            return self.read_inputs(pipeline, label, columns)
 
-        decisions, members = records | "FindDuplicates" >> FindDuplicates(
-            STAGE, "pair_id", candidate_rank, candidate_text(KEYS[config.key]), config, reread=reread
+        decisions, members = keys("Keys") | "FindDuplicates" >> FindDuplicates(
+            STAGE, "pair_id", candidate_rank, candidate_text(KEYS[config.key]), config, reread=keys
         )
-        applied = reread("Reread") | "ApplyDecisions" >> beam.ParDo(DropDuplicates(STAGE, "pair_id"), beam.pvalue.AsDict(decisions)).with_outputs(
+        applied = records | "ApplyDecisions" >> beam.ParDo(DropDuplicates(STAGE, "pair_id"), beam.pvalue.AsDict(decisions)).with_outputs(
             DROPPED, main="kept"
         )
         return StageResult(applied.kept, [applied[DROPPED]], {"clusters": SideTable(members, ClusterMember, "record_id")})

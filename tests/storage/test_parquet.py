@@ -115,3 +115,25 @@ def test_an_empty_shard_has_no_row_group_and_reads_everywhere(tmp_path):
                                                           str(directory / "full.parquet")], split="train",
                                    cache_dir=str(tmp_path / "cache"))
     assert len(loaded) == 1
+
+
+def test_read_records_reads_only_the_columns_asked_for_nested_fields_included(tmp_path):
+    from apache_beam.testing.util import assert_that, equal_to
+
+    from schemas import CodeSummary, to_row
+    from tests.support.stage_fixtures import candidate
+
+    facts = CodeSummary(parse_ok=True, error_share=0.0, has_error=False, depth=3, named_nodes=9, lines=2, functions=1, classes=0,
+                        comment_spans=[4, 9])
+    rows = [to_row(candidate("p1", "def f(): pass", "old one", committed_at=5, chosen_facts=facts)),
+            to_row(candidate("p2", "def g(): pass", "old two", committed_at=None))]
+    write_rows(str(tmp_path / "part-00000-of-00001.parquet"), rows, Candidate)
+    columns = ["pair_id", "committed_at", "chosen", "chosen_facts.comment_spans"]  # what dedup's analysis reads
+    expected = [{"pair_id": "p1", "committed_at": 5, "chosen": "def f(): pass", "chosen_facts": {"comment_spans": [4, 9]}},
+                {"pair_id": "p2", "committed_at": None, "chosen": "def g(): pass", "chosen_facts": None}]
+    for files in (None, [str(tmp_path / "part-00000-of-00001.parquet")]):  # by glob and by the manifest's list
+        with beam.Pipeline(runner=FnApiRunner()) as pipeline:
+            read = pipeline | ReadRecords(str(tmp_path), Candidate, files, columns=columns)
+            assert_that(read, equal_to(expected))
+    with pytest.raises(ValueError, match="Candidate v2 has no column chosen_facts.comments; its columns: pair_id"):
+        ReadRecords(str(tmp_path), Candidate, columns=["pair_id", "chosen_facts.comments"])
