@@ -255,10 +255,14 @@ class RevertIndex:
     def add_message(self, message: str) -> bool:
         """Index the ids a message reverts; True when it reverts something."""
         found = REVERT_TRAILER.findall(message)
-        for sha in found:
+        self.add_ids(found)
+        return bool(found)
+
+    def add_ids(self, ids: list[str]) -> None:
+        """Index ids (full or abbreviated, as `REVERT_TRAILER` finds them) that some commit reverts."""
+        for sha in ids:
             sha = sha.lower()
             self._by_prefix.setdefault(sha[:7], set()).add(sha)
-        return bool(found)
 
     def __contains__(self, commit: object) -> bool:
         if not isinstance(commit, str):

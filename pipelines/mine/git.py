@@ -1,8 +1,15 @@
-"""Git history through libgit2 (pygit2): one open repository, no process per commit, no fetches.
+"""Git history, read with libgit2 (pygit2) and git's own object access: no process per commit, no fetches.
 
-`walk_changes` yields, for every commit reachable from the chosen refs, the shape of its change
-against its parent (which paths, how they changed) without reading any file contents; contents
-are read afterwards, only for the commits that pass the cheap rules.
+`history` lists the commits reachable from the chosen refs, oldest first (libgit2's walker, which also
+resolves the references and says which are broken). `changes_of` gives, for a run of those commits, the
+shape of each one's change against its parent (which paths, how they changed) without reading any file
+contents: one `git log --raw --no-walk --stdin` for the whole run, with libgit2 commit by commit as the
+fallback for a run git cannot read (a corrupt object), so one bad commit is reported on its own.
+`BlobReader` reads file versions through one `git cat-file --batch-command`, only for the commits that
+pass the cheap rules. Both are 3 to 5 times cheaper per commit than libgit2's tree diffs and blob reads.
+
+git runs on untrusted repositories: with an explicit `--git-dir`, no `GIT_*` variable of the caller's
+environment, no external diff or text conversion, no optional locks, no prompt, and never through a shell.
 
 libgit2 1.9 (in pygit2 1.21) loops forever when it reads a truncated loose object (libgit2#7342,
 fixed upstream after 1.9.x). Loose objects are therefore checked with Python's zlib before libgit2
@@ -14,8 +21,11 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import tempfile
 import zlib
-from collections.abc import Iterator
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,8 +84,8 @@ HEADER_BYTES = 32  # "commit 123456\0": a loose object's header fits in this man
 INFLATE_CHUNK = 1 << 20
 
 
-def _loose_file(repo: pygit2.Repository, oid: str) -> Path:
-    return Path(repo.path) / "objects" / oid[:2] / oid[2:]
+def _loose_file(repo: pygit2.Repository | str, oid: str) -> Path:
+    return Path(repo if isinstance(repo, str) else repo.path) / "objects" / oid[:2] / oid[2:]
 
 
 def _loose_header(data: bytes) -> tuple[str | None, zlib._Decompress | None]:  # type: ignore[name-defined]
@@ -103,7 +113,7 @@ def _truncated(inflater: zlib._Decompress) -> bool:  # type: ignore[name-defined
     return not inflater.eof
 
 
-def loose_object_problem(repo: pygit2.Repository, oid: str) -> str | None:
+def loose_object_problem(repo: pygit2.Repository | str, oid: str) -> str | None:
     """Why the loose object `oid` would hang libgit2 (a truncated stream), or None (packed objects too)."""
     path = _loose_file(repo, oid)
     try:
@@ -245,13 +255,32 @@ def _starts(repo: pygit2.Repository, refs: str) -> tuple[list[pygit2.Oid], list[
     return starts, broken
 
 
-def walk_changes(repo: pygit2.Repository, refs: str = "head") -> Iterator[Change | GitReadError]:
+def walk_changes(repo: pygit2.Repository, refs: str = "head", chunk: int = 2_000) -> Iterator[Change | GitReadError]:
     """Every commit reachable from HEAD (or all branches and tags), oldest first, with its change shape.
 
     A commit whose objects cannot be read is yielded as a GitReadError naming it, not raised,
     so one corrupt object does not end the walk; a reference that leads to no commit (a corrupt
     HEAD, a branch pointing to a missing commit) is yielded first, as a BrokenRefError.
     """
+    ids: list[str] = []
+    for item in history(repo, refs):
+        if isinstance(item, GitReadError):
+            yield item
+        else:
+            ids.append(item)
+    for start in range(0, len(ids), chunk):
+        yield from changes_of(repo, ids[start:start + chunk])
+
+
+def history(repo: pygit2.Repository, refs: str = "head") -> Iterator[str | GitReadError]:
+    """The ids of every commit reachable from HEAD (or all branches and tags), oldest first (topological,
+    then by time), with no diff computed; broken references first as BrokenRefErrors, and a GitReadError
+    when the walk itself stops at an unreadable commit (the ids before it are still yielded)."""
+    for item in _walk(repo, refs):
+        yield item if isinstance(item, GitReadError) else str(item.id)
+
+
+def _walk(repo: pygit2.Repository, refs: str) -> Iterator[pygit2.Commit | GitReadError]:
     starts, broken = _starts(repo, refs)
     for problem in broken:
         yield BrokenRefError(problem)
@@ -272,10 +301,127 @@ def walk_changes(repo: pygit2.Repository, refs: str = "head") -> Iterator[Change
         except (pygit2.GitError, KeyError, ValueError) as error:
             yield GitReadError(f"history walk stopped early: {error}")
             return
+        yield commit
+
+
+def changes_of(repo: pygit2.Repository, ids: Sequence[str]) -> list[Change | GitReadError]:
+    """The change shape of each commit in `ids`, in that order: a Change, or a GitReadError naming a commit
+    whose objects cannot be read. One `git log` reads them all; when git cannot (a corrupt object stops it),
+    libgit2 reads them one by one, so the others are still read."""
+    if not ids:
+        return []
+    changes = _git_changes(repo, ids)
+    if changes is not None:
+        return changes
+    out: list[Change | GitReadError] = []
+    for commit_id in ids:
         try:
-            yield _change_of(repo, commit)
+            out.append(_change_of(repo, repo[commit_id]))
         except (pygit2.GitError, KeyError, ValueError) as error:
-            yield GitReadError(f"commit {commit.id}: {error}")
+            out.append(GitReadError(f"commit {commit_id}: {error}"))
+    return out
+
+
+# git's options that make its output depend on nothing but the repository's objects (not the user's or the
+# repository's configuration), and never run a program a repository's configuration names.
+GIT_SAFE_OPTIONS = ("-c", "core.fsmonitor=false", "-c", "core.quotePath=false", "--no-pager")
+LOG_FORMAT = "tformat:\x01%H %P%x00%ct%x00%B"
+LOG_OPTIONS = ("--no-walk=unsorted", "--stdin", "--raw", "--no-renames", "--no-abbrev", "--diff-merges=off", "--no-ext-diff",
+               "--no-textconv", "--no-color", "--no-notes", "--no-show-signature", "-z", f"--format={LOG_FORMAT}")
+_COMMIT_LINE = re.compile(rb"\x01([0-9a-f]{40})((?: [0-9a-f]{40})*) ?")  # a root commit: "%H " (no parents)
+
+
+def git_environment() -> dict[str, str]:
+    """The caller's environment without `GIT_*` variables (a GIT_DIR or GIT_OBJECT_DIRECTORY there would make git
+    read another repository), with git's prompts and optional locks off."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("GIT_")}
+    return {**env, "GIT_TERMINAL_PROMPT": "0", "GIT_OPTIONAL_LOCKS": "0", "LC_ALL": "C"}
+
+
+def git_command(git_dir: str, *args: str) -> list[str]:
+    return ["git", f"--git-dir={git_dir}", *GIT_SAFE_OPTIONS, *args]
+
+
+def _git_changes(repo: pygit2.Repository, ids: Sequence[str]) -> list[Change | GitReadError] | None:
+    """The shapes of `ids` from one `git log --raw`, or None when git fails or says anything other than
+    exactly those commits in that order (then libgit2 reads them)."""
+    try:
+        result = subprocess.run(git_command(repo.path, "log", *LOG_OPTIONS), input="\n".join(ids).encode("ascii"),
+                                capture_output=True, env=git_environment(), check=False)
+    except OSError:
+        return None
+    if result.returncode != 0:
+        return None
+    try:
+        parsed = list(_parse_log(result.stdout))
+    except ValueError:
+        return None
+    if [commit for commit, _ in parsed] != list(ids):
+        return None
+    changes: list[Change | GitReadError] = []
+    for commit, change in parsed:
+        if change is None:  # one path added and one deleted: libgit2's rename detection says whether it is a rename
+            try:
+                change = _change_of(repo, repo[commit])
+            except (pygit2.GitError, KeyError, ValueError) as error:
+                changes.append(GitReadError(f"commit {commit}: {error}"))
+                continue
+        changes.append(change)
+    return changes
+
+
+def _parse_log(output: bytes) -> Iterator[tuple[str, Change | None]]:
+    """(commit id, its change) from `git log -z --raw` output in LOG_FORMAT (None: a change `_raw_change` leaves
+    to libgit2); a ValueError when the output is not that."""
+    fields = output.split(b"\0")
+    if fields and fields[-1] in (b"", b"\n"):
+        fields.pop()
+    index, count = 0, len(fields)
+    while index < count:
+        head = _COMMIT_LINE.fullmatch(fields[index].lstrip(b"\n"))
+        if head is None or index + 2 >= count:
+            raise ValueError(f"not a commit line: {fields[index][:60]!r}")
+        commit, parents = head.group(1).decode(), tuple(p.decode() for p in head.group(2).split())
+        committed_at = int(fields[index + 1])
+        message = fields[index + 2].decode("utf-8", errors="replace")
+        index += 3
+        entries: list[tuple[bytes, bytes]] = []
+        while index < count and fields[index].lstrip(b"\n").startswith(b":"):
+            if index + 1 >= count:
+                raise ValueError("a raw diff line without its path")
+            entries.append((fields[index].lstrip(b"\n"), fields[index + 1]))
+            index += 2
+        yield commit, _raw_change(commit, parents, committed_at, message, entries)
+
+
+RAW_STATUS = {b"A": "added", b"D": "deleted", b"T": "type_change", b"M": "modified"}
+LINK_OR_SUBMODULE = (b"120000", b"160000")
+
+
+def _raw_change(commit: str, parents: tuple[str, ...], committed_at: int, message: str,
+                entries: list[tuple[bytes, bytes]]) -> Change | None:
+    """A commit's change shape from its raw diff entries, read the way `_change_of` reads libgit2's diff; None for
+    one path added and one deleted (a rename or not: libgit2's similarity decides, as `_change_of` does)."""
+    base = {"commit": commit, "parents": parents, "committed_at": committed_at, "message": message}
+    if len(parents) > 1:
+        return Change(**base, shape="merge")
+    if not parents:
+        return Change(**base, shape="root")
+    if not entries:
+        return Change(**base, shape="no_change")
+    if len(entries) == 2 and {meta.rsplit(b" ", 1)[1][:1] for meta, _ in entries} == {b"A", b"D"}:
+        return None
+    if len(entries) > 1:
+        return Change(**base, shape="multi_file")
+    (meta, raw_path), = entries
+    old_mode, new_mode, old_blob, new_blob, status = meta[1:].split(b" ")
+    path = raw_path.decode("utf-8", errors="surrogateescape")
+    shape = RAW_STATUS.get(status[:1], "modified")
+    if shape == "modified" and old_mode != new_mode:
+        shape = "mode_change"
+    elif shape == "modified" and new_mode in LINK_OR_SUBMODULE:
+        shape = "type_change"
+    return Change(**base, shape=shape, path=path, old_blob=old_blob.decode(), new_blob=new_blob.decode())
 
 
 def _message(commit: pygit2.Commit) -> str:
@@ -348,6 +494,121 @@ def read_blob(repo: pygit2.Repository, blob_id: str, max_bytes: int) -> tuple[by
         return blob.data, None
     except pygit2.GitError as error:
         return None, GIT.reject("corrupt_object", "blob {blob}: {error}", blob=blob_id, error=str(error))
+
+
+BINARY_CHECK_BYTES = 8000  # libgit2 (git_blob_is_binary) and git look at this many bytes
+_PRINTABLE = bytes(c for c in range(256) if (c > 0x1F and c != 0x7F) or c in (0x08, 0x1B, 0x0C))
+_PRINTABLE_OR_SPACE = _PRINTABLE + b" \t\n\v\f\r"
+
+
+def is_binary(data: bytes) -> bool:
+    """libgit2's binary heuristic (`git_blob_is_binary`) on the first 8000 bytes: a UTF-16 or UTF-32 byte order
+    mark, a NUL byte, or more than one non-printable, non-space byte per 128 printable ones."""
+    head = data[:BINARY_CHECK_BYTES]
+    if head.startswith(b"\xef\xbb\xbf"):
+        head = head[3:]
+    elif head.startswith((b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff")):
+        return True
+    if b"\0" in head:
+        return True
+    printable = len(head) - len(head.translate(None, _PRINTABLE))
+    other = len(head.translate(None, _PRINTABLE_OR_SPACE))
+    return (printable >> 7) < other
+
+
+class BlobReader:
+    """File versions of one repository through one `git cat-file --batch-command`, started on the first read and
+    started again after git stops on a corrupt object; `close` ends it. The size is asked first, so a blob
+    over the limit is refused without being read."""
+
+    def __init__(self, git_dir: str):
+        self.git_dir = git_dir
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def read(self, blob_id: str, max_bytes: int) -> tuple[bytes | None, Rejection | None]:
+        """(contents, None), or (None, why not), with the reasons and wording of `read_blob`."""
+        problem = loose_object_problem(self.git_dir, blob_id)
+        if problem:
+            return None, GIT.reject("corrupt_object", "blob {blob}: {problem}", blob=blob_id, problem=problem)
+        header = self._ask(f"info {blob_id}")
+        if header is None:
+            return None, self._died(blob_id)
+        parts = header.split()
+        if len(parts) != 3 or parts[1] != b"blob":
+            what = "not in the repository" if parts[-1:] == [b"missing"] else "not a blob"
+            return None, GIT.reject("corrupt_object", "blob {blob}: {what}", blob=blob_id, what=what)
+        size = int(parts[2])
+        if size > max_bytes:
+            return None, FileContents.reject("too_large", "{bytes} bytes", bytes=size)
+        header = self._ask(f"contents {blob_id}")
+        data = None if header is None or header.split()[1:] != [b"blob", parts[2]] else self._read(size + 1)
+        if data is None or len(data) != size + 1:
+            return None, self._died(blob_id)
+        data = data[:-1]
+        if is_binary(data):
+            return None, FileContents.reject("binary", "git's binary heuristic")
+        return data, None
+
+    def _ask(self, command: str) -> bytes | None:
+        """git's one-line answer to `command`, or None when git has stopped."""
+        if self.process is None:
+            self.errors = tempfile.TemporaryFile()
+            self.process = subprocess.Popen(git_command(self.git_dir, "cat-file", "--batch-command"), stdin=subprocess.PIPE,
+                                            stdout=subprocess.PIPE, stderr=self.errors, env=git_environment())
+        try:
+            self.process.stdin.write(command.encode("ascii") + b"\n")  # type: ignore[union-attr]
+            self.process.stdin.flush()  # type: ignore[union-attr]
+        except (BrokenPipeError, OSError):
+            return None
+        line = self.process.stdout.readline()  # type: ignore[union-attr]
+        return line if line.endswith(b"\n") else None
+
+    def _read(self, size: int) -> bytes:
+        return self.process.stdout.read(size)  # type: ignore[union-attr]
+
+    def _died(self, blob_id: str) -> Rejection:
+        """git stopped while reading `blob_id` (it stops on an object it cannot inflate): why, in git's words."""
+        said: list[str] = []
+        if self.process is not None:
+            self.errors.seek(0)
+            said = self.errors.read().decode("utf-8", errors="replace").strip().splitlines()
+        self.close()
+        return GIT.reject("corrupt_object", "blob {blob}: {error}", blob=blob_id,
+                          error=said[-1] if said else "git cat-file stopped")
+
+    def close(self) -> None:
+        if self.process is not None:
+            process, self.process = self.process, None
+            for stream in (process.stdin, process.stdout):
+                try:
+                    stream.close()  # type: ignore[union-attr]
+                except OSError:
+                    pass
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            self.errors.close()
+
+
+class BlobReaders:
+    """One BlobReader per repository, the `limit` most recently used kept open."""
+
+    def __init__(self, limit: int = 4):
+        self.limit = limit
+        self.readers: OrderedDict[str, BlobReader] = OrderedDict()
+
+    def __getitem__(self, git_dir: str) -> BlobReader:
+        reader = self.readers.pop(git_dir, None) or BlobReader(git_dir)
+        self.readers[git_dir] = reader
+        while len(self.readers) > self.limit:
+            self.readers.popitem(last=False)[1].close()
+        return reader
+
+    def close(self) -> None:
+        while self.readers:
+            self.readers.popitem()[1].close()
 
 
 def license_text(repo: pygit2.Repository) -> tuple[str, bytes] | None:

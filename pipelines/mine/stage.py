@@ -15,45 +15,27 @@ from pydantic import Field, model_validator
 from parsers import LanguageRegistry
 from pipelines.core import (
     DROPPED,
-    Rejection,
     Stage,
     StageConfig,
     StageResult,
-    metrics_namespace,
     register_stage,
 )
 from pipelines.mine.filters import (
     DECLARERS,
-    GIT,
     ONE_PER_COMMIT,
     REFERENCE_LICENSES,
-    REVERTS,
     STAGE,
-    ChangeShape,
-    FileContents,
-    LicenseDetector,
-    RepositoryRules,
-    RevertIndex,
-    Rules,
     drop,
-    is_unicode,
-    printable,
-    split_of,
 )
 from pipelines.mine.git import (
-    BrokenRefError,
-    Change,
     GitReadError,
     head_commit,
     is_repository,
-    license_text,
     open_repository,
     path_missing,
-    read_blob,
     reference_targets,
-    truncated_history_objects,
-    walk_changes,
 )
+from pipelines.mine.repositories import MineRepositories, ReadContents
 from pipelines.mine.tables import (
     MineTableRow,
     pull_request_commits,
@@ -61,8 +43,7 @@ from pipelines.mine.tables import (
     revert_trailers,
 )
 from pipelines.run.config import ConfigError
-from schemas import Commit, to_row
-from storage import not_visible
+from schemas import Commit
 
 
 class MineConfig(StageConfig):
@@ -84,6 +65,10 @@ class MineConfig(StageConfig):
     bench_start: date | None = Field(None, description="Benchmark commits must be committed on or after this day.")
     bench_end: date | None = Field(None, description="Benchmark commits must be committed before this day.")
     benchmark_share: float = Field(0.0, ge=0.0, le=1.0, description="Share of repositories assigned to the benchmark split.")
+    walk_chunk_commits: int = Field(
+        2_000, ge=1, description="A repository's history is walked in runs of this many commits, spread over the workers "
+                                 "(the result does not depend on it)."
+    )
 
     @model_validator(mode="after")
     def _ordered_bounds(self) -> MineConfig:
@@ -176,150 +161,10 @@ def _manifest_rows(path: Path) -> list[dict[str, Any]]:
 
 
 
-class MineRepository(beam.DoFn):
-    """All kept commits of one repository, and a drop record for every other commit."""
-
-    def __init__(self, config: MineConfig, registry: LanguageRegistry):
-        self.config = config
-        self.registry = registry
-
-    def setup(self) -> None:
-        self.rules = Rules(self.config, self.registry)
-        self.detector = LicenseDetector()
-
-    def process(self, entry: dict[str, Any]) -> Iterator[Any]:
-        """Accounting: every commit walked counts as one record in, and so does every broken reference
-        and a repository that cannot be read or walked at all; each of them is one record out or dropped."""
-        records_in = beam.metrics.Metrics.counter(metrics_namespace(STAGE), "records_in")
-        name, path = entry["name"], entry["path"]
-        if path_missing(path):  # the run checked it is there: this worker does not see the driver's files
-            raise not_visible(f"repository {printable(path)}", "the repositories")
-        if not (is_unicode(name) and is_unicode(path)):  # a record naming it could not be written
-            records_in.inc()
-            rejection = GIT.reject("unreadable_repository", "{path}: the repository's path or name is not UTF-8; rename it to mine it",
-                                   path=printable(path))
-            yield drop(printable(path), rejection, {"path": printable(path)})
-            return
-        where = {"repo": name, "path": path}
-        try:
-            repo = open_repository(path)
-        except GitReadError as error:
-            records_in.inc()
-            yield drop(path, GIT.reject("unreadable_repository", "{error}", error=str(error)), entry)
-            return
-        truncated = truncated_history_objects(repo)  # before libgit2 reads any: it would hang on them
-        if truncated:
-            records_in.inc()
-            rejection = GIT.reject("corrupt_object", "{count} truncated loose objects ({first}); `git fsck` lists them; none of its commits mined",
-                                   count=len(truncated), first=", ".join(truncated[:3]))
-            yield drop(name, rejection, where)
-            return
-
-        changes: list[Change] = []
-        for item in walk_changes(repo, self.config.refs):
-            records_in.inc()
-            if isinstance(item, BrokenRefError):
-                yield drop(name, GIT.reject("broken_ref", "{path}: {error}", path=path, error=str(item)), where)
-            elif isinstance(item, GitReadError):
-                yield drop(name, GIT.reject("corrupt_object", "{error}", error=str(item)), where)
-            else:
-                changes.append(item)
-        if not changes:
-            return
-
-        license_id = entry.get("license")
-        if license_id is None:
-            try:
-                found = license_text(repo)
-            except GitReadError as error:  # the licence cannot be known, so none of the commits can be kept
-                reason = "broken_ref" if isinstance(error, BrokenRefError) else "corrupt_object"
-                rejection = GIT.reject(reason, "{path}: {error}; none of its {commits} commits mined", path=path, error=str(error),
-                                       commits=len(changes))
-                yield drop(name, rejection, where, count=len(changes))
-                return
-            license_id = self.detector.detect(found[1]) if found else None
-        license_id = license_id.lower() if license_id else None
-
-        refused = self.rules.repositories.check(name, license_id)
-        if refused is not None:
-            rejection = RepositoryRules.reject(refused.reason, "{commits} commits; licence {license}", commits=len(changes),
-                                               license=license_id or "not detected")
-            yield drop(name, rejection, where, count=len(changes))
-            return
-
-        reverts = RevertIndex()
-        reverting = {change.commit for change in changes if reverts.add_message(change.message)}
-        inverse = _inverse_pairs(changes)
-        split = split_of(name, self.config.benchmark_share)
-        for change in changes:
-            rejection = self._rejection(change, split, reverts, reverting, inverse)
-            if rejection is None:
-                rejection, record = self._record(repo, change, name, license_id, split)
-                if rejection is None:
-                    yield to_row(record)
-                    continue
-            summary = {"repo": name, "commit": change.commit, "shape": change.shape, "path": change.path, "message": change.message[:500]}
-            yield drop(change.commit, rejection, summary)
-
-    def _rejection(self, change: Change, split: str, reverts: RevertIndex, reverting: set[str], inverse: set[str]) -> Rejection | None:
-        """The first rule the commit breaks, in the order the rules are cheapest (no blob is read)."""
-        if change.shape in ChangeShape.PARENTS:
-            return self.rules.shape.check(change)
-        rejection = self.rules.messages.check(change.message) or self.rules.shape.check(change)
-        if rejection is not None:
-            return rejection
-        assert change.path is not None
-        if not is_unicode(change.path):
-            return FileContents.reject("not_utf8", "file path {path!r} is not UTF-8", path=change.path)
-        if not self.rules.has_language(change.path):
-            return FileContents.reject("unknown_language")
-        rejection = self.rules.windows.check(split, change.committed_at)
-        if rejection is not None:
-            return rejection
-        if change.commit in reverts:
-            return REVERTS.reject("reverted_later")
-        if change.commit in reverting:
-            return REVERTS.reject("reverts_other_commit")
-        if change.commit in inverse:
-            return REVERTS.reject("inverse_change")
-        return None
-
-    def _record(self, repo: Any, change: Change, name: str, license_id: str | None, split: str) -> tuple[Rejection | None, Commit | None]:
-        before, rejection = read_blob(repo, change.old_blob, self.config.max_file_bytes)  # type: ignore[arg-type]
-        if rejection is not None:
-            return rejection, None
-        after, rejection = read_blob(repo, change.new_blob, self.config.max_file_bytes)  # type: ignore[arg-type]
-        if rejection is not None:
-            return rejection, None
-        contents = self.rules.contents(before, after, change.path)  # type: ignore[arg-type]
-        if isinstance(contents, Rejection):
-            return contents, None
-        old, new, language = contents
-        subject = change.message.strip().splitlines()[0] if change.message.strip() else ""
-        return None, Commit(
-            repo=name, commit=change.commit, parent=change.parents[0], path=change.path, language=language,  # type: ignore[arg-type]
-            license=license_id, committed_at=change.committed_at, subject=subject, message=change.message,
-            before=old, after=new, split=split,  # type: ignore[arg-type]
-        )
-
-
-def _inverse_pairs(changes: list[Change]) -> set[str]:
-    """Commits undone later by an exact inverse change (same path, blobs swapped), and those undoing them."""
-    seen: dict[tuple[str, str, str], str] = {}
-    pairs: set[str] = set()
-    for change in changes:  # oldest first
-        if change.shape != "modified":
-            continue
-        undone = seen.get((change.path, change.new_blob, change.old_blob))  # type: ignore[arg-type]
-        if undone is not None:
-            pairs.update((undone, change.commit))
-        seen[(change.path, change.old_blob, change.new_blob)] = change.commit  # type: ignore[index]
-    return pairs
-
-
 class KeepOnePerCommit(beam.DoFn):
     """One record per commit id (forks share commits: the lexicographically first repository wins),
-    and, when a merged-PR table is configured, only commits that appear in it."""
+    and, when a merged-PR table is configured, only commits that appear in it. A git record here is a
+    candidate without its file versions (`ReadContents` reads them for the one kept)."""
 
     def __init__(self, require_pull_request: bool):
         self.require_pull_request = require_pull_request
@@ -387,25 +232,24 @@ class Mine(Stage[MineConfig]):
         mined = []
         dropped = []
         if entries:
-            repos = (
+            candidates, repository_drops = (
                 pipeline
                 | "Repositories" >> beam.Create(entries)
-                | "SpreadRepositories" >> beam.Reshuffle()
-                | "MineRepositories" >> beam.ParDo(MineRepository(config, self.context.languages)).with_outputs(DROPPED, main="commits")
+                | "MineRepositories" >> MineRepositories(config, self.context.languages)
             )
-            mined.append(repos.commits)
-            dropped.append(repos[DROPPED])
+            mined.append(candidates)
+            dropped.append(repository_drops)
         if config.tables:
             table_rows = read_tables(pipeline, config.tables)
             revert_messages = table_rows | "RevertTrailers" >> beam.FlatMap(revert_trailers)
             tables = table_rows | "MineTableRows" >> beam.ParDo(
                 MineTableRow(config, self.context.languages), beam.pvalue.AsList(revert_messages)
             ).with_outputs(DROPPED, main="commits")
-            mined.append(tables.commits)
+            mined.append(tables.commits | "TableRowsByCommit" >> beam.Map(lambda r: (r["commit"], r)))
             dropped.append(tables[DROPPED])
 
         keyed = {
-            "records": mined | "AllCommits" >> beam.Flatten() | "ByCommit" >> beam.Map(lambda r: (r["commit"], r)),
+            "records": mined | "AllCommits" >> beam.Flatten(),
             "pull_requests": (
                 pull_request_commits(pipeline, config.merged_pull_requests)
                 if config.merged_pull_requests
@@ -417,4 +261,5 @@ class Mine(Stage[MineConfig]):
             | "JoinPullRequests" >> beam.CoGroupByKey()
             | "OnePerCommit" >> beam.ParDo(KeepOnePerCommit(config.merged_pull_requests is not None)).with_outputs(DROPPED, main="commits")
         )
-        return StageResult(unique.commits, [*dropped, unique[DROPPED]])
+        read = unique.commits | "ReadContents" >> beam.ParDo(ReadContents(config, self.context.languages)).with_outputs(DROPPED, main="commits")
+        return StageResult(read.commits, [*dropped, unique[DROPPED], read[DROPPED]])

@@ -650,7 +650,8 @@ def test_every_drop_path_of_one_run_is_accounted_for(tmp_path, run_stage):
 
     pulls = tmp_path / "merged.csv"
     kept_commits = [alpha_kept, forked_kept]
-    pulls.write_text("commit\n" + "".join(f"{c}\n" for c in kept_commits))
+    # The commit whose blob is gone is in the list too: contents are read only for commits the join keeps.
+    pulls.write_text("commit\n" + "".join(f"{c}\n" for c in [*kept_commits, gone]))
 
     rows, drops, manifest = run_stage("mine", {"repos": [str(folder)], "tables": [str(table), str(damaged_table)], "refs": "all",
                                                "merged_pull_requests": str(pulls)})
@@ -670,7 +671,7 @@ def test_every_drop_path_of_one_run_is_accounted_for(tmp_path, run_stage):
 def test_a_repository_its_workers_cannot_see_fails_the_stage_naming_it(tmp_path, run_stage, monkeypatch):
     """The run checks the repositories are there; one that is gone when the workers start (a disk only the driver
     has) fails the stage naming it, with no manifest, where an unreadable repository would be a counted drop."""
-    from pipelines.mine.stage import MineRepository
+    from pipelines.mine.repositories import PlanRepository
     from pipelines.run.orchestrator import StageFailed
 
     folder = tmp_path / "repos"
@@ -679,13 +680,13 @@ def test_a_repository_its_workers_cannot_see_fails_the_stage_naming_it(tmp_path,
     rows, _, _ = run_stage("mine", {"repos": [str(folder)]})  # both there: both mined
     assert len(rows) == 2
 
-    workers_setup = MineRepository.setup
+    workers_setup = PlanRepository.setup
 
-    def setup_where_beta_is_gone(self: MineRepository) -> None:
+    def setup_where_beta_is_gone(self: PlanRepository) -> None:
         shutil.rmtree(folder / "beta")
         workers_setup(self)
 
-    monkeypatch.setattr(MineRepository, "setup", setup_where_beta_is_gone)
+    monkeypatch.setattr(PlanRepository, "setup", setup_where_beta_is_gone)
     with pytest.raises(StageFailed) as failure:
         run_stage("mine", {"repos": [str(folder)]})
     assert f"repository {folder / 'beta'} is not there for this worker" in failure.value.summary

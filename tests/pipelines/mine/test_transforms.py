@@ -1,5 +1,5 @@
-"""Mine's DoFns on their own, in Beam's TestPipeline (no orchestrator, no run directory): `Create` repository
-entries or commit-table rows, apply the DoFn, `assert_that` on the commits and on the drop records."""
+"""Mine's transforms on their own, in Beam's TestPipeline (no orchestrator, no run directory): `Create` repository
+entries or commit-table rows, apply the transform, `assert_that` on the commits and on the drop records."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from apache_beam.testing.util import assert_that, equal_to
 from parsers import LanguageRegistry
 from parsers.registry import DEFAULT_REGISTRY
 from pipelines.core import DROPPED
-from pipelines.mine.stage import MineConfig, MineRepository
+from pipelines.mine.repositories import MineRepositories, ReadContents
+from pipelines.mine.stage import MineConfig
 from pipelines.mine.tables import MineTableRow
 from schemas import Commit, to_row
 from tests.support.git_fixtures import GPL3, MIT, GitRepo
@@ -33,6 +34,18 @@ def registry() -> LanguageRegistry:
 def reasons(drops: beam.PCollection) -> beam.PCollection:
     """(key, reason) of every drop record."""
     return drops | "Reasons" >> beam.Map(lambda drop: (drop["key"], drop["reason"]))
+
+
+class Mined:
+    """Repository entries through MineRepositories and ReadContents (no join: each commit is in one repository)."""
+
+    def __init__(self, entries: beam.PCollection, registry: LanguageRegistry, config: MineConfig | None = None):
+        config = config or MineConfig(repos=[])
+        candidates, drops = entries | MineRepositories(config, registry)
+        read = (candidates | beam.Values()
+                | beam.ParDo(ReadContents(config, registry)).with_outputs(DROPPED, main="commits"))
+        self.commits = read.commits
+        self.drops = (drops, read[DROPPED]) | "AllDrops" >> beam.Flatten()
 
 
 def test_mine_repository_keeps_a_single_file_edit_and_drops_a_multi_file_commit(tmp_path, registry):
@@ -59,10 +72,9 @@ def test_mine_repository_keeps_a_single_file_edit_and_drops_a_multi_file_commit(
                              split="train"))
     entries = [{"name": "octo-demo", "path": str(repo.path)}, {"name": "gpl-demo", "path": str(other.path)}]
     with BeamTestPipeline() as pipeline:
-        mined = (pipeline | beam.Create(entries)
-                 | beam.ParDo(MineRepository(MineConfig(repos=[]), registry)).with_outputs(DROPPED, main="commits"))
+        mined = Mined(pipeline | beam.Create(entries), registry)
         assert_that(mined.commits, equal_to([expected]), label="Commits")
-        assert_that(reasons(mined[DROPPED]), equal_to([(root, "root_commit"), (multi, "multi_file"),
+        assert_that(reasons(mined.drops), equal_to([(root, "root_commit"), (multi, "multi_file"),
                                                        ("gpl-demo", "license_not_allowed")]), label="Drops")
 
 
@@ -107,8 +119,7 @@ def test_mine_repository_fails_naming_a_repository_its_worker_cannot_see(tmp_pat
     entries = [{"name": "octo-demo", "path": str(repo.path)}, {"name": "gone", "path": str(tmp_path / "gone")}]
     with (pytest.raises(Exception, match=f"repository {tmp_path / 'gone'} is not there for this worker") as failure,
           BeamTestPipeline() as pipeline):
-        _ = (pipeline | beam.Create(entries)
-             | beam.ParDo(MineRepository(MineConfig(repos=[]), registry)).with_outputs(DROPPED, main="commits"))
+        _ = Mined(pipeline | beam.Create(entries), registry)
     assert "every worker must see the repositories" in str(failure.value)
 
 
@@ -116,6 +127,5 @@ def test_mine_repository_still_drops_a_path_that_is_there_but_no_repository(tmp_
     (tmp_path / "empty-git" / ".git").mkdir(parents=True)
     entries = [{"name": "empty-git", "path": str(tmp_path / "empty-git")}]
     with BeamTestPipeline() as pipeline:
-        mined = (pipeline | beam.Create(entries)
-                 | beam.ParDo(MineRepository(MineConfig(repos=[]), registry)).with_outputs(DROPPED, main="commits"))
-        assert_that(reasons(mined[DROPPED]), equal_to([(str(tmp_path / "empty-git"), "unreadable_repository")]))
+        mined = Mined(pipeline | beam.Create(entries), registry)
+        assert_that(reasons(mined.drops), equal_to([(str(tmp_path / "empty-git"), "unreadable_repository")]))

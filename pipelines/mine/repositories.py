@@ -1,0 +1,343 @@
+"""Mining git repositories without ever grouping file contents, one repository's history across every worker.
+
+1. `PlanRepository` opens each repository, lists its commits (ids only, oldest first), decides its licence,
+   and cuts the list into runs of `walk_chunk_commits`.
+2. `WalkChunk` reads the change shape of every commit of a run (one `git log`) and applies the rules that
+   need only that commit; what the history rules need of the others travels as small facts.
+3. `ApplyHistoryRules` applies, per repository, the rules that look across commits (reverts, inverse changes).
+4. After one record per commit is chosen (the stage joins on commit ids), `ReadContents` reads both file
+   versions of each surviving commit and applies the content rules: contents go straight to the writer.
+
+Steps 2 and 4 are spread over the workers; the results do not depend on how many there are, nor on the
+size of the runs. What is grouped is commit metadata, never file versions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import apache_beam as beam
+
+from parsers import LanguageRegistry
+from pipelines.core import DROPPED, Rejection, metrics_namespace
+from pipelines.mine.filters import (
+    GIT,
+    REVERT_TRAILER,
+    REVERTS,
+    STAGE,
+    ChangeShape,
+    FileContents,
+    LicenseDetector,
+    RepositoryRules,
+    RevertIndex,
+    Rules,
+    drop,
+    is_unicode,
+    printable,
+    split_of,
+)
+from pipelines.mine.git import (
+    BlobReaders,
+    BrokenRefError,
+    Change,
+    GitReadError,
+    changes_of,
+    history,
+    license_text,
+    open_repository,
+    path_missing,
+    truncated_history_objects,
+)
+from schemas import Commit, to_row
+from storage import not_visible
+
+if TYPE_CHECKING:
+    from pipelines.mine.stage import MineConfig
+
+FACTS = "facts"  # what the history rules need of a commit the cheap rules dropped
+
+
+def _records_in() -> Any:
+    return beam.metrics.Metrics.counter(metrics_namespace(STAGE), "records_in")
+
+
+def _open(path: str) -> Any:
+    """The repository at `path`; InputNotVisible when this worker does not see it (the run checked it is there)."""
+    if path_missing(path):
+        raise not_visible(f"repository {printable(path)}", "the repositories")
+    return open_repository(path)
+
+
+class PlanRepository(beam.DoFn):
+    """A repository's commit ids in runs of `chunk` (with its name, licence and split), and a drop record for a
+    repository, reference or commit that cannot be read, and for every commit of a refused repository.
+
+    Accounting: every commit listed counts as one record in (here when the repository is refused, else where its
+    run is walked), and so does every broken reference and a repository that cannot be read at all."""
+
+    def __init__(self, config: MineConfig, chunk: int):
+        self.config = config
+        self.chunk = chunk
+
+    def setup(self) -> None:
+        self.repositories = RepositoryRules(self.config.licenses, self.config.repo_allowlist)
+        self.detector = LicenseDetector()
+
+    def process(self, entry: dict[str, Any]) -> Iterator[Any]:
+        records_in = _records_in()
+        name, path = entry["name"], entry["path"]
+        if path_missing(path):  # the run checked it is there: this worker does not see the driver's files
+            raise not_visible(f"repository {printable(path)}", "the repositories")
+        if not (is_unicode(name) and is_unicode(path)):  # a record naming it could not be written
+            records_in.inc()
+            rejection = GIT.reject("unreadable_repository", "{path}: the repository's path or name is not UTF-8; rename it to mine it",
+                                   path=printable(path))
+            yield drop(printable(path), rejection, {"path": printable(path)})
+            return
+        where = {"repo": name, "path": path}
+        try:
+            repo = open_repository(path)
+        except GitReadError as error:
+            records_in.inc()
+            yield drop(path, GIT.reject("unreadable_repository", "{error}", error=str(error)), entry)
+            return
+        truncated = truncated_history_objects(repo)  # before libgit2 reads any: it would hang on them
+        if truncated:
+            records_in.inc()
+            rejection = GIT.reject("corrupt_object", "{count} truncated loose objects ({first}); `git fsck` lists them; none of its commits mined",
+                                   count=len(truncated), first=", ".join(truncated[:3]))
+            yield drop(name, rejection, where)
+            return
+
+        ids: list[str] = []
+        for item in history(repo, self.config.refs):
+            if isinstance(item, BrokenRefError):
+                records_in.inc()
+                yield drop(name, GIT.reject("broken_ref", "{path}: {error}", path=path, error=str(item)), where)
+            elif isinstance(item, GitReadError):
+                records_in.inc()
+                yield drop(name, GIT.reject("corrupt_object", "{error}", error=str(item)), where)
+            else:
+                ids.append(item)
+        if not ids:
+            return
+
+        refused, license_id = self._license(repo, entry, path, len(ids))
+        if refused is None:
+            refused = self.repositories.check(name, license_id)
+            if refused is not None:
+                refused = RepositoryRules.reject(refused.reason, "{commits} commits; licence {license}", commits=len(ids),
+                                                 license=license_id or "not detected")
+        if refused is not None:
+            records_in.inc(len(ids))
+            yield drop(name, refused, where, count=len(ids))
+            return
+        split = split_of(name, self.config.benchmark_share)
+        for first in range(0, len(ids), self.chunk):
+            yield {"repo": name, "path": path, "license": license_id, "split": split, "first": first,
+                   "ids": ids[first:first + self.chunk]}
+
+    def _license(self, repo: Any, entry: dict[str, Any], path: str, commits: int) -> tuple[Rejection | None, str | None]:
+        """(None, the licence id from the manifest or the licence file), or (why no commit can be kept, None)."""
+        license_id = entry.get("license")
+        if license_id is None:
+            try:
+                found = license_text(repo)
+            except GitReadError as error:  # the licence cannot be known, so none of the commits can be kept
+                reason = "broken_ref" if isinstance(error, BrokenRefError) else "corrupt_object"
+                return GIT.reject(reason, "{path}: {error}; none of its {commits} commits mined", path=path, error=str(error),
+                                  commits=commits), None
+            license_id = self.detector.detect(found[1]) if found else None
+        return None, license_id.lower() if license_id else None
+
+
+def _path_key(path: str) -> str:
+    """A short stable key of a file path (any bytes, undecodable ones included) for the inverse-change rule."""
+    return hashlib.blake2b(path.encode("utf-8", errors="surrogateescape"), digest_size=8).hexdigest()
+
+
+def _summary(name: str, change: Change | dict[str, Any]) -> dict[str, Any]:
+    if isinstance(change, dict):
+        return {"repo": name, "commit": change["commit"], "shape": "modified", "path": change["path"], "message": change["message"][:500]}
+    return {"repo": name, "commit": change.commit, "shape": change.shape, "path": change.path, "message": change.message[:500]}
+
+
+class WalkChunk(beam.DoFn):
+    """The change shapes of one run of a repository's commits, and the rules that need only the commit itself.
+
+    Main output: (repository path, candidate), a commit that passed them (its metadata and blob ids, no contents).
+    FACTS: (repository path, fact) for a commit they dropped that the history rules still need: the commits its
+    message says it reverts, and the blobs of an in-place modification (the other half of an inverse change)."""
+
+    def __init__(self, config: MineConfig, registry: LanguageRegistry):
+        self.config = config
+        self.registry = registry
+
+    def setup(self) -> None:
+        self.rules = Rules(self.config, self.registry)
+
+    def process(self, chunk: dict[str, Any]) -> Iterator[Any]:
+        records_in = _records_in()
+        name, path, split = chunk["repo"], chunk["path"], chunk["split"]
+        try:
+            repo = _open(path)
+        except GitReadError as error:  # readable when the run was planned, no longer: each of its commits is counted
+            records_in.inc(len(chunk["ids"]))
+            rejection = GIT.reject("unreadable_repository", "{error}; {commits} commits not walked", error=str(error), commits=len(chunk["ids"]))
+            yield drop(name, rejection, {"repo": name, "path": path}, count=len(chunk["ids"]))
+            return
+        for position, item in enumerate(changes_of(repo, chunk["ids"]), chunk["first"]):
+            records_in.inc()
+            if isinstance(item, GitReadError):
+                yield drop(name, GIT.reject("corrupt_object", "{error}", error=str(item)), {"repo": name, "path": path})
+                continue
+            rejection = self._rejection(item, split)
+            if rejection is None:
+                yield path, self._candidate(item, chunk, position, repo.path)
+                continue
+            yield drop(item.commit, rejection, _summary(name, item))
+            reverted = REVERT_TRAILER.findall(item.message)
+            if reverted:
+                yield beam.pvalue.TaggedOutput(FACTS, (path, {"reverts": reverted}))
+            if item.shape == "modified":
+                yield beam.pvalue.TaggedOutput(FACTS, (path, {"position": position, "commit": item.commit, "path_key": _path_key(item.path),  # type: ignore[arg-type]
+                                                              "old_blob": item.old_blob, "new_blob": item.new_blob}))
+
+    def _rejection(self, change: Change, split: str) -> Rejection | None:
+        """The first rule the commit breaks, in the order the rules are cheapest (no blob is read)."""
+        if change.shape in ChangeShape.PARENTS:
+            return self.rules.shape.check(change)
+        rejection = self.rules.messages.check(change.message) or self.rules.shape.check(change)
+        if rejection is not None:
+            return rejection
+        assert change.path is not None
+        if not is_unicode(change.path):
+            return FileContents.reject("not_utf8", "file path {path!r} is not UTF-8", path=change.path)
+        if not self.rules.has_language(change.path):
+            return FileContents.reject("unknown_language")
+        return self.rules.windows.check(split, change.committed_at)
+
+    @staticmethod
+    def _candidate(change: Change, chunk: dict[str, Any], position: int, git_dir: str) -> dict[str, Any]:
+        subject = change.message.strip().splitlines()[0] if change.message.strip() else ""
+        return {"repo": chunk["repo"], "commit": change.commit, "parent": change.parents[0], "path": change.path,
+                "license": chunk["license"], "split": chunk["split"], "committed_at": change.committed_at, "subject": subject,
+                "message": change.message, "git_dir": git_dir, "old_blob": change.old_blob, "new_blob": change.new_blob,
+                "position": position, "path_key": _path_key(change.path)}  # type: ignore[arg-type]
+
+
+def inverse_pairs(changes: Iterable[tuple[str, str, str, str]]) -> set[str]:
+    """Commits undone later by an exact inverse change (same path, blobs swapped), and those undoing them;
+    `changes`: (commit, path key, old blob, new blob) of every in-place modification, oldest first."""
+    seen: dict[tuple[str, str, str], str] = {}
+    pairs: set[str] = set()
+    for commit, path, old, new in changes:
+        undone = seen.get((path, new, old))
+        if undone is not None:
+            pairs.update((undone, commit))
+        seen[(path, old, new)] = commit
+    return pairs
+
+
+class ApplyHistoryRules(beam.DoFn):
+    """One repository's candidates against its whole history: reverted later, reverting another commit, or one
+    half of an inverse change is dropped; the others are yielded keyed by commit id."""
+
+    def process(self, element: tuple[str, dict[str, Iterable[dict[str, Any]]]]) -> Iterator[Any]:
+        _, groups = element
+        candidates = sorted(groups["candidates"], key=lambda c: c["position"])
+        facts = list(groups["facts"])
+        reverts = RevertIndex()
+        for fact in facts:
+            if "reverts" in fact:
+                reverts.add_ids(fact["reverts"])
+        reverting = {c["commit"] for c in candidates if reverts.add_message(c["message"])}
+        modified = sorted([*(f for f in facts if "position" in f), *candidates], key=lambda c: c["position"])
+        inverse = inverse_pairs((c["commit"], c["path_key"], c["old_blob"], c["new_blob"]) for c in modified)
+        for candidate in candidates:
+            commit = candidate["commit"]
+            if commit in reverts:
+                rejection = REVERTS.reject("reverted_later")
+            elif commit in reverting:
+                rejection = REVERTS.reject("reverts_other_commit")
+            elif commit in inverse:
+                rejection = REVERTS.reject("inverse_change")
+            else:
+                yield commit, candidate
+                continue
+            yield drop(commit, rejection, _summary(candidate["repo"], candidate))
+
+
+class MineRepositories(beam.PTransform):
+    """Repository entries -> (candidates keyed by commit id, drop records): every rule but the content rules,
+    which `ReadContents` applies once one record per commit is chosen."""
+
+    def __init__(self, config: MineConfig, registry: LanguageRegistry):
+        super().__init__()
+        self.config = config
+        self.registry = registry
+
+    def expand(self, entries: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
+        planned = (
+            entries
+            | "SpreadRepositories" >> beam.Reshuffle()
+            | "PlanRepositories" >> beam.ParDo(PlanRepository(self.config, self.config.walk_chunk_commits)).with_outputs(DROPPED, main="runs")
+        )
+        walked = (
+            planned.runs
+            | "SpreadRuns" >> beam.Reshuffle()
+            | "WalkRuns" >> beam.ParDo(WalkChunk(self.config, self.registry)).with_outputs(DROPPED, FACTS, main="candidates")
+        )
+        judged = (
+            {"candidates": walked.candidates, "facts": walked[FACTS]}
+            | "ByRepository" >> beam.CoGroupByKey()
+            | "HistoryRules" >> beam.ParDo(ApplyHistoryRules()).with_outputs(DROPPED, main="candidates")
+        )
+        drops = (planned[DROPPED], walked[DROPPED], judged[DROPPED]) | "RepositoryDrops" >> beam.Flatten()
+        return judged.candidates, drops
+
+
+class ReadContents(beam.DoFn):
+    """Both file versions of a chosen git candidate, through one `git cat-file` per repository and bundle, and
+    the content rules: a `Commit` row, or a drop. A row from a commit table (contents already there) passes."""
+
+    def __init__(self, config: MineConfig, registry: LanguageRegistry):
+        self.config = config
+        self.registry = registry
+
+    def setup(self) -> None:
+        self.rules = Rules(self.config, self.registry)
+        self.readers = BlobReaders()
+
+    def process(self, record: dict[str, Any]) -> Iterator[Any]:
+        if "git_dir" not in record:
+            yield record
+            return
+        rejection, row = self._row(record)
+        if rejection is None:
+            yield row
+        else:
+            yield drop(record["commit"], rejection, _summary(record["repo"], record))
+
+    def _row(self, candidate: dict[str, Any]) -> tuple[Rejection | None, dict[str, Any] | None]:
+        reader = self.readers[candidate["git_dir"]]
+        before, rejection = reader.read(candidate["old_blob"], self.config.max_file_bytes)
+        if rejection is not None:
+            return rejection, None
+        after, rejection = reader.read(candidate["new_blob"], self.config.max_file_bytes)
+        if rejection is not None:
+            return rejection, None
+        contents = self.rules.contents(before, after, candidate["path"])  # type: ignore[arg-type]
+        if isinstance(contents, Rejection):
+            return contents, None
+        old, new, language = contents
+        fields = {k: candidate[k] for k in ("repo", "commit", "parent", "path", "license", "committed_at", "subject", "message", "split")}
+        return None, to_row(Commit(**fields, language=language, before=old, after=new))
+
+    def finish_bundle(self) -> None:
+        self.readers.close()
+
+    def teardown(self) -> None:
+        self.readers.close()
