@@ -275,11 +275,11 @@ def beam_stage(run_dir: Path, stage: str, workers: int, num_shards: int) -> dict
             "records_out": manifest.records_out, "dropped": manifest.dropped, "counters": manifest.counters}
 
 
-def rows_of(directory: Path) -> Iterator[dict[str, Any]]:
-    """Rows of a stage directory's shards, streamed (as ReadFromParquet reads them)."""
+def rows_of(directory: Path, columns: list[str] | None = None) -> Iterator[dict[str, Any]]:
+    """Rows of a stage directory's shards (`columns` only, when given), streamed (as ReadFromParquet reads them)."""
     from storage import read_rows
 
-    return read_rows(str(directory))
+    return read_rows(str(directory), columns=columns)
 
 
 class PlainShardedWriter:
@@ -433,6 +433,7 @@ def plain_dedup(run_dir: Path, out: Path, num_shards: int) -> dict[str, Any]:
     from pipelines.dedup.transforms import (
         KEYS,
         DropDuplicates,
+        candidate_columns,
         candidate_rank,
         candidate_text,
     )
@@ -441,11 +442,13 @@ def plain_dedup(run_dir: Path, out: Path, num_shards: int) -> dict[str, Any]:
     config = DedupConfig.model_validate(run_config(run_dir, 1, num_shards).stages["dedup"])
     source = run_dir / "parse"
     text = candidate_text(KEYS[config.key])
+    columns = candidate_columns(KEYS[config.key])  # the stage's two analysis reads read only these, so the loop's do too
 
     def reanalyse(ids: set[str]) -> Iterator[tuple]:
-        return _analysed((row for row in rows_of(source) if row["pair_id"] in ids), "pair_id", candidate_rank, text, config, STAGE)
+        return _analysed((row for row in rows_of(source, columns) if row["pair_id"] in ids), "pair_id", candidate_rank, text, config, STAGE)
 
-    decisions, members = _find_duplicates(_analysed(rows_of(source), "pair_id", candidate_rank, text, config, STAGE), config, reanalyse)
+    decisions, members = _find_duplicates(_analysed(rows_of(source, columns), "pair_id", candidate_rank, text, config, STAGE), config,
+                                          reanalyse)
     outputs = Outputs(out, Candidate, "pair_id", num_shards)
     apply = DropDuplicates(STAGE, "pair_id")
     records_in = 0

@@ -155,13 +155,14 @@ def read_table(paths: list[str], columns: list[str] | None = None) -> pa.Table:
     return pa.concat_tables(tables)
 
 
-def read_rows(directory: str, record_type: type | None = None) -> Iterator[dict[str, Any]]:
-    """Rows of every shard in a dataset directory, in shard order, a thousand rows at a time (for tests and tools)."""
+def read_rows(directory: str, record_type: type | None = None, columns: list[str] | None = None) -> Iterator[dict[str, Any]]:
+    """Rows of every shard in a dataset directory, in shard order, a thousand rows at a time (for tests and tools);
+    `columns`: only these, as ReadRecords reads them."""
     for path in list_parts(directory):
         if record_type is not None:
             check_schema(path, record_type)
         with FileSystems.open(path) as handle:
-            for batch in pq.ParquetFile(handle).iter_batches(batch_size=1000):
+            for batch in pq.ParquetFile(handle).iter_batches(batch_size=1000, columns=columns):
                 yield from batch.to_pylist()
 
 
@@ -291,14 +292,18 @@ class ReadRecords(beam.PTransform):
     finds in `directory` at the time the pipeline is built.
     `columns`: only these columns (a nested field as `parent.child`: the row's `parent` holds that field alone),
     for reads that need a few small columns of large records; default every column.
+    `batched`: one Arrow table per row group instead of one dict per row, for steps that work on many rows at once
+    (no per-row element, and rows made in one `to_pylist` call where they are needed).
     """
 
-    def __init__(self, directory: str, record_type: type, files: list[str] | None = None, columns: list[str] | None = None):
+    def __init__(self, directory: str, record_type: type, files: list[str] | None = None, columns: list[str] | None = None,
+                 batched: bool = False):
         super().__init__()
         self.directory = directory
         self.record_type = record_type
         self.files = files
         self.columns = None if columns is None else _checked_columns(record_type, columns)
+        self.batched = batched
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
         parts = list_parts(self.directory) if self.files is None else list(self.files)
@@ -307,10 +312,13 @@ class ReadRecords(beam.PTransform):
         if not parts:
             return pbegin | "NoInput" >> beam.Create([])
         if self.files is None:
-            return pbegin | "ReadParquet" >> beam.io.ReadFromParquet(FileSystems.join(self.directory, PART_GLOB), columns=self.columns)
+            glob = FileSystems.join(self.directory, PART_GLOB)
+            read = beam.io.ReadFromParquetBatched(glob, columns=self.columns) if self.batched else beam.io.ReadFromParquet(glob, columns=self.columns)
+            return pbegin | "ReadParquet" >> read
         # ReadAllFromParquet skips a file it cannot find: a worker that does not see the run directory must fail instead.
+        read_all = beam.io.ReadAllFromParquetBatched if self.batched else beam.io.ReadAllFromParquet
         return (pbegin | "Shards" >> beam.Create(parts) | "Visible" >> beam.Map(require_visible)
-                | "ReadParquet" >> beam.io.ReadAllFromParquet(columns=self.columns))
+                | "ReadParquet" >> read_all(columns=self.columns))
 
 
 def _checked_columns(record_type: type, columns: list[str]) -> list[str]:

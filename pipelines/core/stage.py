@@ -133,13 +133,14 @@ class Stage(Generic[C]):
         pipelines.run.orchestrator.check_run, by `codepref config check` and by the run before it builds any stage
         (default: nothing to check). Checks that need no data belong in the config's validators instead."""
 
-    def read_inputs(self, pipeline: beam.Pipeline, label: str, columns: list[str] | None = None) -> beam.PCollection:
+    def read_inputs(self, pipeline: beam.Pipeline, label: str, columns: list[str] | None = None, batched: bool = False) -> beam.PCollection:
         """Every upstream record read again, as one PCollection (for stages that re-read rather than hold);
-        `columns`: only these (storage.ReadRecords), for a pass that needs a few columns of large records."""
+        `columns`: only these, `batched`: Arrow tables of rows (storage.ReadRecords), for a pass that needs a few
+        columns of large records."""
         from storage import ReadRecords
 
         reads = [pipeline | f"{label}_{name}" >> ReadRecords(directory, self.context.input_types[name], self.context.input_files.get(name),
-                                                            columns)
+                                                            columns, batched)
                  for name, directory in self.context.input_dirs.items()]
         return reads | f"{label}_All" >> beam.Flatten()
 

@@ -62,12 +62,12 @@ class Dedup(Stage[DedupConfig]):
         columns = candidate_columns(KEYS[config.key])
 
         def keys(label: str) -> beam.PCollection:
-            """The records read again, only the columns that identify, rank and compare them (the duplicates
-            are found from these; the whole records are read once, when the decisions are applied)."""
-            return self.read_inputs(pipeline, label, columns)
+            """The records read again, as Arrow tables of only the columns that identify, rank and compare them (the
+            duplicates are found from these; the whole records are read once, when the decisions are applied)."""
+            return self.read_inputs(pipeline, label, columns, batched=True)
 
         decisions, members = keys("Keys") | "FindDuplicates" >> FindDuplicates(
-            STAGE, "pair_id", candidate_rank, candidate_text(KEYS[config.key]), config, reread=keys
+            STAGE, "pair_id", candidate_rank, candidate_text(KEYS[config.key]), config, reread=keys, tables=True
         )
         applied = records | "ApplyDecisions" >> beam.ParDo(DropDuplicates(STAGE, "pair_id"), beam.pvalue.AsDict(decisions)).with_outputs(
             DROPPED, main="kept"

@@ -109,6 +109,24 @@ class AnalyseBatch(beam.DoFn):
             yield doc_id, rank, exact, None if sig is None else sig.tobytes()
 
 
+class AnalyseTables(AnalyseBatch):
+    """AnalyseBatch for records read as Arrow tables (storage.ReadRecords(batched=True)): the rows of each table
+    (only those whose id is in the `wanted` side input, when given), analysed `batch_size` at a time, with no
+    per-record step before. Each document's analysis does not depend on the batch it is in."""
+
+    def __init__(self, stage: str, id_field: str, rank: Callable, text: Callable, *, ngram: int, num_perm: int, seed: int, batch_size: int):
+        super().__init__(stage, ngram, num_perm, seed)
+        self.id_field, self.rank, self.text, self.batch_size = id_field, rank, text, batch_size
+
+    def process(self, table: Any, wanted: dict[str, Any] | None = None) -> Iterator[tuple[str, tuple, str, bytes | None]]:  # type: ignore[override]
+        id_field, rank, text = self.id_field, self.rank, self.text
+        rows = table.to_pylist()
+        if wanted is not None:
+            rows = [row for row in rows if row[id_field] in wanted]
+        for start in range(0, len(rows), self.batch_size):
+            yield from super().process([(row[id_field], rank(row), text(row)) for row in rows[start : start + self.batch_size]])
+
+
 class DropDuplicates(beam.DoFn):
     """A record, or its drop record when the decisions (a side input: id -> (reason, detail)) name its id."""
 
@@ -290,15 +308,27 @@ class SimilarPairs(beam.PTransform):
 
 
 class Analyse(beam.PTransform):
-    """Records -> (id, rank, token-sequence hash, signature bytes or None), in batches."""
+    """Records -> (id, rank, token-sequence hash, signature bytes or None), in batches.
 
-    def __init__(self, stage: str, id_field: str, rank: Callable, text: Callable, *, ngram: int, num_perm: int, seed: int, batch_size: int):
+    `tables`: the records come as Arrow tables of rows (storage.ReadRecords(batched=True)), analysed table by table;
+    `wanted` (a side input of ids) then keeps only those records.
+    """
+
+    def __init__(self, stage: str, id_field: str, rank: Callable, text: Callable, *, ngram: int, num_perm: int, seed: int, batch_size: int,
+                 tables: bool = False, wanted: Any = None):
         super().__init__()
         self.stage, self.id_field, self.rank, self.text = stage, id_field, rank, text
         self.ngram, self.num_perm, self.seed, self.batch_size = ngram, num_perm, seed, batch_size
+        self.tables, self.wanted = tables, wanted
 
     def expand(self, records: beam.PCollection) -> beam.PCollection:
         id_field, rank, text = self.id_field, self.rank, self.text
+        if self.tables:
+            analyse = AnalyseTables(self.stage, id_field, rank, text, ngram=self.ngram, num_perm=self.num_perm, seed=self.seed,
+                                    batch_size=self.batch_size)
+            return records | "AnalyseTables" >> (beam.ParDo(analyse) if self.wanted is None else beam.ParDo(analyse, self.wanted))
+        if self.wanted is not None:
+            records = records | "Wanted" >> beam.Filter(lambda row, ids: row[id_field] in ids, ids=self.wanted)
         return (
             records
             | "Texts" >> beam.Map(lambda row: (row[id_field], rank(row), text(row)))
@@ -311,29 +341,26 @@ class FindDuplicates(beam.PTransform):
     """Records -> (drop decisions: id -> (reason, detail); ClusterMember rows explaining every cluster)."""
 
     def __init__(self, stage: str, id_field: str, rank: Callable, text: Callable, config: DedupConfig,
-                 reread: Callable[[str], beam.PCollection] | None = None):
+                 reread: Callable[[str], beam.PCollection] | None = None, tables: bool = False):
         super().__init__()
         self.stage, self.id_field, self.rank, self.text, self.config = stage, id_field, rank, text, config
         self.reread = reread  # a fresh read of the same records, labelled; None holds signatures instead
+        self.tables = tables  # the records (and the reread's) are Arrow tables of rows (storage.ReadRecords(batched=True))
 
-    def _analyse(self) -> Analyse:
+    def _analyse(self, wanted: Any = None) -> Analyse:
         config = self.config
         return Analyse(self.stage, self.id_field, self.rank, self.text, ngram=config.ngram, num_perm=config.num_perm,
-                       seed=config.seed, batch_size=config.batch_size)
+                       seed=config.seed, batch_size=config.batch_size, tables=self.tables, wanted=wanted)
 
     def expand(self, records: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
-        config, id_field = self.config, self.id_field
+        config = self.config
         analysed = records | "Analyse" >> self._analyse()
         reanalysed = None
         if self.reread is not None:
             reread = self.reread
 
             def reanalysed(label: str, wanted: Any) -> beam.PCollection:
-                return (
-                    reread(f"{label}Read")
-                    | f"{label}Wanted" >> beam.Filter(lambda row, ids: row[id_field] in ids, ids=wanted)
-                    | f"{label}Analyse" >> self._analyse()
-                )
+                return reread(f"{label}Read") | f"{label}Analyse" >> self._analyse(wanted)
 
         exact = (
             analysed

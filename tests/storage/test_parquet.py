@@ -6,6 +6,7 @@ import apache_beam as beam
 import pyarrow.parquet as pq
 import pytest
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+from apache_beam.testing.util import assert_that, equal_to
 
 from schemas import LANGUAGES, Candidate, Commit, CorpusRow, arrow_schema
 from storage import (
@@ -118,8 +119,6 @@ def test_an_empty_shard_has_no_row_group_and_reads_everywhere(tmp_path):
 
 
 def test_read_records_reads_only_the_columns_asked_for_nested_fields_included(tmp_path):
-    from apache_beam.testing.util import assert_that, equal_to
-
     from schemas import CodeSummary, to_row
     from tests.support.stage_fixtures import candidate
 
@@ -135,5 +134,8 @@ def test_read_records_reads_only_the_columns_asked_for_nested_fields_included(tm
         with beam.Pipeline(runner=FnApiRunner()) as pipeline:
             read = pipeline | ReadRecords(str(tmp_path), Candidate, files, columns=columns)
             assert_that(read, equal_to(expected))
+        with beam.Pipeline(runner=FnApiRunner()) as pipeline:  # batched: Arrow tables of the same rows
+            tables = pipeline | ReadRecords(str(tmp_path), Candidate, files, columns=columns, batched=True)
+            assert_that(tables | beam.FlatMap(lambda table: table.to_pylist()), equal_to(expected))
     with pytest.raises(ValueError, match="Candidate v2 has no column chosen_facts.comments; its columns: pair_id"):
         ReadRecords(str(tmp_path), Candidate, columns=["pair_id", "chosen_facts.comments"])
