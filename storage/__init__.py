@@ -6,7 +6,6 @@ from storage.parquet import (
     InputNotVisible,
     ReadRecords,
     SchemaMismatch,
-    WriteShardedParquet,
     check_schema,
     class_labels,
     list_parts,
@@ -17,6 +16,7 @@ from storage.parquet import (
     shard_of,
     write_rows,
 )
+from storage.shards import WriteShardedParquet
 
 __all__ = [
     "PART_GLOB",
