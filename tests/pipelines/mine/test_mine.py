@@ -700,3 +700,51 @@ def test_a_manifest_row_naming_a_missing_repository_is_a_config_error(tmp_path, 
     manifest_file.write_text(json.dumps({"path": "alpha"}) + "\n" + json.dumps({"path": "gone", "name": "octo/gone"}) + "\n")
     with pytest.raises(ConfigError, match=rf"repo_manifest: {manifest_file} row 2: '{tmp_path / 'gone'}' does not exist"):
         run_stage("mine", {"repo_manifest": str(manifest_file)})
+
+
+def test_one_repository_split_over_two_workers_mines_exactly_what_one_worker_does(tmp_path, run_stage):
+    """A history cut into runs of 7 commits, walked by two worker processes, gives the same commits, the same drop
+    records and the same counts as one worker walking it whole: the revert, the inverse change and the fork's
+    duplicates span runs, and the history rules still see them, even where the later commit is itself dropped
+    by a cheap rule in another run (a multi-file revert, a message too short)."""
+    repo = GitRepo(tmp_path / "repos" / "octo")
+    repo.write("LICENSE", MIT)
+    repo.write("a.py", "a = 0\n")
+    repo.write("c.py", "c = 0\n")
+    repo.commit("Start the modules a and c")
+    expected_late: dict[str, str] = {}
+    for n in range(40):
+        repo.write(f"b{n % 6}.py", f"b = {n}\n")
+        repo.commit(f"Set b to {n} for the next release")
+        if n == 3:
+            repo.write("a.py", "a = 1\n")
+            reverted = repo.commit("Set a to one, as the spec says")
+        if n == 20:
+            repo.write("a.py", "a = 0\n")
+            repo.write("d.py", "d = 0\n")
+            expected_late[repo.commit(f"Revert the change of a\n\nThis reverts commit {reverted}.")] = "multi_file"
+            expected_late[reverted] = "reverted_later"
+        if n == 8:
+            repo.write("c.py", "c = 1\n")
+            expected_late[repo.commit("Raise c by one for the new limit")] = "inverse_change"
+        if n == 30:
+            repo.write("c.py", "c = 0\n")
+            expected_late[repo.commit("undo c")] = "message_too_short"
+    subprocess.run(["git", "clone", "-q", "--bare", str(repo.path), str(tmp_path / "repos" / "zz-fork.git")], check=True)
+
+    whole = run_stage("mine", {"repos": [str(tmp_path / "repos")]}, run_dir=tmp_path / "one")
+    split = run_stage("mine", {"repos": [str(tmp_path / "repos")], "walk_chunk_commits": 7}, run_dir=tmp_path / "two",
+                      running_mode="multi_processing", workers=2)
+
+    assert len(whole.rows) == 40 - 6 and whole.manifest.records_in == 2 * 45  # each b file is added once; 45 commits in each
+    assert {key: whole.drops[key] for key in expected_late} == expected_late
+    assert whole.manifest.dropped["duplicate_commit"] == 34
+    assert split.rows == whole.rows
+    assert split.manifest.records_in == whole.manifest.records_in and split.manifest.dropped == whole.manifest.dropped
+
+    def drop_records(run: object) -> list[tuple]:
+        return sorted((d["key"], d["reason"], d["detail"], d["record"]) for d in run.dropped())  # type: ignore[attr-defined]
+
+    assert drop_records(split) == drop_records(whole)
+    for part in sorted((tmp_path / "one" / "mine").glob("part-*.parquet")):
+        assert (tmp_path / "two" / "mine" / part.name).read_bytes() == part.read_bytes()
