@@ -12,6 +12,8 @@ is a programming error (`UndeclaredReason`). A stage lists its declarers in `Sta
 
 from __future__ import annotations
 
+import functools
+
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -29,6 +31,12 @@ def metrics_namespace(stage: str) -> str:
     return f"codepref.{stage}"
 
 
+@functools.lru_cache(maxsize=1024)
+def _counter(namespace: str, name: str) -> Any:
+    """One counter object per name (a counter finds the running bundle's metrics when incremented, so it is reused)."""
+    return Metrics.counter(namespace, name)
+
+
 def drop_record(stage: str, key: str, reason: str, detail: str, record: Any, count: int = 1) -> beam.pvalue.TaggedOutput:
     """Count a drop under `dropped_<reason>` and route it to the stage's drop output (the low-level
     step under `route`; call `route` with the declarer of the reason instead).
@@ -36,7 +44,7 @@ def drop_record(stage: str, key: str, reason: str, detail: str, record: Any, cou
     `count` > 1 stands one drop record for several dropped inputs (e.g. every commit of a
     repository whose licence is not allowed).
     """
-    Metrics.counter(metrics_namespace(stage), f"dropped_{reason}").inc(count)
+    _counter(metrics_namespace(stage), f"dropped_{reason}").inc(count)
     text = record if isinstance(record, str) else json.dumps(record, default=str, sort_keys=True)
     return beam.pvalue.TaggedOutput(
         DROPPED,

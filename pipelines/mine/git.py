@@ -516,6 +516,9 @@ def is_binary(data: bytes) -> bool:
     return (printable >> 7) < other
 
 
+BATCH_COMMANDS = 256  # commands written to git at once: about 13 kB, well inside a pipe's buffer
+
+
 class BlobReader:
     """File versions of one repository through one `git cat-file --batch-command`, started on the first read and
     started again after git stops on a corrupt object; `close` ends it. The size is asked first, so a blob
@@ -535,7 +538,7 @@ class BlobReader:
             return None, self._died(blob_id)
         parts = header.split()
         if len(parts) != 3 or parts[1] != b"blob":
-            what = "not in the repository" if parts[-1:] == [b"missing"] else "not a blob"
+            what = "missing or unreadable" if parts[-1:] == [b"missing"] else "not a blob"
             return None, GIT.reject("corrupt_object", "blob {blob}: {what}", blob=blob_id, what=what)
         size = int(parts[2])
         if size > max_bytes:
@@ -549,16 +552,85 @@ class BlobReader:
             return None, FileContents.reject("binary", "git's binary heuristic")
         return data, None
 
-    def _ask(self, command: str) -> bytes | None:
-        """git's one-line answer to `command`, or None when git has stopped."""
+    def read_many(self, blob_ids: list[str], max_bytes: int) -> list[tuple[bytes | None, Rejection | None]]:
+        """`read` for each of `blob_ids`, in two exchanges with git for all of them (the sizes, then the contents of
+        those within the limit) rather than two for each; one by one when git stops on a corrupt object."""
+        if any(loose_object_problem(self.git_dir, blob_id) for blob_id in blob_ids):
+            return [self.read(blob_id, max_bytes) for blob_id in blob_ids]
+        headers = self._ask_all([f"info {blob_id}" for blob_id in blob_ids])
+        if headers is None:
+            self.close()
+            return [self.read(blob_id, max_bytes) for blob_id in blob_ids]
+        wanted = []
+        for blob_id, header in zip(blob_ids, headers):
+            parts = header.split()
+            if len(parts) == 3 and parts[1] == b"blob" and int(parts[2]) <= max_bytes:
+                wanted.append(blob_id)
+        contents = self._ask_all([f"contents {blob_id}" for blob_id in wanted], with_data=True) if wanted else []
+        if contents is None:
+            self.close()
+            return [self.read(blob_id, max_bytes) for blob_id in blob_ids]
+        data_of = dict(zip(wanted, contents))
+        out = []
+        for blob_id, header in zip(blob_ids, headers):
+            if blob_id not in data_of:
+                out.append(self._refusal(blob_id, header.split(), max_bytes))
+            elif is_binary(data_of[blob_id]):
+                out.append((None, FileContents.reject("binary", "git's binary heuristic")))
+            else:
+                out.append((data_of[blob_id], None))
+        return out
+
+    @staticmethod
+    def _refusal(blob_id: str, parts: list[bytes], max_bytes: int) -> tuple[None, Rejection]:
+        if len(parts) != 3 or parts[1] != b"blob":
+            what = "missing or unreadable" if parts[-1:] == [b"missing"] else "not a blob"
+            return None, GIT.reject("corrupt_object", "blob {blob}: {what}", blob=blob_id, what=what)
+        return None, FileContents.reject("too_large", "{bytes} bytes", bytes=int(parts[2]))
+
+    def _ask_all(self, commands: list[str], with_data: bool = False) -> list[bytes] | None:
+        """git's answers to `commands` (their header lines, or with `with_data` the contents each announces), or
+        None when git stops. The commands are written in slices small enough for a pipe's buffer, so neither side
+        waits on the other."""
+        answers: list[bytes] = []
+        for start in range(0, len(commands), BATCH_COMMANDS):
+            part = commands[start:start + BATCH_COMMANDS]
+            if self._send(part) is None:
+                return None
+            for _ in part:
+                line = self.process.stdout.readline()  # type: ignore[union-attr]
+                if not line.endswith(b"\n"):
+                    return None
+                if not with_data:
+                    answers.append(line)
+                    continue
+                fields = line.split()
+                if len(fields) != 3 or fields[1] != b"blob":
+                    return None
+                data = self._read(int(fields[2]) + 1)
+                if len(data) != int(fields[2]) + 1:
+                    return None
+                answers.append(data[:-1])
+        return answers
+
+    def _send(self, commands: list[str]) -> bool | None:
         if self.process is None:
-            self.errors = tempfile.TemporaryFile()
-            self.process = subprocess.Popen(git_command(self.git_dir, "cat-file", "--batch-command"), stdin=subprocess.PIPE,
-                                            stdout=subprocess.PIPE, stderr=self.errors, env=git_environment())
+            self._start()
         try:
-            self.process.stdin.write(command.encode("ascii") + b"\n")  # type: ignore[union-attr]
+            self.process.stdin.write("".join(f"{c}\n" for c in commands).encode("ascii"))  # type: ignore[union-attr]
             self.process.stdin.flush()  # type: ignore[union-attr]
         except (BrokenPipeError, OSError):
+            return None
+        return True
+
+    def _start(self) -> None:
+        self.errors = tempfile.TemporaryFile()
+        self.process = subprocess.Popen(git_command(self.git_dir, "cat-file", "--batch-command"), stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, stderr=self.errors, env=git_environment())
+
+    def _ask(self, command: str) -> bytes | None:
+        """git's one-line answer to `command`, or None when git has stopped."""
+        if self._send([command]) is None:
             return None
         line = self.process.stdout.readline()  # type: ignore[union-attr]
         return line if line.endswith(b"\n") else None

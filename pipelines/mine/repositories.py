@@ -300,8 +300,9 @@ class MineRepositories(beam.PTransform):
 
 
 class ReadContents(beam.DoFn):
-    """Both file versions of a chosen git candidate, through one `git cat-file` per repository and bundle, and
-    the content rules: a `Commit` row, or a drop. A row from a commit table (contents already there) passes."""
+    """Both file versions of each chosen git candidate of a batch, through one `git cat-file` per repository (two
+    exchanges with git per batch and repository), and the content rules: a `Commit` row, or a drop. A row from a
+    commit table (contents already there) passes."""
 
     def __init__(self, config: MineConfig, registry: LanguageRegistry):
         self.config = config
@@ -311,25 +312,29 @@ class ReadContents(beam.DoFn):
         self.rules = Rules(self.config, self.registry)
         self.readers = BlobReaders()
 
-    def process(self, record: dict[str, Any]) -> Iterator[Any]:
-        if "git_dir" not in record:
-            yield record
-            return
-        rejection, row = self._row(record)
-        if rejection is None:
-            yield row
-        else:
-            yield drop(record["commit"], rejection, _summary(record["repo"], record))
+    def process(self, batch: list[dict[str, Any]]) -> Iterator[Any]:
+        by_repository: dict[str, list[dict[str, Any]]] = {}
+        for record in batch:
+            if "git_dir" in record:
+                by_repository.setdefault(record["git_dir"], []).append(record)
+            else:
+                yield record
+        for git_dir, candidates in sorted(by_repository.items()):
+            blobs = [blob for c in candidates for blob in (c["old_blob"], c["new_blob"])]
+            versions = self.readers[git_dir].read_many(blobs, self.config.max_file_bytes)
+            for index, candidate in enumerate(candidates):
+                rejection, row = self._row(candidate, versions[2 * index], versions[2 * index + 1])
+                if rejection is None:
+                    yield row
+                else:
+                    yield drop(candidate["commit"], rejection, _summary(candidate["repo"], candidate))
 
-    def _row(self, candidate: dict[str, Any]) -> tuple[Rejection | None, dict[str, Any] | None]:
-        reader = self.readers[candidate["git_dir"]]
-        before, rejection = reader.read(candidate["old_blob"], self.config.max_file_bytes)
-        if rejection is not None:
-            return rejection, None
-        after, rejection = reader.read(candidate["new_blob"], self.config.max_file_bytes)
-        if rejection is not None:
-            return rejection, None
-        contents = self.rules.contents(before, after, candidate["path"])  # type: ignore[arg-type]
+    def _row(self, candidate: dict[str, Any], before: tuple[bytes | None, Rejection | None],
+             after: tuple[bytes | None, Rejection | None]) -> tuple[Rejection | None, dict[str, Any] | None]:
+        for _, rejection in (before, after):
+            if rejection is not None:
+                return rejection, None
+        contents = self.rules.contents(before[0], after[0], candidate["path"])  # type: ignore[arg-type]
         if isinstance(contents, Rejection):
             return contents, None
         old, new, language = contents

@@ -161,6 +161,9 @@ def _manifest_rows(path: Path) -> list[dict[str, Any]]:
 
 
 
+READ_BATCH = 128  # candidates whose file versions are read in one exchange with git
+
+
 class KeepOnePerCommit(beam.DoFn):
     """One record per commit id (forks share commits: the lexicographically first repository wins),
     and, when a merged-PR table is configured, only commits that appear in it. A git record here is a
@@ -261,5 +264,9 @@ class Mine(Stage[MineConfig]):
             | "JoinPullRequests" >> beam.CoGroupByKey()
             | "OnePerCommit" >> beam.ParDo(KeepOnePerCommit(config.merged_pull_requests is not None)).with_outputs(DROPPED, main="commits")
         )
-        read = unique.commits | "ReadContents" >> beam.ParDo(ReadContents(config, self.context.languages)).with_outputs(DROPPED, main="commits")
+        read = (
+            unique.commits
+            | "Batches" >> beam.BatchElements(min_batch_size=1, max_batch_size=READ_BATCH)
+            | "ReadContents" >> beam.ParDo(ReadContents(config, self.context.languages)).with_outputs(DROPPED, main="commits")
+        )
         return StageResult(read.commits, [*dropped, unique[DROPPED], read[DROPPED]])

@@ -42,7 +42,7 @@ class Mined:
     def __init__(self, entries: beam.PCollection, registry: LanguageRegistry, config: MineConfig | None = None):
         config = config or MineConfig(repos=[])
         candidates, drops = entries | MineRepositories(config, registry)
-        read = (candidates | beam.Values()
+        read = (candidates | beam.Values() | beam.BatchElements()
                 | beam.ParDo(ReadContents(config, registry)).with_outputs(DROPPED, main="commits"))
         self.commits = read.commits
         self.drops = (drops, read[DROPPED]) | "AllDrops" >> beam.Flatten()
