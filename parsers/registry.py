@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from importlib.resources import files
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import tree_sitter
@@ -434,7 +434,7 @@ class LanguageRegistry:
 
     def candidates_for_path(self, path: str) -> list[LanguageSpec]:
         """Languages whose extensions match `path` (several for a shared extension such as .h)."""
-        suffix = PurePosixPath(path.replace("\\", "/")).suffix.lower()
+        suffix = path_suffix(path)
         return list(self._by_extension.get(suffix, ())) if suffix else []
 
     def for_path(self, path: str, content: bytes | None = None) -> LanguageSpec | None:
@@ -443,6 +443,14 @@ class LanguageRegistry:
         if len(candidates) <= 1 or content is None:
             return candidates[0] if candidates else None
         return decide_by_content(candidates, content)
+
+
+def path_suffix(path: str) -> str:
+    """The lower-cased extension of a file path's last part, as `PurePosixPath(path).suffix` reads it ('' for
+    `.bashrc` or `name.`), without building a path object (mining asks this for every commit)."""
+    name = path.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+    dot = name.rfind(".")
+    return name[dot:].lower() if 0 < dot < len(name) - 1 else ""
 
 
 def decide_by_content(candidates: list[LanguageSpec], content: bytes) -> LanguageSpec:

@@ -50,7 +50,7 @@ def _weigh(row: dict[str, Any]) -> tuple[bytes, int]:
     """(a digest of the row's contents, about how many bytes it holds), from one serialisation of it (pickle's,
     which depends only on the values and the field order every producer of a record type keeps)."""
     data = pickle.dumps(tuple(row.values()), protocol=5)
-    return zlib.crc32(data).to_bytes(4, "big") + zlib.adler32(data).to_bytes(4, "big"), len(data)
+    return zlib.crc32(data).to_bytes(4, "big"), len(data)
 
 
 def _sorted(table: pa.Table, columns: list[str]) -> pa.Table:
@@ -113,7 +113,7 @@ class SpillByShard(beam.DoFn):
         except (pa.ArrowInvalid, pa.ArrowTypeError, KeyError):
             write_rows(path, rows, self.record_type, self.schema, temporary=True)  # raises SchemaMismatch naming the row
             raise
-        table = table.append_column(TIEBREAK, pa.array(digests, pa.binary(8)))
+        table = table.append_column(TIEBREAK, pa.array(digests, pa.binary(4)))
         table = _sorted(table, _sort_columns(self.key_field))
         # Row groups of about SPILL_GROUP_BYTES, so that the merge, which reads every spill of a shard at once,
         # holds one small group of each.
@@ -160,7 +160,7 @@ def merge_sorted(spills: list[str], schema: pa.Schema, key_field: str, target: s
     each, and one row group of the output."""
     order = _sort_columns(key_field)
     if temporary:
-        schema = schema.append(pa.field(TIEBREAK, pa.binary(8)))
+        schema = schema.append(pa.field(TIEBREAK, pa.binary(4)))
     group_bytes = SPILL_GROUP_BYTES if temporary else GROUP_BYTES
     keys = []
     for index, path in enumerate(spills):

@@ -13,7 +13,6 @@ is a programming error (`UndeclaredReason`). A stage lists its declarers in `Sta
 from __future__ import annotations
 
 import functools
-
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field

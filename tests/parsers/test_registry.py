@@ -239,3 +239,13 @@ def test_mutation_node_types_and_swap_tokens_are_checked_against_the_grammar(tmp
     with pytest.raises(GrammarError, match=message) as error:
         _ = registry["rust"].language
     assert "extra.yaml" in str(error.value) and "tree-sitter-rust" in str(error.value)
+
+
+@pytest.mark.parametrize("path", ["a/b.PY", ".bashrc", "a/.bashrc", "b.", "a/b.tar.gz", "a\\b.c", "x", "a.b/c", "a/b..",
+                                  "dir/.x.y", "a//b.go", "src/h.H"])
+def test_path_suffix_reads_a_path_as_pure_posix_path_does(path):
+    from pathlib import PurePosixPath
+
+    from parsers.registry import path_suffix
+
+    assert path_suffix(path) == PurePosixPath(path.replace("\\", "/")).suffix.lower()
