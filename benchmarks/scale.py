@@ -283,10 +283,10 @@ def rows_of(directory: Path, columns: list[str] | None = None) -> Iterator[dict[
 
 
 class PlainShardedWriter:
-    """The stages' Parquet writer (storage.parquet's spill and merge DoFns) driven by a loop."""
+    """The stages' Parquet writer (storage.shards' spill and merge DoFns) driven by a loop."""
 
     def __init__(self, directory: Path, record_type: type, key_field: str, num_shards: int):
-        from storage.parquet import MergeShard, SpillByShard
+        from storage.shards import MergeShard, SpillByShard
 
         self.directory, self.record_type, self.num_shards = directory, record_type, num_shards
         self.spill = SpillByShard(str(directory), record_type, num_shards, key_field, 256)
@@ -411,7 +411,8 @@ def _find_duplicates(analysed: Iterator[tuple], config: Any, reanalyse: Any) -> 
                 decisions[output[0]] = output[1]
     del exact
     bucket_pairs = PartitionPairs(config.max_bucket_pairs)
-    pairs = [pair for partition, chunks in sorted(blobs.items()) for pair in bucket_pairs.process((partition, chunks), decisions)]
+    pairs = [pair for partition, chunks in sorted(blobs.items()) for listed in bucket_pairs.process((partition, chunks), decisions)
+             for pair in listed]
     del blobs
     wanted = {doc_id for pair in pairs for doc_id in pair}
     if reanalyse is None:
@@ -419,7 +420,7 @@ def _find_duplicates(analysed: Iterator[tuple], config: Any, reanalyse: Any) -> 
     else:
         lookup = {doc[0]: (doc[1], compact_signature(doc[3])) for doc in reanalyse(wanted) if doc[3] is not None}
     verify = VerifyPairs(config.threshold)
-    edges = [edge for pair in pairs for edge in verify.process(pair, lookup)]
+    edges = list(verify.process(pairs, lookup))
     for member in Components().process((0, edges), lookup):
         members.append(member)
         if not member["kept"]:

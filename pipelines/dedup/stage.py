@@ -24,6 +24,7 @@ from pipelines.dedup.transforms import (
     candidate_columns,
     candidate_rank,
     candidate_text,
+    packed,
 )
 from schemas import Candidate, ClusterMember
 
@@ -69,7 +70,7 @@ class Dedup(Stage[DedupConfig]):
         decisions, members = keys("Keys") | "FindDuplicates" >> FindDuplicates(
             STAGE, "pair_id", candidate_rank, candidate_text(KEYS[config.key]), config, reread=keys, tables=True
         )
-        applied = records | "ApplyDecisions" >> beam.ParDo(DropDuplicates(STAGE, "pair_id"), beam.pvalue.AsDict(decisions)).with_outputs(
+        applied = records | "ApplyDecisions" >> beam.ParDo(DropDuplicates(STAGE, "pair_id"), packed(decisions, "Decisions")).with_outputs(
             DROPPED, main="kept"
         )
         return StageResult(applied.kept, [applied[DROPPED]], {"clusters": SideTable(members, ClusterMember, "record_id")})

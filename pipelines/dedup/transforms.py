@@ -13,6 +13,9 @@ Recipe (no process ever holds the records, nor the signatures of all documents):
    the representative is the best-ranked member: earliest committer time, then smallest id;
 6. apply: the records are read again and the drop decisions (a side input of dropped ids) applied,
    so records are streamed, never held while duplicates are being found.
+Side inputs of many small entries (ids, signatures, decisions) travel as one pickled blob each (`packed`):
+Beam weighs every side input it caches object by object, which cost seconds per worker for a dict of tens of
+thousands of entries, and nothing for one bytes object. Candidate pairs travel as one list per partition.
 Documents with fewer tokens than the shingle size are never near-deduplicated (only exactly):
 they cannot be shingled, and empty shingle sets would all look identical.
 """
@@ -21,6 +24,7 @@ they cannot be shingled, and empty shingle sets would all look identical.
 from __future__ import annotations
 
 import itertools
+import pickle
 import struct
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -93,6 +97,53 @@ def brief(row: dict[str, Any]) -> dict[str, Any]:
     return {k: (v[:500] if isinstance(v, str) else v) for k, v in row.items() if not k.endswith("_facts")}
 
 
+def packed(entries: beam.PCollection, label: str) -> beam.pvalue.AsSingleton:
+    """A side input of `entries` ((key, value) pairs, or ids), as one pickled list (read it with `Unpacked`)."""
+    return beam.pvalue.AsSingleton(entries | f"{label}List" >> beam.combiners.ToList() | f"{label}Pack" >> beam.Map(pickle.dumps))
+
+
+class UnionOfIds(beam.CombineFn):
+    """Collections of ids -> the distinct ids, as one pickled list (a `packed` side input)."""
+
+    def create_accumulator(self) -> set[str]:
+        return set()
+
+    def add_input(self, ids: set[str], more: Iterable[str]) -> set[str]:
+        ids.update(more)
+        return ids
+
+    def merge_accumulators(self, accumulators: Iterable[set[str]]) -> set[str]:
+        merged: set[str] = set()
+        for ids in accumulators:
+            merged.update(ids)
+        return merged
+
+    def extract_output(self, ids: set[str]) -> bytes:
+        return pickle.dumps(sorted(ids))
+
+
+class Unpacked:
+    """The value of a `packed` side input, built (by `build`, from the unpickled list) once per blob; a value that
+    is not packed (a dict or set given directly, as the benchmarks' plain loop does) is used as it is."""
+
+    def __init__(self, build: Callable[[list], Any]):
+        self.build = build
+        self.blob: bytes | None = None
+        self.value: Any = None
+
+    def __call__(self, side: Any) -> Any:
+        if not isinstance(side, bytes):
+            return side
+        if side is not self.blob:
+            self.blob, self.value = side, self.build(pickle.loads(side))
+        return self.value
+
+
+def _ids(entries: list) -> set[str]:
+    """The ids of a packed side input of ids or of (id, value) pairs."""
+    return {entry[0] if isinstance(entry, tuple) else entry for entry in entries}
+
+
 class AnalyseBatch(beam.DoFn):
     """(id, rank, token-sequence hash, signature bytes or None) per document; short ones are counted."""
 
@@ -117,12 +168,14 @@ class AnalyseTables(AnalyseBatch):
     def __init__(self, stage: str, id_field: str, rank: Callable, text: Callable, *, ngram: int, num_perm: int, seed: int, batch_size: int):
         super().__init__(stage, ngram, num_perm, seed)
         self.id_field, self.rank, self.text, self.batch_size = id_field, rank, text, batch_size
+        self.wanted = Unpacked(_ids)
 
-    def process(self, table: Any, wanted: dict[str, Any] | None = None) -> Iterator[tuple[str, tuple, str, bytes | None]]:  # type: ignore[override]
+    def process(self, table: Any, wanted: Any = None) -> Iterator[tuple[str, tuple, str, bytes | None]]:  # type: ignore[override]
         id_field, rank, text = self.id_field, self.rank, self.text
         rows = table.to_pylist()
         if wanted is not None:
-            rows = [row for row in rows if row[id_field] in wanted]
+            ids = self.wanted(wanted)
+            rows = [row for row in rows if row[id_field] in ids]
         for start in range(0, len(rows), self.batch_size):
             yield from super().process([(row[id_field], rank(row), text(row)) for row in rows[start : start + self.batch_size]])
 
@@ -132,9 +185,10 @@ class DropDuplicates(beam.DoFn):
 
     def __init__(self, stage: str, id_field: str):
         self.stage, self.id_field = stage, id_field
+        self.decisions = Unpacked(dict)
 
-    def process(self, row: dict[str, Any], decisions: dict[str, tuple[str, str]]) -> Iterator[Any]:
-        decision = decisions.get(row[self.id_field])
+    def process(self, row: dict[str, Any], decisions: Any) -> Iterator[Any]:
+        decision = self.decisions(decisions).get(row[self.id_field])
         if decision is None:
             yield row
         else:
@@ -191,23 +245,34 @@ def _unpack(blob: bytes) -> Iterator[tuple[bytes, str]]:
         position = start + length
 
 
+PAIRS_PER_LIST = 10_000
+
+
 class PartitionPairs(beam.DoFn):
-    """Candidate pairs of one key-space partition: documents sharing a bucket, each paired with at most
-    `limit` later members; ids in the excluded side input take no part."""
+    """Candidate pairs of one key-space partition, in lists of at most PAIRS_PER_LIST: documents sharing a bucket,
+    each paired with at most `limit` later members; ids in the excluded side input take no part."""
 
     def __init__(self, limit: int):
         self.limit = limit
+        self.excluded = Unpacked(_ids)
 
-    def process(self, element: tuple[int, Iterable[bytes]], excluded: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    def process(self, element: tuple[int, Iterable[bytes]], excluded: Any) -> Iterator[list[tuple[str, str]]]:
+        excluded = self.excluded(excluded)
         entries = sorted(entry for blob in element[1] for entry in _unpack(blob))
         seen: set[tuple[str, str]] = set()
+        pairs: list[tuple[str, str]] = []
         for _, group in itertools.groupby(entries, key=lambda entry: entry[0]):
             members = sorted({doc_id for _, doc_id in group if doc_id not in excluded})
             for i, first in enumerate(members):
                 for second in members[i + 1 : i + 1 + self.limit]:
                     if (first, second) not in seen:
                         seen.add((first, second))
-                        yield first, second
+                        pairs.append((first, second))
+                        if len(pairs) == PAIRS_PER_LIST:
+                            yield pairs
+                            pairs = []
+        if pairs:
+            yield pairs
 
 
 def compact_signature(signature: bytes) -> bytes:
@@ -225,22 +290,29 @@ def _as_signature(data: bytes) -> np.ndarray:
 
 
 class VerifyPairs(beam.DoFn):
-    """Keeps candidate pairs whose estimated Jaccard reaches the threshold."""
+    """Keeps the candidate pairs (a list of them) whose estimated Jaccard reaches the threshold."""
 
     def __init__(self, threshold: float):
         self.threshold = threshold
+        self.signed = Unpacked(dict)
 
-    def process(self, pair: tuple[str, str], signed: dict[str, tuple[tuple, bytes]]) -> Iterator[tuple[str, str, float]]:
-        first, second = signed[pair[0]], signed[pair[1]]
-        similarity = estimated_jaccard(_as_compact(first[1]), _as_compact(second[1]))
-        if similarity >= self.threshold:
-            yield pair[0], pair[1], similarity
+    def process(self, pairs: list[tuple[str, str]], signed: Any) -> Iterator[tuple[str, str, float]]:
+        signed = self.signed(signed)
+        for pair in pairs:
+            first, second = signed[pair[0]], signed[pair[1]]
+            similarity = estimated_jaccard(_as_compact(first[1]), _as_compact(second[1]))
+            if similarity >= self.threshold:
+                yield pair[0], pair[1], similarity
 
 
 class Components(beam.DoFn):
     """Connected components of the verified edges; each member is compared with its representative."""
 
-    def process(self, element: tuple[int, Iterable[tuple[str, str, float]]], signed: dict[str, tuple[tuple, bytes]]) -> Iterator[dict[str, Any]]:
+    def __init__(self) -> None:
+        self.signed = Unpacked(dict)
+
+    def process(self, element: tuple[int, Iterable[tuple[str, str, float]]], signed: Any) -> Iterator[dict[str, Any]]:
+        signed = self.signed(signed)
         parent: dict[str, str] = {}
 
         def find(node: str) -> str:
@@ -268,7 +340,8 @@ class Components(beam.DoFn):
 
 class SimilarPairs(beam.PTransform):
     """Analysed documents (id, rank, exact hash, signature) -> (verified edges (id, id, similarity),
-    signatures of the candidate documents as a side input). Ids in `excluded` take no part.
+    signatures of the candidate documents as a `packed` side input). Ids in `excluded` (a PCollection of ids or of
+    (id, anything) pairs) take no part.
 
     With `reanalysed` (a function giving a fresh analysis of the records, read again), the
     signatures of candidate documents are computed again from a second read instead of holding
@@ -281,9 +354,9 @@ class SimilarPairs(beam.PTransform):
         self.threshold, self.max_bucket_pairs, self.excluded, self.reanalysed = threshold, max_bucket_pairs, excluded, reanalysed
         self.banding: Banding = optimal_banding(threshold, num_perm)
 
-    def expand(self, analysed: beam.PCollection) -> tuple[beam.PCollection, beam.pvalue.AsDict]:
+    def expand(self, analysed: beam.PCollection) -> tuple[beam.PCollection, beam.pvalue.AsSingleton]:
         banding = self.banding
-        excluded = self.excluded if self.excluded is not None else beam.pvalue.AsDict(analysed.pipeline | "NothingExcluded" >> beam.Create([]))
+        excluded = packed(self.excluded if self.excluded is not None else analysed.pipeline | "NothingExcluded" >> beam.Create([]), "Excluded")
         signed = analysed | "Signed" >> beam.FlatMap(lambda doc: [(doc[0], doc[1], doc[3])] if doc[3] is not None else [])
         pairs = (
             signed
@@ -291,20 +364,41 @@ class SimilarPairs(beam.PTransform):
             | "GroupBands" >> beam.GroupByKey()
             | "BucketPairs" >> beam.ParDo(PartitionPairs(self.max_bucket_pairs), excluded)
         )
-        candidates = beam.pvalue.AsDict(
+        candidates = beam.pvalue.AsSingleton(
             pairs
-            | "CandidateIds" >> beam.FlatMap(lambda pair: [(pair[0], True), (pair[1], True)])
-            | "OneEach" >> beam.CombinePerKey(any)
+            | "CandidateIds" >> beam.Map(lambda chunk: {doc_id for pair in chunk for doc_id in pair})
+            | "OneEach" >> beam.CombineGlobally(UnionOfIds())
         )
         source = signed if self.reanalysed is None else (
             self.reanalysed("Reanalyse", candidates)
             | "SignedAgain" >> beam.FlatMap(lambda doc: [(doc[0], doc[1], doc[3])] if doc[3] is not None else [])
         )
-        candidate_signatures = source | "KeepCandidates" >> beam.FlatMap(
-            lambda doc, ids: [(doc[0], (doc[1], compact_signature(doc[2])))] if doc[0] in ids else [], ids=candidates
-        )
-        lookup = beam.pvalue.AsDict(candidate_signatures)
+        candidate_signatures = source | "KeepCandidates" >> beam.ParDo(KeepCandidates(), candidates)
+        lookup = packed(candidate_signatures, "Signatures")
         return pairs | "Verify" >> beam.ParDo(VerifyPairs(self.threshold), lookup), lookup
+
+
+class KeepCandidates(beam.DoFn):
+    """(id, rank, signature) -> (id, (rank, compact signature)) of the documents in the candidates side input."""
+
+    def __init__(self) -> None:
+        self.candidates = Unpacked(_ids)
+
+    def process(self, doc: tuple[str, tuple, bytes], candidates: Any) -> Iterator[tuple[str, tuple[tuple, bytes]]]:
+        if doc[0] in self.candidates(candidates):
+            yield doc[0], (doc[1], compact_signature(doc[2]))
+
+
+class Wanted(beam.DoFn):
+    """The records whose id is in the `packed` side input of ids."""
+
+    def __init__(self, id_field: str):
+        self.id_field = id_field
+        self.ids = Unpacked(_ids)
+
+    def process(self, row: dict[str, Any], ids: Any) -> Iterator[dict[str, Any]]:
+        if row[self.id_field] in self.ids(ids):
+            yield row
 
 
 class Analyse(beam.PTransform):
@@ -328,7 +422,7 @@ class Analyse(beam.PTransform):
                                     batch_size=self.batch_size)
             return records | "AnalyseTables" >> (beam.ParDo(analyse) if self.wanted is None else beam.ParDo(analyse, self.wanted))
         if self.wanted is not None:
-            records = records | "Wanted" >> beam.Filter(lambda row, ids: row[id_field] in ids, ids=self.wanted)
+            records = records | "Wanted" >> beam.ParDo(Wanted(id_field), self.wanted)
         return (
             records
             | "Texts" >> beam.Map(lambda row: (row[id_field], rank(row), text(row)))
@@ -370,7 +464,7 @@ class FindDuplicates(beam.PTransform):
         )
         edges, lookup = analysed | "SimilarPairs" >> SimilarPairs(
             threshold=config.threshold, num_perm=config.num_perm, max_bucket_pairs=config.max_bucket_pairs,
-            excluded=beam.pvalue.AsDict(exact.decisions), reanalysed=reanalysed,
+            excluded=exact.decisions, reanalysed=reanalysed,
         )
         near_members = (
             edges

@@ -78,7 +78,7 @@ def test_similar_pairs_verifies_only_pairs_above_the_threshold_and_skips_the_exc
     def edges(pipeline: beam.Pipeline, excluded: list[str]) -> beam.PCollection:
         analysed = (pipeline | "Rows" >> beam.Create(rows())) | Analyse("dedup", "pair_id", candidate_rank, candidate_text("chosen"),
                                                                          ngram=5, num_perm=128, seed=1, batch_size=8)
-        skip = beam.pvalue.AsDict(pipeline | "Excluded" >> beam.Create([(name, True) for name in excluded]))
+        skip = pipeline | "Excluded" >> beam.Create([(name, True) for name in excluded])
         found, _ = analysed | SimilarPairs(threshold=0.7, num_perm=128, max_bucket_pairs=64, excluded=skip)
         # A pair sharing several bands is found (and verified) once per band: the distinct edges are what counts.
         return found | "Unordered" >> beam.Map(lambda edge: (tuple(sorted(edge[:2])), edge[2] >= 0.7)) | "Distinct" >> beam.Distinct()
@@ -96,7 +96,7 @@ def test_verify_pairs_keeps_a_candidate_pair_only_at_the_threshold_or_above():
                                                                          ngram=5, num_perm=128, seed=1, batch_size=8)
         signed = beam.pvalue.AsDict(analysed | "Signed" >> beam.FlatMap(
             lambda doc: [(doc[0], (doc[1], compact_signature(doc[3])))] if doc[3] is not None else []))
-        proposed = pipeline | "Proposed" >> beam.Create([("exact-early", "near"), ("exact-early", "far"), ("near", "far")])
+        proposed = pipeline | "Proposed" >> beam.Create([[("exact-early", "near"), ("exact-early", "far")], [("near", "far")]])
         verified = proposed | beam.ParDo(VerifyPairs(0.7), signed)
         assert_that(verified | beam.Map(lambda edge: (edge[0], edge[1], 0.7 <= edge[2] <= 1.0)), equal_to([("exact-early", "near", True)]))
 
