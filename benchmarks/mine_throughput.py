@@ -28,8 +28,11 @@ sum of the resident set of the process and all its descendants (psutil), sampled
 largest sum kept (a peak shorter than 50 ms can be missed). The ratio is commits per core over the
 plain git pass's. The machine's load average is recorded at the start and the end.
 
-    .venv/bin/python -m benchmarks.mine_throughput [--commits 1000 5000 20000] [--repo PATH ...]
-        [--sample 30] [--no-pydriller] [--json out.json]
+    .venv/bin/python -m benchmarks.mine_throughput [--commits 1000 5000 20000] [--repo PATH ...] [--together]
+        [--workers 2] [--sample 30] [--no-pydriller] [--json out.json]
+
+`--workers 2` adds a run of codepref with two worker processes on each repository (the history of one repository
+is walked in runs spread over the workers); `--together` adds one codepref run over all the `--repo` repositories.
 """
 
 from __future__ import annotations
@@ -145,17 +148,19 @@ def pydriller_python(venv: Path) -> tuple[Path | None, str | None]:
     return python, None
 
 
-def run_codepref(repo: Path, name: str, work: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def run_codepref(repos: list[tuple[Path, str]], work: Path, workers: int = 1) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """`codepref mine` over `repos` (path, name) in one run: the in-memory runner for one worker, else `workers`
+    worker processes."""
     manifest = work / "repos.jsonl"
-    manifest.write_text(json.dumps({"path": str(repo), "name": name, "license": "mit"}) + "\n")
+    manifest.write_text("".join(json.dumps({"path": str(repo), "name": name, "license": "mit"}) + "\n" for repo, name in repos))
     config = work / "config.yaml"
-    config.write_text(yaml.safe_dump({"run_dir": str(work / "run"), "num_shards": 4,
-                                      "runner": {"running_mode": "in_memory", "workers": 1}, "stages": {"mine": {}}}))
+    runner = {"running_mode": "in_memory", "workers": 1} if workers == 1 else {"running_mode": "multi_processing", "workers": workers}
+    config.write_text(yaml.safe_dump({"run_dir": str(work / "run"), "num_shards": 4, "runner": runner, "stages": {"mine": {}}}))
     out = work / "mine"
     command = [str(CODEPREF), "mine", "--out", str(out), "--repo-manifest", str(manifest), "--config", str(config), "--force"]
     result, figures = measured(command)
     if result.returncode != 0:
-        raise RuntimeError(f"codepref mine failed on {repo}: {result.stderr[-2000:]}")
+        raise RuntimeError(f"codepref mine failed on {[str(r) for r, _ in repos]}: {result.stderr[-2000:]}")
     stage = json.loads((out / MANIFEST_NAME).read_text())
     kept = list(read_rows(str(out), Commit))
     return {"examined": stage["records_in"], "kept": len(kept), "stage_seconds": round(stage["seconds"], 3), **figures}, kept
@@ -189,7 +194,9 @@ def finish(figures: dict[str, Any]) -> dict[str, Any]:
 def measure_repository(name: str, kind: str, repo: Path, work: Path, args: argparse.Namespace, pydriller: Path | None,
                        unavailable: str | None) -> dict[str, Any]:
     methods: dict[str, Any] = {}
-    methods["codepref"], kept = run_codepref(repo, name, work)
+    methods["codepref"], kept = run_codepref([(repo, name)], work)
+    if args.workers > 1 and kind in args.parallel_kinds:
+        methods[f"codepref_{args.workers}_workers"], _ = run_codepref([(repo, name)], work, args.workers)
     methods["plain_git"] = run_peer("plain-git", Path(sys.executable), repo)
     if pydriller is not None:
         methods["pydriller"] = run_peer("pydriller", pydriller, repo)
@@ -208,6 +215,28 @@ def measure_repository(name: str, kind: str, repo: Path, work: Path, args: argpa
             fetch["codepref_speedup_kept"] = round(methods["codepref"]["kept"] / methods["codepref"]["seconds"] / fetch["commits_per_s"], 1)
         entry["reference_fetch"] = fetch
     return entry
+
+
+def measure_together(repos: list[dict[str, Any]], work: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """All the real repositories in one `codepref mine` run, against the peers' runs on each, summed (peak: the largest)."""
+    methods: dict[str, Any] = {}
+    methods["codepref"], _ = run_codepref([(Path(entry["path"]), entry["name"]) for entry in repos], work)
+    if args.workers > 1:
+        methods[f"codepref_{args.workers}_workers"], _ = run_codepref([(Path(entry["path"]), entry["name"]) for entry in repos], work,
+                                                                     args.workers)
+    for method in ("plain_git", "pydriller"):
+        runs = [entry["methods"][method] for entry in repos]
+        if all("examined" in run for run in runs):
+            methods[method] = {key: sum(run[key] for run in runs) for key in ("examined", "kept", "seconds", "cpu_seconds")}
+            methods[method]["peak_rss_mb"] = max(run["peak_rss_mb"] for run in runs)
+        else:
+            methods[method] = {"unavailable": next(run["unavailable"] for run in runs if "unavailable" in run)}
+    plain = finish(methods["plain_git"])["commits_per_s_per_core"]
+    for figures in methods.values():
+        if "examined" in figures:
+            finish(figures)
+            figures["ratio_to_plain_git"] = round(figures["commits_per_s_per_core"] / plain, 3)
+    return {"name": f"all {len(repos)} real, together", "kind": "real", "path": "", "methods": methods}
 
 
 def repository_name(path: Path) -> str:
@@ -237,6 +266,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--sample", type=int, default=30, help="Commits fetched the reference way per repository (0: none).")
     parser.add_argument("--no-pydriller", action="store_true", help="Skip the PyDriller peer (no venv is created).")
     parser.add_argument("--pydriller-venv", type=Path, default=DEFAULT_VENV, help="The PyDriller peer's virtual environment.")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="Also run codepref with this many worker processes (multi-processing runner), to show one "
+                             "repository's history spread over the cores.")
+    parser.add_argument("--parallel-kinds", nargs="+", default=["generated", "real"], choices=["generated", "real"],
+                        help="Which repositories get the --workers run.")
+    parser.add_argument("--together", action="store_true",
+                        help="Also mine all the --repo repositories in one codepref run (the peers' runs on each are summed).")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
 
@@ -256,6 +292,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             repo = synthetic_history(work / "synth.git", source) if kind == "generated" else source
             repositories.append(measure_repository(name, kind, repo, work, args, pydriller, unavailable))
             shutil.rmtree(work / "run", ignore_errors=True)
+        real = [entry for entry in repositories if entry["kind"] == "real"]
+        if args.together and len(real) > 1:
+            work = tmp_path / "together"
+            work.mkdir()
+            repositories.append(measure_together(real, work, args))
     machine["load_end"] = [round(x, 2) for x in os.getloadavg()]
     result = {"command": ["python", "-m", "benchmarks.mine_throughput", *(argv if argv is not None else sys.argv[1:])],
               "machine": machine, "repositories": repositories}

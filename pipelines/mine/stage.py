@@ -161,7 +161,7 @@ def _manifest_rows(path: Path) -> list[dict[str, Any]]:
 
 
 
-READ_BATCH = 128  # candidates whose file versions are read in one exchange with git
+READ_BATCH = 32  # candidates whose file versions are read in one exchange with git
 
 
 class KeepOnePerCommit(beam.DoFn):
