@@ -6,13 +6,26 @@
    rensa each fed the same shingle strings, to compare the libraries at equal input.
 2. Accuracy at equal num_perm: mean absolute error of the estimated Jaccard against the exact
    Jaccard of the shingle sets, for datasketch and for codepref's signatures.
-3. Peak memory (RSS of the `codepref dedup` process and all its Beam workers, measured from
-   outside) and wall time of the whole stage over N documents with the multi-processing runner.
+3. The whole stage on N documents (issue 23), three ways on the same documents, each its own process tree
+   measured from outside (CPU seconds of the tree: `getrusage(RUSAGE_CHILDREN)` before and after, or the sum of
+   the sampled per-process CPU times when larger; peak RSS: the largest sum of the RSS of the process and all its
+   descendants, sampled every 50 ms):
+   - **codepref**: `codepref dedup` with the FnApiRunner multi-processing runner (`--workers` SDK workers), and
+     with `running_mode: in_memory` (one process: the runner and its one worker; `--no-in-memory` skips it);
+   - **plain loop**: the stage's own DoFns and functions in a Python loop in one process, reading the same shards
+     the same way (benchmarks.scale's plain loop); its decisions are checked to equal the stage's;
+   - **datatrove** (0.10.1): its four-step MinHash dedup (signatures, buckets, clusters, filter) in its own virtual
+     environment (`--datatrove-venv`, made with `python3 -m venv` and `pip install` of DATATROVE when missing; never
+     a codepref dependency), as a peer process (benchmarks/dedup_peers.py) with `--workers` processes, on the same
+     documents written as JSON Lines. Reported unavailable, with the reason, when it cannot be installed;
+     `--no-datatrove` skips it.
+   The machine's load average is recorded at the start and the end.
 4. Precision and recall of the stage's verified pairs against brute-force exact Jaccard on a sample.
 
 Documents are functions of the Python standard library and edited copies of them (benchmarks.corpus.dedup_documents).
 
-    .venv/bin/python -m benchmarks.dedup_throughput [--docs 200000] [--sign-docs 5000] [--json out.json]
+    .venv/bin/python -m benchmarks.dedup_throughput [--docs 200000] [--sign-docs 5000] [--workers 2] [--no-datatrove]
+        [--json out.json]
 """
 
 from __future__ import annotations
@@ -21,10 +34,14 @@ import argparse
 import itertools
 import json
 import os
+import platform
 import random
+import resource
+import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -98,53 +115,169 @@ def signing(texts: list[str]) -> dict:
     return timings
 
 
-def peak_rss_of(command: list[str], env: dict[str, str]) -> tuple[int, float, subprocess.CompletedProcess]:
-    """Run `command`; return (peak RSS of it and all its descendants in bytes, seconds, result), sampled every 100 ms."""
+DATATROVE = ["datatrove==0.10.1", "xxhash<4", "regex", "orjson", "tokenizers"]  # what its MinHash steps and JSONL reader import
+DEFAULT_DATATROVE_VENV = Path.home() / ".cache" / "codepref" / "bench-venvs" / "datatrove"
+PEERS = Path(__file__).with_name("dedup_peers.py")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def measured(command: list[str], cwd: Path | None = None) -> tuple[subprocess.CompletedProcess[str], dict[str, float]]:
+    """Run `command`; wall and CPU seconds of its process tree, and the tree's peak RSS sampled every 50 ms."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    root = psutil.Process(process.pid)
-    peak = 0
-    while process.poll() is None:
-        total = 0
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd)
+    peak, cpu = 0, {}
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
         try:
-            for member in [root, *root.children(recursive=True)]:
+            root = psutil.Process(process.pid)
+        except psutil.NoSuchProcess:
+            return
+        while not done.is_set():
+            total = 0
+            try:
+                tree = [root, *root.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                break
+            for member in tree:
                 try:
-                    total += member.memory_info().rss
+                    with member.oneshot():
+                        total += member.memory_info().rss
+                        times = member.cpu_times()
+                        cpu[member.pid] = times.user + times.system
                 except psutil.Error:
                     continue
-        except psutil.Error:
-            pass
-        peak = max(peak, total)
-        time.sleep(0.1)
+            peak = max(peak, total)
+            done.wait(0.05)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     stdout, stderr = process.communicate()
-    return peak, time.perf_counter() - start, subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+    wall = time.perf_counter() - start
+    done.set()
+    sampler.join()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # Descendants nobody waited for (a pool's workers) are missing from rusage; the samples saw them.
+    waited = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    figures = {"seconds": round(wall, 2), "cpu_seconds": round(max(waited, sum(cpu.values())), 2), "peak_rss_mb": round(peak / 2**20, 1)}
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr), figures
 
 
-def whole_stage(docs: list[tuple[str, str]], workers: int) -> dict:
-    """The `dedup` stage as a user runs it (`codepref dedup`), in its own process tree, measured from outside."""
+def datatrove_python(venv: Path) -> tuple[Path | None, str | None]:
+    """The datatrove peer's interpreter, its venv created (from the configured index) when missing; or why not."""
+    python = venv / "bin" / "python"
+    probe = [str(python), "-c", "import datatrove.pipeline.dedup.minhash, xxhash, orjson"]
+    if python.exists() and subprocess.run(probe, check=False, capture_output=True).returncode == 0:
+        return python, None
+    try:
+        venv.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["python3", "-m", "venv", str(venv)], check=True, capture_output=True, text=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", *DATATROVE], check=True, capture_output=True, text=True)
+    except (OSError, subprocess.CalledProcessError) as error:
+        detail = (getattr(error, "stderr", "") or str(error)).strip()
+        return None, f"cannot install {' '.join(DATATROVE)} into {venv}: {detail.splitlines()[-1] if detail else error}"
+    if subprocess.run(probe, check=False, capture_output=True).returncode != 0:
+        return None, f"{DATATROVE[0]} installed into {venv} but does not import"
+    return python, None
+
+
+def write_documents(work: Path, docs: list[tuple[str, str]], shards: int) -> None:
+    """The documents as a finished `parse` stage (Candidate shards whose chosen side, which dedup's key `after`
+    compares, is the text) and as JSON Lines shards for datatrove (`{"id", "text"}`): the same texts, round robin."""
+    records = (candidate(doc_id, text, "pass", committed_at=i) for i, (doc_id, text) in enumerate(docs))
+    write_stage(work, "parse", records, Candidate, shards=shards)
+    jsonl = work / "jsonl"
+    jsonl.mkdir()
+    for shard in range(shards):
+        with open(jsonl / f"part-{shard:05d}.jsonl", "w", encoding="utf-8") as handle:
+            handle.writelines(json.dumps({"id": doc_id, "text": text}) + "\n" for doc_id, text in docs[shard::shards])
+
+
+def run_codepref(work: Path, docs: int, workers: int, shards: int, running_mode: str = "multi_processing") -> dict[str, Any]:
+    """`codepref dedup` as a user runs it (`running_mode` in_memory: one process, the runner and its one worker)."""
+    config = work / "config.yaml"
+    workers = workers if running_mode == "multi_processing" else 1
+    config.write_text(json.dumps({
+        "num_shards": shards, "runner": {"running_mode": running_mode, "workers": workers},
+        "stages": {"dedup": {"ngram": NGRAM, "num_perm": NUM_PERM, "threshold": THRESHOLD}},
+    }))
+    out = work / "dedup"
+    shutil.rmtree(out, ignore_errors=True)
+    codepref = Path(sys.executable).with_name("codepref")  # the console script installed beside this interpreter
+    result, figures = measured([str(codepref), "dedup", "--in", str(work / "parse"), "--out", str(out), "--config", str(config)])
+    if result.returncode != 0:
+        raise RuntimeError(result.stderr[-3000:])
+    manifest = json.loads((out / "_manifest.json").read_text())
+    members = sum(1 for _ in read_rows(str(out / "clusters"), ClusterMember))
+    return {"docs": docs, "running_mode": running_mode, "workers": workers, **figures, "docs_per_s": round(docs / figures["seconds"], 1),
+            "peak_rss_gb": round(figures["peak_rss_mb"] / 1024, 2), "kept": manifest["records_out"],
+            "removed": sum(manifest["dropped"].values()), "dropped": manifest["dropped"], "stage_seconds": manifest["seconds"],
+            "cluster_rows": members}
+
+
+def run_plain(work: Path, docs: int, shards: int) -> dict[str, Any]:
+    """The stage's DoFns in a plain loop (benchmarks.scale's, with the same dedup settings), in its own process."""
+    from benchmarks.scale import same_output
+
+    command = [sys.executable, "-m", "benchmarks.scale", "--internal", "plain", "--run-dir", str(work), "--stage", "dedup",
+               "--num-shards", str(shards)]
+    result, figures = measured(command, cwd=REPO)
+    if result.returncode != 0:
+        raise RuntimeError(result.stderr[-3000:])
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    same = same_output(work, "dedup")  # the loop wrote WORK/plain/dedup, the stage WORK/dedup
+    return {"docs": docs, **figures, "kept": report["records_out"], "removed": sum(report["dropped"].values()),
+            "dropped": report["dropped"], "same_decisions_as_codepref": same["kept_identical"] and same["drops_identical"]}
+
+
+def run_datatrove(work: Path, docs: int, workers: int, shards: int, python: Path) -> dict[str, Any]:
+    command = [str(python), str(PEERS), "datatrove", str(work / "jsonl"), str(work / "datatrove"), "--tasks", str(shards),
+               "--workers", str(workers), "--ngram", str(NGRAM)]
+    result, figures = measured(command)
+    if result.returncode != 0:
+        raise RuntimeError(f"datatrove failed: {result.stderr[-3000:]}")
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    return {"docs": report["documents"], "workers": workers, **figures, "kept": report["kept"], "removed": report["removed"]}
+
+
+def whole_stage(docs: list[tuple[str, str]], workers: int, datatrove: Path | None = None, unavailable: str | None = None,
+                shards: int = 8, in_memory: bool = True) -> dict[str, Any]:
+    """codepref's dedup stage (also in one process with `in_memory`), the plain loop and datatrove on the same documents
+    (see the module's docstring)."""
     with tempfile.TemporaryDirectory() as tmp:
-        source = Path(tmp) / "parse"
-        records = [candidate(doc_id, text, "pass", committed_at=i) for i, (doc_id, text) in enumerate(docs)]
-        write_stage(Path(tmp), "parse", records, Candidate, shards=8)  # as an upstream stage leaves it
-        del records
-        config = Path(tmp) / "config.yaml"
-        config.write_text(json.dumps({
-            "num_shards": 8, "runner": {"running_mode": "multi_processing", "workers": workers},
-            "stages": {"dedup": {"ngram": NGRAM, "num_perm": NUM_PERM, "threshold": THRESHOLD}},
-        }))
-        out = Path(tmp) / "out"
-        codepref = Path(sys.executable).with_name("codepref")  # the console script installed beside this interpreter
-        command = [str(codepref), "dedup", "--in", str(source), "--out", str(out), "--config", str(config)]
-        peak, seconds, result = peak_rss_of(command, dict(os.environ))
-        if result.returncode != 0:
-            raise RuntimeError(result.stderr[-3000:])
-        manifest = json.loads((out / "_manifest.json").read_text())
-        members = sum(1 for _ in read_rows(str(out / "clusters"), ClusterMember))
-    return {
-        "docs": len(docs), "workers": workers, "seconds": round(seconds, 1), "docs_per_s": round(len(docs) / seconds, 1),
-        "peak_rss_gb": round(peak / 2**30, 2), "kept": manifest["records_out"], "dropped": manifest["dropped"],
-        "stage_seconds": manifest["seconds"], "cluster_rows": members,
-    }
+        work = Path(tmp)
+        write_documents(work, docs, shards)
+        methods = {}
+        if in_memory:
+            methods["codepref_in_memory"] = run_codepref(work, len(docs), workers, shards, "in_memory")
+        methods["codepref"] = run_codepref(work, len(docs), workers, shards)  # last: the plain loop's output is compared with it
+        methods["plain_loop"] = run_plain(work, len(docs), shards)
+        methods["datatrove"] = (run_datatrove(work, len(docs), workers, shards, datatrove) if datatrove is not None
+                                else {"unavailable": unavailable})
+    plain_cpu = methods["plain_loop"]["cpu_seconds"]
+    for figures in methods.values():
+        if "cpu_seconds" in figures:
+            figures["docs_per_s_per_core"] = round(figures["docs"] / max(figures["cpu_seconds"], 1e-3), 1)
+            figures["cpu_over_plain_loop"] = round(figures["cpu_seconds"] / max(plain_cpu, 1e-3), 2)
+    if "peak_rss_mb" in methods["datatrove"]:
+        for figures in methods.values():
+            figures["rss_over_datatrove"] = round(figures["peak_rss_mb"] / methods["datatrove"]["peak_rss_mb"], 2)
+    return methods
+
+
+def table(methods: dict[str, Any]) -> str:
+    lines = ["| method | docs | kept | removed | wall s | CPU s | docs/s/core | peak RSS MB | CPU / plain loop | RSS / datatrove |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, f in methods.items():
+        if "cpu_seconds" not in f:
+            lines.append(f"| {name} | unavailable: {f['unavailable']} | | | | | | | | |")
+            continue
+        lines.append(f"| {name} | {f['docs']:,} | {f['kept']:,} | {f['removed']:,} | {f['seconds']:.1f} | {f['cpu_seconds']:.1f} "
+                     f"| {f['docs_per_s_per_core']:,.0f} | {f['peak_rss_mb']:,.0f} | {f['cpu_over_plain_loop']:.2f} "
+                     f"| {f.get('rss_over_datatrove', '')} |")
+    return "\n".join(lines)
 
 
 def accuracy(docs: list[tuple[str, str]]) -> dict:
@@ -177,17 +310,28 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--docs", type=int, default=200_000, help="Documents for the whole-stage run.")
     parser.add_argument("--sign-docs", type=int, default=5_000, help="Documents for the signing comparison.")
     parser.add_argument("--sample", type=int, default=1_500, help="Documents for the brute-force accuracy check.")
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2, help="codepref's SDK workers, and datatrove's processes.")
+    parser.add_argument("--no-in-memory", action="store_true", help="Skip codepref's one-process run (running_mode in_memory).")
+    parser.add_argument("--no-datatrove", action="store_true", help="Skip the datatrove peer (no venv is created).")
+    parser.add_argument("--datatrove-venv", type=Path, default=DEFAULT_DATATROVE_VENV, help="The datatrove peer's virtual environment.")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
 
+    machine = {"nproc": os.cpu_count(), "load_start": [round(x, 2) for x in os.getloadavg()], "python": platform.python_version()}
+    result: dict[str, Any] = {"command": ["python", "-m", "benchmarks.dedup_throughput", *(argv if argv is not None else sys.argv[1:])],
+                              "machine": machine}
     docs = dedup_documents(max(args.docs, args.sign_docs, args.sample))
-    result = {"signing": signing([t for _, t in docs[: args.sign_docs]])}
+    result["signing"] = signing([t for _, t in docs[: args.sign_docs]])
     result["accuracy"] = accuracy(random.Random(2).sample(docs[: max(args.sample * 4, args.sample)], args.sample))
     stage_docs = docs[: args.docs]
     del docs
-    result["stage"] = whole_stage(stage_docs, args.workers)
+    datatrove, unavailable = (None, "skipped (--no-datatrove)") if args.no_datatrove else datatrove_python(args.datatrove_venv)
+    result["methods"] = whole_stage(stage_docs, args.workers, datatrove, unavailable, in_memory=not args.no_in_memory)
+    result["stage"] = result["methods"]["codepref"]
+    machine["load_end"] = [round(x, 2) for x in os.getloadavg()]
     print(json.dumps(result, indent=2, default=lambda v: round(v, 4) if isinstance(v, float) else str(v)))
+    print(f"nproc {machine['nproc']}; load average at start {machine['load_start']}, at end {machine['load_end']}")
+    print(table(result["methods"]))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     return result
