@@ -324,7 +324,9 @@ def changes_of(repo: pygit2.Repository, ids: Sequence[str]) -> list[Change | Git
 
 # git's options that make its output depend on nothing but the repository's objects (not the user's or the
 # repository's configuration), and never run a program a repository's configuration names.
-GIT_SAFE_OPTIONS = ("-c", "core.fsmonitor=false", "-c", "core.quotePath=false", "--no-pager")
+GIT_SAFE_OPTIONS = ("-c", "core.fsmonitor=false", "-c", "core.quotePath=false", "--no-pager",
+                    # Memory: git maps packs in windows of up to 1 GB, and caches 96 MB of delta bases, by default.
+                    "-c", "core.packedGitWindowSize=32m", "-c", "core.packedGitLimit=256m", "-c", "core.deltaBaseCacheLimit=48m")
 LOG_FORMAT = "tformat:\x01%H %P%x00%ct%x00%B"
 LOG_OPTIONS = ("--no-walk=unsorted", "--stdin", "--raw", "--no-renames", "--no-abbrev", "--diff-merges=off", "--no-ext-diff",
                "--no-textconv", "--no-color", "--no-notes", "--no-show-signature", "-z", f"--format={LOG_FORMAT}")
