@@ -344,8 +344,15 @@ def class_label_names(metadata: dict[bytes, bytes] | None, column: str) -> list[
     return list(feature["names"])
 
 
+_PLAIN = (str, int, float, bool, bytes, type(None))
+
+
 def to_row(record: Any) -> dict[str, Any]:
-    """A record as a plain dict (what Beam carries and Parquet stores)."""
+    """A record as a plain dict (what Beam carries and Parquet stores); a record of scalar fields without the
+    deep copy `dataclasses.asdict` makes of each value."""
+    row = {f.name: getattr(record, f.name) for f in dataclasses.fields(record)}
+    if all(isinstance(value, _PLAIN) for value in row.values()):
+        return row
     return dataclasses.asdict(record)
 
 

@@ -84,10 +84,6 @@ HEADER_BYTES = 32  # "commit 123456\0": a loose object's header fits in this man
 INFLATE_CHUNK = 1 << 20
 
 
-def _loose_file(repo: pygit2.Repository | str, oid: str) -> Path:
-    return Path(repo if isinstance(repo, str) else repo.path) / "objects" / oid[:2] / oid[2:]
-
-
 def _loose_header(data: bytes) -> tuple[str | None, zlib._Decompress | None]:  # type: ignore[name-defined]
     """(object type, the decompressor after the header), or (None, None) when the stream is not
     zlib at all (libgit2 reports such an object as an error) and ("", d) when it ends inside the header."""
@@ -115,9 +111,10 @@ def _truncated(inflater: zlib._Decompress) -> bool:  # type: ignore[name-defined
 
 def loose_object_problem(repo: pygit2.Repository | str, oid: str) -> str | None:
     """Why the loose object `oid` would hang libgit2 (a truncated stream), or None (packed objects too)."""
-    path = _loose_file(repo, oid)
+    path = os.path.join(repo if isinstance(repo, str) else repo.path, "objects", oid[:2], oid[2:])
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as handle:  # a string path: asked for every blob read, most of them packed
+            data = handle.read()
     except OSError:
         return None  # packed, or missing: libgit2 answers those
     kind, inflater = _loose_header(data)
