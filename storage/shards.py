@@ -82,7 +82,7 @@ class SpillByShard(beam.DoFn):
         self.buffered = 0
 
     def process(self, row: dict[str, Any]) -> Iterator[tuple[int, str]]:
-        shard = shard_of(str(row[self.key_field]), self.num_shards)
+        shard = shard_of(str(row[self.key_field]), self.num_shards) if self.num_shards > 1 else 0
         digest, size = _weigh(row)
         self.buffers.setdefault(shard, []).append(row)
         self.digests.setdefault(shard, []).append(digest)

@@ -178,9 +178,11 @@ def _done(manifest: StageManifest | None, wanted_hash: str, directory: str) -> b
 
 
 def _count(label: str, namespace: str, *counters: str) -> beam.PTransform:
+    made = [beam.metrics.Metrics.counter(namespace, counter) for counter in counters]  # a counter finds the running bundle
+
     def counted(row: Any) -> Any:
-        for counter in counters:
-            beam.metrics.Metrics.counter(namespace, counter).inc()
+        for counter in made:
+            counter.inc()
         return row
 
     return label >> beam.Map(counted)

@@ -176,6 +176,7 @@ def full_disk(victim: str) -> types.SimpleNamespace:
 def test_a_full_disk_fails_the_stage_naming_the_file_and_the_rerun_has_the_same_rows(tmp_path, monkeypatch):
     import storage.manifest
     import storage.parquet
+    import storage.shards
     from schemas import from_row, to_row
 
     rows = tmp_path / "commits.jsonl"
@@ -188,8 +189,8 @@ def test_a_full_disk_fails_the_stage_naming_the_file_and_the_rerun_has_the_same_
     # The disk fills while a shard is written, then (a second run) while the manifest is.
     for victim in ("part-00001-of-00003.parquet", MANIFEST_NAME + ".tmp"):
         with monkeypatch.context() as patch:
-            patch.setattr(storage.parquet, "FileSystems", full_disk(victim))
-            patch.setattr(storage.manifest, "FileSystems", full_disk(victim))
+            for module in (storage.parquet, storage.shards, storage.manifest):
+                patch.setattr(module, "FileSystems", full_disk(victim))
             with pytest.raises(Exception, match=r"No space left on device") as error:
                 run(config)
         if victim.endswith(".parquet"):

@@ -18,11 +18,13 @@ from typing import Any
 
 import apache_beam as beam
 import psutil
+import pyarrow.parquet as pq
 import pytest
 import yaml
 from pydantic import Field
 
 import storage.parquet
+import storage.shards
 from pipelines.core import (
     DROPPED,
     Stage,
@@ -327,12 +329,15 @@ def test_a_stage_that_loses_a_record_fails_without_a_manifest_and_a_rerun_redoes
 def test_rows_lost_by_the_writer_fail_the_stage(tmp_path, monkeypatch):
     run_dir = tmp_path / "run"
     write_stage(run_dir, "parse", pairs(10), Candidate, shards=2)
-    original = storage.parquet._write_table
+    original = storage.shards.merge_sorted
 
-    def lose_first_row(path: str, table: Any) -> None:
-        original(path, table.slice(1) if "part-00000" in path and table.num_rows else table)
+    def lose_first_row(spills: list[str], schema: Any, key_field: str, target: str, temporary: bool = False) -> int:
+        rows = original(spills, schema, key_field, target, temporary)
+        if "part-00000" in target and rows:
+            storage.parquet._write_table(target, pq.read_table(target).slice(1))
+        return rows
 
-    monkeypatch.setattr(storage.parquet, "_write_table", lose_first_row)
+    monkeypatch.setattr(storage.shards, "merge_sorted", lose_first_row)
     config = RunConfig(run_dir=str(run_dir), num_shards=2, runner={"running_mode": "in_memory", "workers": 1},
                        stages={"leaky": {"leak": False}})
 
@@ -348,14 +353,14 @@ def test_shards_written_where_the_driver_cannot_see_them_fail_the_stage(tmp_path
     fails saying so, rather than finishing with empty shards."""
     run_dir = tmp_path / "run"
     write_stage(run_dir, "parse", pairs(10), Candidate, shards=2)
-    original = storage.parquet._write_table
+    original = storage.shards.merge_sorted
 
-    def on_the_workers_own_disk(path: str, table: Any) -> None:
-        own = tmp_path / "worker-disk" / Path(path).relative_to(run_dir)
+    def on_the_workers_own_disk(spills: list[str], schema: Any, key_field: str, target: str, temporary: bool = False) -> int:
+        own = tmp_path / "worker-disk" / Path(target).relative_to(run_dir)
         own.parent.mkdir(parents=True, exist_ok=True)
-        original(str(own) if "_spill" not in path else path, table)
+        return original(spills, schema, key_field, target if temporary else str(own), temporary)
 
-    monkeypatch.setattr(storage.parquet, "_write_table", on_the_workers_own_disk)
+    monkeypatch.setattr(storage.shards, "merge_sorted", on_the_workers_own_disk)
     config = RunConfig(run_dir=str(run_dir), num_shards=2, runner={"running_mode": "in_memory", "workers": 1},
                        stages={"leaky": {"leak": False}})
 
