@@ -198,7 +198,12 @@ def measure_repository(name: str, kind: str, repo: Path, work: Path, args: argpa
     if args.workers > 1 and kind in args.parallel_kinds:
         methods[f"codepref_{args.workers}_workers"], _ = run_codepref([(repo, name)], work, args.workers)
     methods["plain_git"] = run_peer("plain-git", Path(sys.executable), repo)
-    if pydriller is not None:
+    commits = methods["plain_git"]["examined"]
+    if pydriller is not None and commits > args.pydriller_max_commits:
+        methods["pydriller"] = {"unavailable": f"skipped: {commits:,} commits, over --pydriller-max-commits "
+                                              f"({args.pydriller_max_commits:,}); at its ~250 commits/s that is "
+                                              f"{commits / 250 / 60:.0f} min"}
+    elif pydriller is not None:
         methods["pydriller"] = run_peer("pydriller", pydriller, repo)
     else:
         methods["pydriller"] = {"unavailable": unavailable}
@@ -230,13 +235,31 @@ def measure_together(repos: list[dict[str, Any]], work: Path, args: argparse.Nam
             methods[method] = {key: sum(run[key] for run in runs) for key in ("examined", "kept", "seconds", "cpu_seconds")}
             methods[method]["peak_rss_mb"] = max(run["peak_rss_mb"] for run in runs)
         else:
-            methods[method] = {"unavailable": next(run["unavailable"] for run in runs if "unavailable" in run)}
+            missing = [entry["name"] for entry, run in zip(repos, runs) if "examined" not in run]
+            methods[method] = {"unavailable": f"not run on {', '.join(missing)}"}
     plain = finish(methods["plain_git"])["commits_per_s_per_core"]
     for figures in methods.values():
         if "examined" in figures:
             finish(figures)
             figures["ratio_to_plain_git"] = round(figures["commits_per_s_per_core"] / plain, 3)
     return {"name": f"all {len(repos)} real, together", "kind": "real", "path": "", "methods": methods}
+
+
+def marginal(repositories: list[dict[str, Any]]) -> dict[str, Any]:
+    """CPU microseconds per commit between the smallest and the largest synthetic history, per method: the cost of
+    one more commit, with the fixed start-up (interpreter, Beam, pipeline) taken out."""
+    synthetic = sorted((e for e in repositories if e["kind"] == "generated"), key=lambda e: e["methods"]["plain_git"]["examined"])
+    if len(synthetic) < 2:
+        return {}
+    small, large = synthetic[0]["methods"], synthetic[-1]["methods"]
+    out: dict[str, Any] = {"between": [synthetic[0]["name"], synthetic[-1]["name"]]}
+    for method in large:
+        if "examined" in large[method] and "examined" in small.get(method, {}):
+            commits = large[method]["examined"] - small[method]["examined"]
+            out[method] = round(1e6 * (large[method]["cpu_seconds"] - small[method]["cpu_seconds"]) / commits, 1)
+    if "plain_git" in out:
+        out["ratio_to_plain_git"] = {m: round(out["plain_git"] / v, 3) for m, v in out.items() if m not in ("between", "plain_git")}
+    return out
 
 
 def repository_name(path: Path) -> str:
@@ -266,6 +289,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--sample", type=int, default=30, help="Commits fetched the reference way per repository (0: none).")
     parser.add_argument("--no-pydriller", action="store_true", help="Skip the PyDriller peer (no venv is created).")
     parser.add_argument("--pydriller-venv", type=Path, default=DEFAULT_VENV, help="The PyDriller peer's virtual environment.")
+    parser.add_argument("--pydriller-max-commits", type=int, default=20_000,
+                        help="PyDriller is skipped on a larger history (it walks about 250 commits a second).")
     parser.add_argument("--workers", type=int, default=1,
                         help="Also run codepref with this many worker processes (multi-processing runner), to show one "
                              "repository's history spread over the cores.")
@@ -299,9 +324,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             repositories.append(measure_together(real, work, args))
     machine["load_end"] = [round(x, 2) for x in os.getloadavg()]
     result = {"command": ["python", "-m", "benchmarks.mine_throughput", *(argv if argv is not None else sys.argv[1:])],
-              "machine": machine, "repositories": repositories}
+              "machine": machine, "repositories": repositories, "marginal_us_per_commit": marginal(repositories)}
     print(f"nproc {machine['nproc']}; load average at start {machine['load_start']}, at end {machine['load_end']}")
     print(table(result))
+    if result["marginal_us_per_commit"]:
+        print(f"CPU µs per commit, start-up taken out: {result['marginal_us_per_commit']}")
     for entry in repositories:
         if "reference_fetch" in entry:
             print(f"{entry['name']}: reference fetch {entry['reference_fetch']}")
