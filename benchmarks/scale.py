@@ -359,17 +359,11 @@ def plain_parse(run_dir: Path, out: Path, num_shards: int) -> dict[str, Any]:
 
 
 def _analysed(rows: Iterator[dict[str, Any]], id_field: str, rank: Any, text: Any, config: Any, stage: str) -> Iterator[tuple]:
-    """pipelines.dedup.transforms.Analyse in a loop: batches of `batch_size` documents through AnalyseBatch."""
-    from pipelines.dedup.transforms import AnalyseBatch
+    """pipelines.dedup.transforms.Analyse in a loop: the stage's text batches through AnalyseBatch."""
+    from pipelines.dedup.transforms import AnalyseBatch, text_batches
 
     fn = AnalyseBatch(stage, config.ngram, config.num_perm, config.seed)
-    batch = []
-    for row in rows:
-        batch.append((row[id_field], rank(row), text(row)))
-        if len(batch) == config.batch_size:
-            yield from fn.process(batch)
-            batch = []
-    if batch:
+    for batch in text_batches(((row[id_field], rank(row), text(row)) for row in rows), config.batch_size):
         yield from fn.process(batch)
 
 

@@ -160,10 +160,28 @@ class AnalyseBatch(beam.DoFn):
             yield doc_id, rank, exact, None if sig is None else sig.tobytes()
 
 
+ANALYSE_BATCH_BYTES = 1 << 20  # a batch's texts together: minhash.token_hashes makes several 8-byte arrays per text byte
+
+
+def text_batches(docs: Iterable[tuple[str, tuple, bytes]], batch_size: int) -> Iterator[list[tuple[str, tuple, bytes]]]:
+    """(id, rank, text) documents in batches of at most `batch_size` documents and, unless one document is longer,
+    ANALYSE_BATCH_BYTES of text (each document's analysis does not depend on the batch it is in)."""
+    batch: list[tuple[str, tuple, bytes]] = []
+    size = 0
+    for doc in docs:
+        if batch and (len(batch) == batch_size or size + len(doc[2]) > ANALYSE_BATCH_BYTES):
+            yield batch
+            batch, size = [], 0
+        batch.append(doc)
+        size += len(doc[2])
+    if batch:
+        yield batch
+
+
 class AnalyseTables(AnalyseBatch):
     """AnalyseBatch for records read as Arrow tables (storage.ReadRecords(batched=True)): the rows of each table
-    (only those whose id is in the `wanted` side input, when given), analysed `batch_size` at a time, with no
-    per-record step before. Each document's analysis does not depend on the batch it is in."""
+    (only those whose id is in the `wanted` side input, when given), analysed in `text_batches`, with no
+    per-record step before."""
 
     def __init__(self, stage: str, id_field: str, rank: Callable, text: Callable, *, ngram: int, num_perm: int, seed: int, batch_size: int):
         super().__init__(stage, ngram, num_perm, seed)
@@ -176,8 +194,8 @@ class AnalyseTables(AnalyseBatch):
         if wanted is not None:
             ids = self.wanted(wanted)
             rows = [row for row in rows if row[id_field] in ids]
-        for start in range(0, len(rows), self.batch_size):
-            yield from super().process([(row[id_field], rank(row), text(row)) for row in rows[start : start + self.batch_size]])
+        for batch in text_batches(((row[id_field], rank(row), text(row)) for row in rows), self.batch_size):
+            yield from super().process(batch)
 
 
 class DropDuplicates(beam.DoFn):
