@@ -1,4 +1,4 @@
-"""Parquet datasets of records: deterministic shards, schema checks, Beam read and write.
+"""Parquet datasets of records: deterministic shards, schema checks, Beam reads (the sharded writer: storage.shards).
 
 All paths go through Beam's FileSystems, so a run directory may be local, `gs://` or `s3://`.
 A shard's name depends only on the shard count, and its rows only on their keys, so two runs
@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import socket
-import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import apache_beam as beam
@@ -167,122 +166,6 @@ def read_rows(directory: str, record_type: type | None = None, columns: list[str
 
 
 SPILL_DIR = "_spill"
-
-
-class SpillByShard(beam.DoFn):
-    """Buffers rows per shard and spills every `spill_rows` of a shard to a temporary Parquet file.
-
-    Rows never gather in one place: each worker writes what it saw, and only the small list of
-    spill files goes through the shuffle.
-    """
-
-    def __init__(self, directory: str, record_type: type, num_shards: int, key_field: str, spill_rows: int,
-                 schema: pa.Schema | None = None):
-        self.directory = directory
-        self.record_type = record_type
-        self.schema = schema
-        self.num_shards = num_shards
-        self.key_field = key_field
-        self.spill_rows = spill_rows
-
-    def start_bundle(self) -> None:
-        self.buffers: dict[int, list[dict[str, Any]]] = {}
-
-    def process(self, row: dict[str, Any]) -> Iterator[tuple[int, str]]:
-        shard = shard_of(str(row[self.key_field]), self.num_shards)
-        buffer = self.buffers.setdefault(shard, [])
-        buffer.append(row)
-        if len(buffer) >= self.spill_rows:
-            yield shard, self._spill(shard, buffer)
-            self.buffers[shard] = []
-
-    def finish_bundle(self) -> Iterator[beam.utils.windowed_value.WindowedValue]:
-        from apache_beam.transforms.window import GlobalWindow
-        from apache_beam.utils.windowed_value import WindowedValue
-
-        for shard, buffer in sorted(self.buffers.items()):
-            if buffer:
-                yield WindowedValue((shard, self._spill(shard, buffer)), 0, [GlobalWindow()])
-        self.buffers = {}
-
-    def _spill(self, shard: int, rows: list[dict[str, Any]]) -> str:
-        path = FileSystems.join(self.directory, SPILL_DIR, f"{shard:05d}-{uuid.uuid4().hex}.parquet")
-        write_rows(path, rows, self.record_type, self.schema, temporary=True)
-        return path
-
-
-class MergeShard(beam.DoFn):
-    """Merges one shard's spill files into its final file, rows sorted by key; yields (file name, rows)."""
-
-    def __init__(self, directory: str, record_type: type, num_shards: int, key_field: str, schema: pa.Schema | None = None):
-        self.directory = directory
-        self.record_type = record_type
-        self.schema = schema
-        self.num_shards = num_shards
-        self.key_field = key_field
-
-    def process(self, element: tuple[int, Iterable[str]]) -> Iterator[tuple[str, int]]:
-        shard, spills = element
-        spills = sorted(spills)
-        schema = _schema_for(self.record_type, self.schema)
-        tables = []
-        for path in spills:
-            with FileSystems.open(path) as handle:
-                tables.append(pq.read_table(handle, schema=schema))
-        table = pa.concat_tables(tables)
-        # Sorted in Arrow (no Python rows): by key, then by every scalar column, so that rows with
-        # equal keys are ordered by content and a shard's bytes never depend on arrival order.
-        scalar = [f.name for f in schema if f.name != self.key_field and not pa.types.is_nested(f.type)]
-        table = table.sort_by([(self.key_field, "ascending"), *((name, "ascending") for name in scalar)])
-        name = shard_name(shard, self.num_shards)
-        _write_table(FileSystems.join(self.directory, name), table)
-        FileSystems.delete(spills)
-        yield name, table.num_rows
-
-
-class WriteShardedParquet(beam.PTransform):
-    """Rows -> `directory/part-SSSSS-of-NNNNN.parquet`, shard chosen by a stable hash of `key_field`.
-
-    Workers spill rows to temporary per-shard files; one step per shard merges and sorts them.
-    Memory is bounded by `spill_rows` per shard and worker, and by one shard at merge time.
-    Outputs (file name, row count) per written shard; shards with no rows are not written.
-    `schema`: the record type's schema with metadata that depends on the run (`Stage.output_schema`); default the
-    static `arrow_schema(record_type)`.
-    """
-
-    def __init__(self, directory: str, record_type: type, key_field: str, num_shards: int = 4, spill_rows: int = 256,
-                 schema: pa.Schema | None = None):
-        super().__init__()
-        if num_shards < 1:
-            raise ValueError(f"num_shards must be at least 1, got {num_shards}")
-        self.directory = directory
-        self.record_type = record_type
-        self.key_field = key_field
-        self.num_shards = num_shards
-        self.spill_rows = spill_rows
-        self.schema = None if schema is None else _schema_for(record_type, schema)
-
-    def expand(self, rows: beam.PCollection) -> beam.PCollection:
-        merged = (
-            rows
-            | "SpillByShard" >> beam.ParDo(SpillByShard(self.directory, self.record_type, self.num_shards, self.key_field, self.spill_rows,
-                                                          self.schema))
-            | "GroupSpills" >> beam.GroupByKey()
-            | "MergeShards" >> beam.ParDo(MergeShard(self.directory, self.record_type, self.num_shards, self.key_field, self.schema))
-        )
-        spill_dir = FileSystems.join(self.directory, SPILL_DIR)
-        _ = (
-            rows.pipeline
-            | "AfterMerge" >> beam.Create([spill_dir])
-            | "RemoveSpillDir" >> beam.Map(_remove_dir, beam.pvalue.AsList(merged))
-        )
-        return merged
-
-
-def _remove_dir(directory: str, merged: list[Any]) -> None:
-    """Runs once every shard is merged (it waits for them through its side input)."""
-    if FileSystems.exists(directory):
-        FileSystems.delete([directory])
 
 
 class ReadRecords(beam.PTransform):
