@@ -393,14 +393,16 @@ def _parse_log(output: bytes) -> Iterator[tuple[str, Change | None]]:
         yield commit, _raw_change(commit, parents, committed_at, message, entries)
 
 
-RAW_STATUS = {b"A": "added", b"D": "deleted", b"T": "type_change", b"M": "modified"}
+RAW_STATUS = {b"A": "added", b"D": "deleted", b"M": "modified"}
 LINK_OR_SUBMODULE = (b"120000", b"160000")
 
 
 def _raw_change(commit: str, parents: tuple[str, ...], committed_at: int, message: str,
                 entries: list[tuple[bytes, bytes]]) -> Change | None:
-    """A commit's change shape from its raw diff entries, read the way `_change_of` reads libgit2's diff; None for
-    one path added and one deleted (a rename or not: libgit2's similarity decides, as `_change_of` does)."""
+    """A commit's change shape from its raw diff entries, read the way `_change_of` reads libgit2's diff; None for a
+    type change, or one path added and one deleted (libgit2's reading decides, as `_change_of` does). git reads a
+    non-canonical tree mode (`100664`, in old histories) as the regular mode it means, libgit2 as a mode change:
+    here it is git's reading."""
     base = {"commit": commit, "parents": parents, "committed_at": committed_at, "message": message}
     if len(parents) > 1:
         return Change(**base, shape="merge")
@@ -408,8 +410,9 @@ def _raw_change(commit: str, parents: tuple[str, ...], committed_at: int, messag
         return Change(**base, shape="root")
     if not entries:
         return Change(**base, shape="no_change")
-    if len(entries) == 2 and {meta.rsplit(b" ", 1)[1][:1] for meta, _ in entries} == {b"A", b"D"}:
-        return None
+    statuses = {meta.rsplit(b" ", 1)[1][:1] for meta, _ in entries}
+    if b"T" in statuses or (len(entries) == 2 and statuses == {b"A", b"D"}):
+        return None  # libgit2 reads a type change as a deletion and an addition, and may pair those as a rename
     if len(entries) > 1:
         return Change(**base, shape="multi_file")
     (meta, raw_path), = entries

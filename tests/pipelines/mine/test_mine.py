@@ -748,3 +748,51 @@ def test_one_repository_split_over_two_workers_mines_exactly_what_one_worker_doe
     assert drop_records(split) == drop_records(whole)
     for part in sorted((tmp_path / "one" / "mine").glob("part-*.parquet")):
         assert (tmp_path / "two" / "mine" / part.name).read_bytes() == part.read_bytes()
+
+
+def test_the_walk_through_git_log_reads_every_change_as_libgit2_does(tmp_path):
+    """`changes_of` (one `git log --raw` for a run of commits) against libgit2's tree diff commit by commit, on every
+    shape: edits, adds, deletes, a rename, a file swapped for another (added and deleted), a mode change, a symlink
+    replaced by a file and back (a type change), an empty commit, a merge, the root; and on a generated history."""
+    import os
+
+    from pipelines.mine.git import _change_of, changes_of, history, open_repository
+
+    repo = GitRepo(tmp_path / "shapes")
+    repo.write("a.py", "a = 1\n")
+    repo.write("b.py", "b = 1\n")
+    repo.commit("Start with two modules")
+    repo.write("a.py", "a = 2\n")
+    repo.commit("Edit one module in place")
+    repo.git("mv", "b.py", "c.py")
+    repo.commit("Rename b to c")
+    repo.write("d.py", "completely different\n" * 5)
+    repo.git("rm", "-q", "a.py")
+    repo.commit("Swap a for d")
+    os.chmod(repo.path / "c.py", 0o755)
+    repo.git("add", "c.py")
+    repo.commit("Make c executable")
+    os.symlink("c.py", repo.path / "link.py")
+    repo.git("add", "link.py")
+    repo.commit("Link to c")
+    (repo.path / "link.py").unlink()
+    repo.write("link.py", "now a file\n")
+    repo.commit("Replace the link with a file")
+    repo.commit("Nothing at all", allow_empty=True)
+    repo.git("checkout", "-q", "-b", "side")
+    repo.write("e.py", "e = 1\n")
+    repo.commit("Add e on a side branch")
+    repo.git("checkout", "-q", "main")
+    repo.write("d.py", "d = 2\n")
+    repo.commit("Edit d on main")
+    repo.git("merge", "-q", "--no-edit", "side")
+
+    shapes = []
+    for path in (repo.path, synthetic_history(tmp_path / "synth.git", 400)):
+        git = open_repository(str(path))
+        ids = list(history(git))
+        by_libgit2 = [_change_of(git, git[commit]) for commit in ids]
+        assert changes_of(git, ids) == by_libgit2
+        shapes.append([change.shape for change in by_libgit2])
+    assert shapes[0] == ["root", "modified", "renamed", "multi_file", "mode_change", "added", "multi_file", "no_change",
+                         "added", "modified", "merge"]
