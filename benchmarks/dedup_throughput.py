@@ -36,22 +36,19 @@ import json
 import os
 import platform
 import random
-import resource
 import shutil
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import psutil
 from datasketch import MinHash
 from rensa import RMinHash
 
 from benchmarks.corpus import candidate, dedup_documents, write_stage
+from benchmarks.process_tree import measured, peer_python
 from parsers import code_tokens
 from pipelines.dedup.minhash import (
     estimated_jaccard,
@@ -119,68 +116,6 @@ DATATROVE = ["datatrove==0.10.1", "xxhash<4", "regex", "orjson", "tokenizers"]  
 DEFAULT_DATATROVE_VENV = Path.home() / ".cache" / "codepref" / "bench-venvs" / "datatrove"
 PEERS = Path(__file__).with_name("dedup_peers.py")
 REPO = Path(__file__).resolve().parents[1]
-
-
-def measured(command: list[str], cwd: Path | None = None) -> tuple[subprocess.CompletedProcess[str], dict[str, float]]:
-    """Run `command`; wall and CPU seconds of its process tree, and the tree's peak RSS sampled every 50 ms."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd)
-    peak, cpu = 0, {}
-    done = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak
-        try:
-            root = psutil.Process(process.pid)
-        except psutil.NoSuchProcess:
-            return
-        while not done.is_set():
-            total = 0
-            try:
-                tree = [root, *root.children(recursive=True)]
-            except psutil.NoSuchProcess:
-                break
-            for member in tree:
-                try:
-                    with member.oneshot():
-                        total += member.memory_info().rss
-                        times = member.cpu_times()
-                        cpu[member.pid] = times.user + times.system
-                except psutil.Error:
-                    continue
-            peak = max(peak, total)
-            done.wait(0.05)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    stdout, stderr = process.communicate()
-    wall = time.perf_counter() - start
-    done.set()
-    sampler.join()
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    # Descendants nobody waited for (a pool's workers) are missing from rusage; the samples saw them.
-    waited = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    figures = {"seconds": round(wall, 2), "cpu_seconds": round(max(waited, sum(cpu.values())), 2), "peak_rss_mb": round(peak / 2**20, 1)}
-    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr), figures
-
-
-def datatrove_python(venv: Path) -> tuple[Path | None, str | None]:
-    """The datatrove peer's interpreter, its venv created (from the configured index) when missing; or why not."""
-    python = venv / "bin" / "python"
-    probe = [str(python), "-c", "import datatrove.pipeline.dedup.minhash, xxhash, orjson"]
-    if python.exists() and subprocess.run(probe, check=False, capture_output=True).returncode == 0:
-        return python, None
-    try:
-        venv.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["python3", "-m", "venv", str(venv)], check=True, capture_output=True, text=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", *DATATROVE], check=True, capture_output=True, text=True)
-    except (OSError, subprocess.CalledProcessError) as error:
-        detail = (getattr(error, "stderr", "") or str(error)).strip()
-        return None, f"cannot install {' '.join(DATATROVE)} into {venv}: {detail.splitlines()[-1] if detail else error}"
-    if subprocess.run(probe, check=False, capture_output=True).returncode != 0:
-        return None, f"{DATATROVE[0]} installed into {venv} but does not import"
-    return python, None
 
 
 def write_documents(work: Path, docs: list[tuple[str, str]], shards: int) -> None:
@@ -325,7 +260,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result["accuracy"] = accuracy(random.Random(2).sample(docs[: max(args.sample * 4, args.sample)], args.sample))
     stage_docs = docs[: args.docs]
     del docs
-    datatrove, unavailable = (None, "skipped (--no-datatrove)") if args.no_datatrove else datatrove_python(args.datatrove_venv)
+    datatrove, unavailable = (None, "skipped (--no-datatrove)") if args.no_datatrove else peer_python(args.datatrove_venv, DATATROVE, "datatrove.pipeline.dedup.minhash, xxhash, orjson")
     result["methods"] = whole_stage(stage_docs, args.workers, datatrove, unavailable, in_memory=not args.no_in_memory)
     result["stage"] = result["methods"]["codepref"]
     machine["load_end"] = [round(x, 2) for x in os.getloadavg()]

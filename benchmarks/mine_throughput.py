@@ -42,20 +42,18 @@ import json
 import os
 import platform
 import random
-import resource
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-import psutil
 import yaml
 
 from benchmarks.corpus import synthetic_history
+from benchmarks.process_tree import measured, peer_python
 from parsers import languages
 from schemas import Commit
 from storage import MANIFEST_NAME, read_rows
@@ -86,66 +84,8 @@ def reference_style(remote: Path, commit: str, path: str, scratch: Path) -> tupl
     return before, after
 
 
-def measured(command: list[str], env: dict[str, str] | None = None) -> tuple[subprocess.CompletedProcess[str], dict[str, float]]:
-    """Run `command` (no shell); wall and CPU seconds of its process tree, and the tree's peak RSS sampled every 50 ms."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env or GIT_ENV)
-    peak = 0
-    done = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak
-        try:
-            root = psutil.Process(process.pid)
-        except psutil.NoSuchProcess:
-            return
-        while not done.is_set():
-            total = 0
-            try:
-                tree = [root, *root.children(recursive=True)]
-            except psutil.NoSuchProcess:
-                break
-            for proc in tree:
-                try:
-                    total += proc.memory_info().rss
-                except psutil.NoSuchProcess:
-                    pass
-            peak = max(peak, total)
-            done.wait(0.05)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    stdout, stderr = process.communicate()
-    wall = time.perf_counter() - start
-    done.set()
-    sampler.join()
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    result = subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
-    return result, {"seconds": round(wall, 3), "cpu_seconds": round(cpu, 3), "peak_rss_mb": round(peak / 2**20, 1)}
-
-
 def extensions() -> list[str]:
     return sorted({extension for spec in languages() for extension in spec.extensions})
-
-
-def pydriller_python(venv: Path) -> tuple[Path | None, str | None]:
-    """The peer venv's interpreter, created (offline, from the configured index) when missing; or why not."""
-    python = venv / "bin" / "python"
-    probe = [str(python), "-c", "import pydriller"]
-    if python.exists() and subprocess.run(probe, check=False, capture_output=True).returncode == 0:
-        return python, None
-    try:
-        venv.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["python3", "-m", "venv", str(venv)], check=True, capture_output=True, text=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", PYDRILLER], check=True, capture_output=True, text=True)
-    except (OSError, subprocess.CalledProcessError) as error:
-        detail = getattr(error, "stderr", "") or str(error)
-        return None, f"cannot install {PYDRILLER} into {venv}: {detail.strip().splitlines()[-1] if detail.strip() else error}"
-    if subprocess.run(probe, check=False, capture_output=True).returncode != 0:
-        return None, f"{PYDRILLER} installed into {venv} but does not import"
-    return python, None
 
 
 def run_codepref(repos: list[tuple[Path, str]], work: Path, workers: int = 1) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -158,7 +98,7 @@ def run_codepref(repos: list[tuple[Path, str]], work: Path, workers: int = 1) ->
     config.write_text(yaml.safe_dump({"run_dir": str(work / "run"), "num_shards": 4, "runner": runner, "stages": {"mine": {}}}))
     out = work / "mine"
     command = [str(CODEPREF), "mine", "--out", str(out), "--repo-manifest", str(manifest), "--config", str(config), "--force"]
-    result, figures = measured(command)
+    result, figures = measured(command, env=GIT_ENV)
     if result.returncode != 0:
         raise RuntimeError(f"codepref mine failed on {[str(r) for r, _ in repos]}: {result.stderr[-2000:]}")
     stage = json.loads((out / MANIFEST_NAME).read_text())
@@ -168,7 +108,7 @@ def run_codepref(repos: list[tuple[Path, str]], work: Path, workers: int = 1) ->
 
 def run_peer(method: str, python: Path, repo: Path) -> dict[str, Any]:
     command = [str(python), str(PEERS), method, str(repo)] + [f"--ext={e}" for e in extensions()]
-    result, figures = measured(command)
+    result, figures = measured(command, env=GIT_ENV)
     if result.returncode != 0:
         raise RuntimeError(f"{method} failed on {repo}: {result.stderr[-2000:]}")
     return {**json.loads(result.stdout), **figures}
@@ -306,7 +246,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.no_pydriller:
         pydriller, unavailable = None, "skipped (--no-pydriller)"
     else:
-        pydriller, unavailable = pydriller_python(args.pydriller_venv)
+        pydriller, unavailable = peer_python(args.pydriller_venv, [PYDRILLER], "pydriller")
     repositories = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)

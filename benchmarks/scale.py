@@ -37,7 +37,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
@@ -47,6 +46,8 @@ from typing import Any
 import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from benchmarks.process_tree import TreeSampler
 
 REPO = Path(__file__).resolve().parents[1]  # the measured processes run `python -m benchmarks.scale` from here
 
@@ -196,38 +197,6 @@ def prepare_run(work: Path, size: int, pairs_file: Path, num_shards: int) -> Pat
 
 
 # --- measuring a process tree --------------------------------------------------------------------
-
-class TreeSampler(threading.Thread):
-    """Samples the RSS (sum over the process and all its descendants) and CPU time of a process tree."""
-
-    def __init__(self, pid: int, interval: float = 0.2):
-        super().__init__(daemon=True)
-        self.root = psutil.Process(pid)
-        self.interval = interval
-        self.peak_rss = 0
-        self.peak_processes = 0
-        self.cpu: dict[int, float] = {}
-        self.done = threading.Event()
-
-    def run(self) -> None:
-        while not self.done.is_set():
-            total, members = 0, []
-            try:
-                members = [self.root, *self.root.children(recursive=True)]
-            except psutil.Error:
-                pass
-            for member in members:
-                try:
-                    with member.oneshot():
-                        total += member.memory_info().rss
-                        times = member.cpu_times()
-                        self.cpu[member.pid] = times.user + times.system
-                except psutil.Error:
-                    continue
-            self.peak_rss = max(self.peak_rss, total)
-            self.peak_processes = max(self.peak_processes, len(members))
-            self.done.wait(self.interval)
-
 
 def measured(command: list[str]) -> dict[str, Any]:
     """Run `command` (which prints one JSON line last) and measure its process tree from outside."""

@@ -1,0 +1,92 @@
+"""Measuring a command as a whole process tree (wall and CPU seconds, peak RSS), and the peers' own virtual
+environments (a library compared against is never a codepref dependency)."""
+
+from __future__ import annotations
+
+import resource
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+
+class TreeSampler(threading.Thread):
+    """Samples the RSS (sum over the process and all its descendants) and CPU time of a process tree."""
+
+    def __init__(self, pid: int, interval: float = 0.2):
+        super().__init__(daemon=True)
+        self.root = psutil.Process(pid)
+        self.interval = interval
+        self.peak_rss = 0
+        self.peak_processes = 0
+        self.cpu: dict[int, float] = {}
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            total, members = 0, []
+            try:
+                members = [self.root, *self.root.children(recursive=True)]
+            except psutil.Error:
+                pass
+            for member in members:
+                try:
+                    with member.oneshot():
+                        total += member.memory_info().rss
+                        times = member.cpu_times()
+                        self.cpu[member.pid] = times.user + times.system
+                except psutil.Error:
+                    continue
+            self.peak_rss = max(self.peak_rss, total)
+            self.peak_processes = max(self.peak_processes, len(members))
+            self.done.wait(self.interval)
+
+
+def measured(command: list[str], *, env: dict[str, str] | None = None, cwd: Path | None = None
+             ) -> tuple[subprocess.CompletedProcess[str], dict[str, float]]:
+    """Run `command` (no shell); wall and CPU seconds of its process tree, and the tree's peak RSS: the largest sum of
+    the RSS of the process and all its descendants, sampled every 50 ms (a peak shorter than that can be missed).
+
+    CPU is `getrusage(RUSAGE_CHILDREN)` before and after (the process and every descendant it waited for), or the
+    sum of the samples' per-process CPU times when that is larger: descendants nobody waited for (a pool's
+    workers) are missing from rusage, and the samples saw them."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=cwd)
+    try:
+        sampler: TreeSampler | None = TreeSampler(process.pid, interval=0.05)
+        sampler.start()  # type: ignore[union-attr]
+    except psutil.NoSuchProcess:
+        sampler = None
+    stdout, stderr = process.communicate()
+    wall = time.perf_counter() - start
+    if sampler is not None:
+        sampler.done.set()
+        sampler.join()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    waited = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    sampled = sum(sampler.cpu.values()) if sampler else 0.0
+    figures = {"seconds": round(wall, 3), "cpu_seconds": round(max(waited, sampled), 3),
+               "peak_rss_mb": round((sampler.peak_rss if sampler else 0) / 2**20, 1)}
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr), figures
+
+
+def peer_python(venv: Path, requirements: list[str], probe: str) -> tuple[Path | None, str | None]:
+    """The interpreter of a peer's own virtual environment, created (from the configured index) with `requirements`
+    when `import probe` fails there; or (None, why not)."""
+    python = venv / "bin" / "python"
+    check = [str(python), "-c", f"import {probe}"]
+    if python.exists() and subprocess.run(check, check=False, capture_output=True).returncode == 0:
+        return python, None
+    try:
+        venv.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["python3", "-m", "venv", str(venv)], check=True, capture_output=True, text=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", *requirements], check=True, capture_output=True, text=True)
+    except (OSError, subprocess.CalledProcessError) as error:
+        detail = (getattr(error, "stderr", "") or str(error)).strip()
+        return None, f"cannot install {' '.join(requirements)} into {venv}: {detail.splitlines()[-1] if detail else error}"
+    if subprocess.run(check, check=False, capture_output=True).returncode != 0:
+        return None, f"{' '.join(requirements)} installed into {venv} but `import {probe}` fails"
+    return python, None
