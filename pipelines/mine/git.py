@@ -323,7 +323,7 @@ def changes_of(repo: pygit2.Repository, ids: Sequence[str]) -> list[Change | Git
 # repository's configuration), and never run a program a repository's configuration names.
 GIT_SAFE_OPTIONS = ("-c", "core.fsmonitor=false", "-c", "core.quotePath=false", "--no-pager",
                     # Memory: git maps packs in windows of up to 1 GB, and caches 96 MB of delta bases, by default.
-                    "-c", "core.packedGitWindowSize=32m", "-c", "core.packedGitLimit=256m", "-c", "core.deltaBaseCacheLimit=48m")
+                    "-c", "core.packedGitWindowSize=16m", "-c", "core.packedGitLimit=96m", "-c", "core.deltaBaseCacheLimit=24m")
 LOG_FORMAT = "tformat:\x01%H %P%x00%ct%x00%B"
 LOG_OPTIONS = ("--no-walk=unsorted", "--stdin", "--raw", "--no-renames", "--no-abbrev", "--diff-merges=off", "--no-ext-diff",
                "--no-textconv", "--no-color", "--no-notes", "--no-show-signature", "-z", f"--format={LOG_FORMAT}")
