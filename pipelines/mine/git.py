@@ -13,7 +13,7 @@ environment, no external diff or text conversion, no optional locks, no prompt, 
 
 libgit2 1.9 (in pygit2 1.21) loops forever when it reads a truncated loose object (libgit2#7342,
 fixed upstream after 1.9.x). Loose objects are therefore checked with Python's zlib before libgit2
-reads them: `truncated_history_objects` for the commits and trees a walk reads, `read_blob` for
+reads them: `truncated_history_objects` for the commits and trees a walk reads, `BlobReader` for
 each blob it is asked for.
 """
 
@@ -125,7 +125,7 @@ def loose_object_problem(repo: pygit2.Repository | str, oid: str) -> str | None:
 
 def truncated_history_objects(repo: pygit2.Repository) -> list[str]:
     """The truncated loose objects a history walk would read (commits, trees, tags, and those whose
-    type cannot be told), each as 'TYPE ID'; blobs are checked when read (`read_blob`)."""
+    type cannot be told), each as 'TYPE ID'; blobs are checked when read (`BlobReader`)."""
     found = []
     for folder in sorted((Path(repo.path) / "objects").glob("[0-9a-f][0-9a-f]")):
         try:
@@ -471,33 +471,6 @@ def _change_of(repo: pygit2.Repository, commit: pygit2.Commit) -> Change:
     return Change(**base, shape=shape, path=path, old_blob=str(delta.old_file.id), new_blob=str(delta.new_file.id))
 
 
-def read_blob(repo: pygit2.Repository, blob_id: str, max_bytes: int) -> tuple[bytes | None, Rejection | None]:
-    """(contents, None), or (None, why not) for a blob that is too large, binary or unreadable.
-
-    The size comes from the object's header first, so a huge blob is refused without being inflated.
-    """
-    try:
-        kind, size = repo.odb.read_header(blob_id)
-        if kind != pygit2.enums.ObjectType.BLOB:
-            return None, GIT.reject("corrupt_object", "{blob} is not a blob", blob=blob_id)
-        if size > max_bytes:
-            return None, FileContents.reject("too_large", "{bytes} bytes", bytes=size)
-        problem = loose_object_problem(repo, blob_id)
-        if problem:
-            return None, GIT.reject("corrupt_object", "blob {blob}: {problem}", blob=blob_id, problem=problem)
-        blob = repo[blob_id]
-    except (KeyError, ValueError, pygit2.GitError) as error:
-        return None, GIT.reject("corrupt_object", "blob {blob}: {error}", blob=blob_id, error=str(error))
-    if not isinstance(blob, pygit2.Blob):
-        return None, GIT.reject("corrupt_object", "{blob} is not a blob", blob=blob_id)
-    try:
-        if blob.is_binary:
-            return None, FileContents.reject("binary", "git's binary heuristic")
-        return blob.data, None
-    except pygit2.GitError as error:
-        return None, GIT.reject("corrupt_object", "blob {blob}: {error}", blob=blob_id, error=str(error))
-
-
 BINARY_CHECK_BYTES = 8000  # libgit2 (git_blob_is_binary) and git look at this many bytes
 _PRINTABLE = bytes(c for c in range(256) if (c > 0x1F and c != 0x7F) or c in (0x08, 0x1B, 0x0C))
 _PRINTABLE_OR_SPACE = _PRINTABLE + b" \t\n\v\f\r"
@@ -521,6 +494,15 @@ def is_binary(data: bytes) -> bool:
 BATCH_COMMANDS = 256  # commands written to git at once: about 13 kB, well inside a pipe's buffer
 
 
+def _within(parts: list[bytes], max_bytes: int) -> bool:
+    """Whether git's `info` answer ("<id> blob <size>") is a blob of at most `max_bytes`."""
+    return len(parts) == 3 and parts[1] == b"blob" and int(parts[2]) <= max_bytes
+
+
+def _text_or_binary(data: bytes) -> tuple[bytes | None, Rejection | None]:
+    return (None, FileContents.reject("binary", "git's binary heuristic")) if is_binary(data) else (data, None)
+
+
 class BlobReader:
     """File versions of one repository through one `git cat-file --batch-command`, started on the first read and
     started again after git stops on a corrupt object; `close` ends it. The size is asked first, so a blob
@@ -531,28 +513,20 @@ class BlobReader:
         self.process: subprocess.Popen[bytes] | None = None
 
     def read(self, blob_id: str, max_bytes: int) -> tuple[bytes | None, Rejection | None]:
-        """(contents, None), or (None, why not), with the reasons and wording of `read_blob`."""
+        """(contents, None), or (None, why not: corrupt_object, too_large or binary)."""
         problem = loose_object_problem(self.git_dir, blob_id)
         if problem:
             return None, GIT.reject("corrupt_object", "blob {blob}: {problem}", blob=blob_id, problem=problem)
-        header = self._ask(f"info {blob_id}")
-        if header is None:
+        headers = self._ask_all([f"info {blob_id}"])
+        if headers is None:
             return None, self._died(blob_id)
-        parts = header.split()
-        if len(parts) != 3 or parts[1] != b"blob":
-            what = "missing or unreadable" if parts[-1:] == [b"missing"] else "not a blob"
-            return None, GIT.reject("corrupt_object", "blob {blob}: {what}", blob=blob_id, what=what)
-        size = int(parts[2])
-        if size > max_bytes:
-            return None, FileContents.reject("too_large", "{bytes} bytes", bytes=size)
-        header = self._ask(f"contents {blob_id}")
-        data = None if header is None or header.split()[1:] != [b"blob", parts[2]] else self._read(size + 1)
-        if data is None or len(data) != size + 1:
+        parts = headers[0].split()
+        if not _within(parts, max_bytes):
+            return self._refusal(blob_id, parts)
+        contents = self._ask_all([f"contents {blob_id}"], with_data=True)
+        if contents is None:
             return None, self._died(blob_id)
-        data = data[:-1]
-        if is_binary(data):
-            return None, FileContents.reject("binary", "git's binary heuristic")
-        return data, None
+        return _text_or_binary(contents[0])
 
     def read_many(self, blob_ids: list[str], max_bytes: int) -> list[tuple[bytes | None, Rejection | None]]:
         """`read` for each of `blob_ids`, in two exchanges with git for all of them (the sizes, then the contents of
@@ -563,28 +537,18 @@ class BlobReader:
         if headers is None:
             self.close()
             return [self.read(blob_id, max_bytes) for blob_id in blob_ids]
-        wanted = []
-        for blob_id, header in zip(blob_ids, headers):
-            parts = header.split()
-            if len(parts) == 3 and parts[1] == b"blob" and int(parts[2]) <= max_bytes:
-                wanted.append(blob_id)
+        wanted = [blob_id for blob_id, header in zip(blob_ids, headers) if _within(header.split(), max_bytes)]
         contents = self._ask_all([f"contents {blob_id}" for blob_id in wanted], with_data=True) if wanted else []
         if contents is None:
             self.close()
             return [self.read(blob_id, max_bytes) for blob_id in blob_ids]
         data_of = dict(zip(wanted, contents))
-        out = []
-        for blob_id, header in zip(blob_ids, headers):
-            if blob_id not in data_of:
-                out.append(self._refusal(blob_id, header.split(), max_bytes))
-            elif is_binary(data_of[blob_id]):
-                out.append((None, FileContents.reject("binary", "git's binary heuristic")))
-            else:
-                out.append((data_of[blob_id], None))
-        return out
+        return [_text_or_binary(data_of[blob_id]) if blob_id in data_of else self._refusal(blob_id, header.split())
+                for blob_id, header in zip(blob_ids, headers)]
 
     @staticmethod
-    def _refusal(blob_id: str, parts: list[bytes], max_bytes: int) -> tuple[None, Rejection]:
+    def _refusal(blob_id: str, parts: list[bytes]) -> tuple[None, Rejection]:
+        """Why git's `info` answer (`parts`) refuses a blob: missing, not a blob, or too large."""
         if len(parts) != 3 or parts[1] != b"blob":
             what = "missing or unreadable" if parts[-1:] == [b"missing"] else "not a blob"
             return None, GIT.reject("corrupt_object", "blob {blob}: {what}", blob=blob_id, what=what)
@@ -609,7 +573,7 @@ class BlobReader:
                 fields = line.split()
                 if len(fields) != 3 or fields[1] != b"blob":
                     return None
-                data = self._read(int(fields[2]) + 1)
+                data = self.process.stdout.read(int(fields[2]) + 1)  # type: ignore[union-attr]
                 if len(data) != int(fields[2]) + 1:
                     return None
                 answers.append(data[:-1])
@@ -629,16 +593,6 @@ class BlobReader:
         self.errors = tempfile.TemporaryFile()
         self.process = subprocess.Popen(git_command(self.git_dir, "cat-file", "--batch-command"), stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, stderr=self.errors, env=git_environment())
-
-    def _ask(self, command: str) -> bytes | None:
-        """git's one-line answer to `command`, or None when git has stopped."""
-        if self._send([command]) is None:
-            return None
-        line = self.process.stdout.readline()  # type: ignore[union-attr]
-        return line if line.endswith(b"\n") else None
-
-    def _read(self, size: int) -> bytes:
-        return self.process.stdout.read(size)  # type: ignore[union-attr]
 
     def _died(self, blob_id: str) -> Rejection:
         """git stopped while reading `blob_id` (it stops on an object it cannot inflate): why, in git's words."""

@@ -796,3 +796,24 @@ def test_the_walk_through_git_log_reads_every_change_as_libgit2_does(tmp_path):
         shapes.append([change.shape for change in by_libgit2])
     assert shapes[0] == ["root", "modified", "renamed", "multi_file", "mode_change", "added", "multi_file", "no_change",
                          "added", "modified", "merge"]
+
+
+def test_the_binary_heuristic_is_libgit2s(tmp_path):
+    """`is_binary` (used on what git cat-file reads) against libgit2's `Blob.is_binary` on texts, control bytes,
+    NUL bytes, byte order marks and random bytes."""
+    import random
+
+    import pygit2
+
+    from pipelines.mine.git import is_binary
+
+    repo = pygit2.init_repository(str(tmp_path / "blobs"), bare=True)
+    rng = random.Random(5)
+    samples = [b"", b"x = 1\n", b"\xef\xbb\xbfx = 1\n", b"\xff\xfex\x00", b"\xfe\xffabc", b"a\x00b", b"\x1b[31mred\x1b[0m\n" * 50,
+               b"\x01" * 3 + b"a" * 300, b"\x01" * 3 + b"a" * 500, b"a" * 9000 + b"\x00", "é".encode() * 100]
+    for _ in range(300):
+        alphabet = rng.choice([bytes(range(256)), b"abc \n\t\x01\x7f\x08", b"xyz\x00", b"abcdefgh\n\x02"])
+        samples.append(bytes(rng.choice(alphabet) for _ in range(rng.randint(1, 400))))
+    verdicts = [is_binary(data) for data in samples]
+    assert verdicts == [repo[repo.create_blob(data)].is_binary for data in samples]
+    assert True in verdicts and False in verdicts
