@@ -7,6 +7,7 @@ of the same config can be compared file by file.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import socket
 from collections.abc import Iterator
@@ -56,19 +57,34 @@ def shard_of(key: str, num_shards: int) -> int:
     return int.from_bytes(digest, "big") % num_shards
 
 
-def write_rows(path: str, rows: list[dict[str, Any]], record_type: type, schema: pa.Schema | None = None,
-               temporary: bool = False) -> int:
+def write_rows(path: str, rows: list[dict[str, Any]], record_type: type, schema: pa.Schema | None = None) -> int:
     """Write rows of `record_type` to one Parquet file at `path`; returns the row count. `schema`: the record type's
-    schema with run-dependent metadata (e.g. `arrow_schema(CorpusRow, {"language": ...})`); default the static one.
-    `temporary`: a file read back once by this run (a spill), written uncompressed."""
+    schema with run-dependent metadata (e.g. `arrow_schema(CorpusRow, {"language": ...})`); default the static one."""
+    table = rows_table(path, rows, record_type, schema)
+    _write_table(path, table)
+    return table.num_rows
+
+
+def rows_table(path: str, rows: list[dict[str, Any]], record_type: type, schema: pa.Schema | None = None) -> pa.Table:
+    """Rows of `record_type` as an Arrow table, or SchemaMismatch naming `path` (where they were going) and the
+    first row that does not fit."""
     schema = _schema_for(record_type, schema)
     try:
-        table = pa.Table.from_pylist(rows, schema=schema)
+        return pa.Table.from_pylist(rows, schema=schema)
     except (pa.ArrowInvalid, pa.ArrowTypeError, KeyError) as error:
         bad = _first_bad_row(rows, schema)
         raise SchemaMismatch(f"{path}: rows do not fit {record_type.SCHEMA} v{record_type.VERSION}: {error}{bad}") from None
-    _write_table(path, table, temporary)
-    return table.num_rows
+
+
+@contextlib.contextmanager
+def created(path: str) -> Iterator[Any]:
+    """`FileSystems.create(path)`, with an OSError naming the file (a full disk says only "No space left on device")."""
+    try:
+        with FileSystems.create(path) as handle:
+            yield handle
+    except OSError as error:
+        raise OSError(error.errno, f"{path}: cannot be written ({error.strerror or error}); free space and rerun "
+                                   "(finished stages are kept, this one is redone)") from error
 
 
 def _schema_for(record_type: type, schema: pa.Schema | None) -> pa.Schema:
@@ -100,21 +116,15 @@ def _dictionary_columns(table: pa.Table) -> list[str] | bool:
     return True if len(short) == table.num_columns else short
 
 
-def _write_table(path: str, table: pa.Table, temporary: bool = False) -> None:
-    try:
-        with FileSystems.create(path) as handle:
-            if table.num_rows == 0:
-                # No row group at all (pq.write_table would write one of 0 rows, which `datasets` cannot read: "BatchSize
-                # must be greater than 0"), so an empty shard still loads with `datasets.load_dataset("parquet", ...)`.
-                pq.ParquetWriter(handle, table.schema, compression="zstd").close()
-            else:
-                # Small row groups let readers stream a shard instead of loading it whole. A temporary file is read
-                # back once, so compressing it costs more than the bytes it saves.
-                pq.write_table(table, handle, compression="none" if temporary else "zstd", row_group_size=ROW_GROUP_ROWS,
-                               use_dictionary=False if temporary else _dictionary_columns(table))
-    except OSError as error:  # a full disk says only "No space left on device": name the file
-        raise OSError(error.errno, f"{path}: cannot be written ({error.strerror or error}); free space and rerun "
-                                   "(finished stages are kept, this one is redone)") from error
+def _write_table(path: str, table: pa.Table) -> None:
+    with created(path) as handle:
+        if table.num_rows == 0:
+            # No row group at all (pq.write_table would write one of 0 rows, which `datasets` cannot read: "BatchSize
+            # must be greater than 0"), so an empty shard still loads with `datasets.load_dataset("parquet", ...)`.
+            pq.ParquetWriter(handle, table.schema, compression="zstd").close()
+        else:
+            # Small row groups let readers stream a shard instead of loading it whole.
+            pq.write_table(table, handle, compression="zstd", row_group_size=ROW_GROUP_ROWS, use_dictionary=_dictionary_columns(table))
 
 
 def _first_bad_row(rows: list[dict[str, Any]], schema: pa.Schema) -> str:

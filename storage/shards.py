@@ -24,9 +24,10 @@ from storage.parquet import (
     SPILL_DIR,
     _dictionary_columns,
     _schema_for,
+    created,
+    rows_table,
     shard_name,
     shard_of,
-    write_rows,
 )
 
 SPILL_BYTES = 8 << 20  # a shard's buffer is spilled at this many bytes of text
@@ -106,24 +107,15 @@ class SpillByShard(beam.DoFn):
     def _spill(self, shard: int) -> str:
         rows, digests = self.buffers.pop(shard), self.digests.pop(shard)
         self.buffered -= self.sizes.pop(shard)
-        schema = _schema_for(self.record_type, self.schema)
         path = FileSystems.join(self.directory, SPILL_DIR, f"{shard:05d}-{uuid.uuid4().hex}.parquet")
-        try:
-            table = pa.Table.from_pylist(rows, schema=schema)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, KeyError):
-            write_rows(path, rows, self.record_type, self.schema, temporary=True)  # raises SchemaMismatch naming the row
-            raise
+        table = rows_table(path, rows, self.record_type, self.schema)
         table = table.append_column(TIEBREAK, pa.array(digests, pa.binary(4)))
         table = _sorted(table, _sort_columns(self.key_field))
         # Row groups of about SPILL_GROUP_BYTES, so that the merge, which reads every spill of a shard at once,
         # holds one small group of each.
         group_rows = max(1, min(ROW_GROUP_ROWS, SPILL_GROUP_BYTES * table.num_rows // max(table.nbytes, 1)))
-        try:
-            with FileSystems.create(path) as handle:
-                pq.write_table(table, handle, compression="none", use_dictionary=False, row_group_size=group_rows)
-        except OSError as error:
-            raise OSError(error.errno, f"{path}: cannot be written ({error.strerror or error}); free space and rerun "
-                                       "(finished stages are kept, this one is redone)") from error
+        with created(path) as handle:
+            pq.write_table(table, handle, compression="none", use_dictionary=False, row_group_size=group_rows)
         return path
 
 
@@ -175,7 +167,7 @@ def merge_sorted(spills: list[str], schema: pa.Schema, key_field: str, target: s
     group: list[pa.Table] = []
     group_rows = size = 0
     try:
-        with FileSystems.create(target) as handle:
+        with created(target) as handle:
             for start in range(0, len(sources), MERGE_SLICE_ROWS):
                 window = sources[start:start + MERGE_SLICE_ROWS]
                 counts = {int(s): int((window == s).sum()) for s in set(window.tolist())}
@@ -243,11 +235,7 @@ class MergeShard(beam.DoFn):
                 merged.append(path)
             spills = merged
         name = shard_name(shard, self.num_shards)
-        try:
-            rows = merge_sorted(spills, schema, self.key_field, FileSystems.join(self.directory, name))
-        except OSError as error:  # a full disk says only "No space left on device": name the file
-            raise OSError(error.errno, f"{FileSystems.join(self.directory, name)}: cannot be written ({error.strerror or error}); "
-                                       "free space and rerun (finished stages are kept, this one is redone)") from error
+        rows = merge_sorted(spills, schema, self.key_field, FileSystems.join(self.directory, name))
         FileSystems.delete(spills)
         pa.default_memory_pool().release_unused()  # Arrow's allocator keeps what it freed otherwise
         yield name, rows
