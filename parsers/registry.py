@@ -458,11 +458,12 @@ def decide_by_content(candidates: list[LanguageSpec], content: bytes) -> Languag
     marked = [spec for spec in candidates if spec.marker_pattern is not None and spec.marker_pattern.search(content)]
     if len(marked) == 1:
         return marked[0]
-    contenders = marked or candidates
     parsed = []
-    for rank, spec in enumerate(contenders):
-        tree = tree_sitter.Parser(spec.language).parse(content)
-        parsed.append((_error_bytes(tree.root_node), rank, spec))
+    for rank, spec in enumerate(marked or candidates):
+        errors = _error_bytes(tree_sitter.Parser(spec.language).parse(content).root_node)
+        if errors == 0:  # no later contender can rank before it: the others are not parsed
+            return spec
+        parsed.append((errors, rank, spec))
     return min(parsed, key=lambda item: item[:2])[2]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 import pytest
+import tree_sitter
 
 from parsers import (
     GrammarError,
@@ -14,7 +15,7 @@ from parsers import (
     languages,
     parse,
 )
-from parsers.registry import DEFAULT_REGISTRY
+from parsers.registry import DEFAULT_REGISTRY, _error_bytes, decide_by_content
 from tests.support.inputs import RUST_CODE, RUST_ENTRY
 
 
@@ -75,6 +76,27 @@ def test_extensions(path, language):
 )
 def test_dot_h_is_decided_by_content(content, language):
     assert detect_language("include/x.h", content) == language
+
+
+HEADERS_OF_EVERY_KIND = [
+    b"int add(int a, int b);\n",  # both grammars parse it: C, the first entry, wins without a tie-break parse
+    b"int f(int& x) { return x; }\n",  # only C++ parses it
+    b"#define WRAP(x) do { x } while (0\nint g(;\n",  # neither does: the fewest error bytes win
+    b"class A { int x; };\nclass B { int y; };\n",  # two languages' markers? C++ alone
+    b"struct s { int new; int class_; };\nint (*fp)(int) = 0;\n",
+]
+
+
+@pytest.mark.parametrize("content", HEADERS_OF_EVERY_KIND)
+def test_the_dot_h_decision_is_the_fewest_error_bytes_then_the_registry_order(content):
+    """The decision stops parsing at the first contender without errors; it equals ranking every parse."""
+    candidates = languages().candidates_for_path("x.h")
+    marked = [spec for spec in candidates if spec.marker_pattern is not None and spec.marker_pattern.search(content)]
+    contenders = marked if len(marked) > 1 else candidates if not marked else None
+    expected = marked[0] if contenders is None else min(
+        ((_error_bytes(tree_sitter.Parser(spec.language).parse(content).root_node), rank, spec)
+         for rank, spec in enumerate(contenders)), key=lambda item: item[:2])[2]
+    assert decide_by_content(candidates, content) is expected
 
 
 def test_dot_h_without_content_defaults_to_the_first_entry():
