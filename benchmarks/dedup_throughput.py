@@ -19,6 +19,9 @@
      a codepref dependency), as a peer process (benchmarks/dedup_peers.py) with `--workers` processes, on the same
      documents written as JSON Lines. Reported unavailable, with the reason, when it cannot be installed;
      `--no-datatrove` skips it.
+   - **process floor** (`process_floor`): `python -c "import apache_beam, pipelines.dedup.stage"`, the CPU seconds and
+     peak RSS of one process that has imported Beam and the stage's code and done nothing else; every codepref process
+     pays it, and the default multi-processing runner runs 1 + workers of them.
    The machine's load average is recorded at the start and the end.
 4. Precision and recall of the stage's verified pairs against brute-force exact Jaccard on a sample.
 
@@ -48,7 +51,7 @@ from datasketch import MinHash
 from rensa import RMinHash
 
 from benchmarks.corpus import candidate, dedup_documents, write_stage
-from benchmarks.process_tree import measured, peer_python
+from benchmarks.process_tree import measured, peer_python, process_floor
 from parsers import code_tokens
 from pipelines.dedup.minhash import (
     estimated_jaccard,
@@ -116,6 +119,9 @@ DATATROVE = ["datatrove==0.10.1", "xxhash<4", "regex", "orjson", "tokenizers"]  
 DEFAULT_DATATROVE_VENV = Path.home() / ".cache" / "codepref" / "bench-venvs" / "datatrove"
 PEERS = Path(__file__).with_name("dedup_peers.py")
 REPO = Path(__file__).resolve().parents[1]
+FLOOR_IMPORTS = "import apache_beam, pipelines.dedup.stage"
+FLOOR_NOTE = ("one Python process that imported Beam and the dedup stage and did nothing else; running_mode in_memory runs one "
+              "such process, the default multi-processing runner 1 + workers")
 
 
 def write_documents(work: Path, docs: list[tuple[str, str]], shards: int) -> None:
@@ -202,7 +208,15 @@ def whole_stage(docs: list[tuple[str, str]], workers: int, datatrove: Path | Non
     return methods
 
 
-def table(methods: dict[str, Any]) -> str:
+def floor_against(floor: dict[str, Any], methods: dict[str, Any]) -> dict[str, Any]:
+    """The process floor with its CPU over the plain loop's and, when datatrove ran, its RSS over datatrove's."""
+    floor = {**floor, "cpu_over_plain_loop": round(floor["cpu_seconds"] / max(methods["plain_loop"]["cpu_seconds"], 1e-3), 2)}
+    if "peak_rss_mb" in methods["datatrove"]:
+        floor["rss_over_datatrove"] = round(floor["peak_rss_mb"] / methods["datatrove"]["peak_rss_mb"], 2)
+    return floor
+
+
+def table(methods: dict[str, Any], floor: dict[str, Any] | None = None) -> str:
     lines = ["| method | docs | kept | removed | wall s | CPU s | docs/s/core | peak RSS MB | CPU / plain loop | RSS / datatrove |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, f in methods.items():
@@ -212,6 +226,9 @@ def table(methods: dict[str, Any]) -> str:
         lines.append(f"| {name} | {f['docs']:,} | {f['kept']:,} | {f['removed']:,} | {f['seconds']:.1f} | {f['cpu_seconds']:.1f} "
                      f"| {f['docs_per_s_per_core']:,.0f} | {f['peak_rss_mb']:,.0f} | {f['cpu_over_plain_loop']:.2f} "
                      f"| {f.get('rss_over_datatrove', '')} |")
+    if floor is not None:
+        lines.append(f"| process_floor | | | | {floor['seconds']:.1f} | {floor['cpu_seconds']:.1f} | | {floor['peak_rss_mb']:,.0f} "
+                     f"| {floor['cpu_over_plain_loop']:.2f} | {floor.get('rss_over_datatrove', '')} |")
     return "\n".join(lines)
 
 
@@ -263,10 +280,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     datatrove, unavailable = (None, "skipped (--no-datatrove)") if args.no_datatrove else peer_python(args.datatrove_venv, DATATROVE, "datatrove.pipeline.dedup.minhash, xxhash, orjson")
     result["methods"] = whole_stage(stage_docs, args.workers, datatrove, unavailable, in_memory=not args.no_in_memory)
     result["stage"] = result["methods"]["codepref"]
+    result["process_floor"] = floor_against(process_floor(FLOOR_IMPORTS, FLOOR_NOTE), result["methods"])
     machine["load_end"] = [round(x, 2) for x in os.getloadavg()]
     print(json.dumps(result, indent=2, default=lambda v: round(v, 4) if isinstance(v, float) else str(v)))
     print(f"nproc {machine['nproc']}; load average at start {machine['load_start']}, at end {machine['load_end']}")
-    print(table(result["methods"]))
+    print(table(result["methods"], result["process_floor"]))
+    print(f"process_floor: {FLOOR_NOTE}")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     return result

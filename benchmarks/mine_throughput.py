@@ -1,4 +1,5 @@
-"""Mining throughput: `codepref mine` against the plain git pass, PyDriller, and the reference's fetch per commit.
+"""Mining throughput: `codepref mine` against the plain git pass (also with Parquet writing), PyDriller, the
+reference's fetch per commit, and the start-up floor of one Beam process.
 
 On the same repositories (synthetic histories of several sizes from benchmarks.corpus.synthetic_history,
 written with `git fast-import`, plus any real repository given with `--repo`), one run times:
@@ -8,7 +9,13 @@ written with `git fast-import`, plus any real repository given with `--repo`), o
   keeps it (a real repository's licence is not detected; this benchmark is about throughput).
 - **plain git**: `git log --raw --no-renames` over the history for the cheap single-file rule (one
   parent, one path modified in place, same regular-file mode, an extension of a registered language),
-  then one `git cat-file --batch` fed both blobs of every kept commit (benchmarks/mine_peers.py).
+  then one `git cat-file --batch` fed both blobs of every kept commit (benchmarks/mine_peers.py). It writes nothing.
+- **plain git + write** (`plain_git_write`): the same pass, plus every pair it reads (UTF-8 ones; others are counted
+  as `undecodable`) written into one Parquet file in the work directory the way codepref's stages write output:
+  pyarrow, zstd, row groups of storage.parquet's ROW_GROUP_ROWS rows, no dictionary for the file contents, group by
+  group through one `pq.ParquetWriter` (about 16 MB of text a group), no sorting. Columns repo, commit, parent, path,
+  message (always "": the plain pass reads no messages), before, after. Its interpreter imports pyarrow but not Beam.
+  Every codepref row also gets its ratio to this pass: the floor of reading the pairs and writing them.
 - **PyDriller** (2.12): a peer in its own virtual environment (`--pydriller-venv`, created with
   `python3 -m venv` and `pip install PyDriller==2.12` when missing; never a codepref dependency),
   walking `Repository(path).traverse_commits()` with the same rule and reading both versions.
@@ -18,7 +25,11 @@ written with `git fast-import`, plus any real repository given with `--repo`), o
   from a `file://` remote (no network cost, so it flatters the baseline) on a sample of the commits
   codepref keeps, and checks codepref's contents against it.
 
-Plain git and PyDriller apply the same rule, so their examined and kept counts are equal; codepref's
+- **process floor** (`process_floor`, once per run): `python -c "import apache_beam, pipelines.mine.stage"`, the CPU
+  seconds and peak RSS of one process that has imported Beam and the stage's code and done nothing else. Every
+  codepref run pays it once per process; the default multi-processing runner runs 1 + workers such processes.
+
+The plain git passes and PyDriller apply the same rule, so their examined and kept counts are equal; codepref's
 kept count is lower (its message, revert, time-window and content rules drop more).
 
 Measures, per method and repository: commits examined and kept, wall seconds, CPU seconds of the
@@ -29,15 +40,17 @@ largest sum kept (a peak shorter than 50 ms can be missed). The ratio is commits
 plain git pass's. The machine's load average is recorded at the start and the end.
 
     .venv/bin/python -m benchmarks.mine_throughput [--commits 1000 5000 20000] [--repo PATH ...] [--together]
-        [--workers 2] [--sample 30] [--no-pydriller] [--json out.json]
+        [--workers 2] [--sample 30] [--no-pydriller] [--work DIR] [--json out.json]
 
 `--workers 2` adds a run of codepref with two worker processes on each repository (the history of one repository
 is walked in runs spread over the workers); `--together` adds one codepref run over all the `--repo` repositories.
+`--work DIR` keeps the synthetic histories and the Parquet the write pass wrote (default: a temporary folder).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -53,17 +66,21 @@ from typing import Any
 import yaml
 
 from benchmarks.corpus import synthetic_history
-from benchmarks.process_tree import measured, peer_python
+from benchmarks.process_tree import measured, peer_python, process_floor
 from parsers import languages
 from schemas import Commit
 from storage import MANIFEST_NAME, read_rows
+from storage.parquet import DICTIONARY_MAX_MEAN_BYTES, ROW_GROUP_ROWS
 
 GIT_ENV = {**os.environ, "GIT_CONFIG_NOSYSTEM": "1"}
 PEERS = Path(__file__).with_name("mine_peers.py")
 CODEPREF = Path(sys.executable).with_name("codepref")
 PYDRILLER = "PyDriller==2.12"
 DEFAULT_VENV = Path.home() / ".cache" / "codepref" / "bench-venvs" / "pydriller"
-METHODS = ("codepref", "plain_git", "pydriller")
+METHODS = ("codepref", "plain_git", "plain_git_write", "pydriller")
+FLOOR_IMPORTS = "import apache_beam, pipelines.mine.stage"
+FLOOR_NOTE = ("one Python process that imported Beam and the mine stage and did nothing else; the in-memory runner runs one "
+              "such process, the default multi-processing runner 1 + workers")
 
 
 def git(*args: str, cwd: Path | None = None) -> str:
@@ -106,12 +123,19 @@ def run_codepref(repos: list[tuple[Path, str]], work: Path, workers: int = 1) ->
     return {"examined": stage["records_in"], "kept": len(kept), "stage_seconds": round(stage["seconds"], 3), **figures}, kept
 
 
-def run_peer(method: str, python: Path, repo: Path) -> dict[str, Any]:
-    command = [str(python), str(PEERS), method, str(repo)] + [f"--ext={e}" for e in extensions()]
+def run_peer(method: str, python: Path, repo: Path, options: tuple[str, ...] = ()) -> dict[str, Any]:
+    command = [str(python), str(PEERS), method, str(repo), *options] + [f"--ext={e}" for e in extensions()]
     result, figures = measured(command, env=GIT_ENV)
     if result.returncode != 0:
         raise RuntimeError(f"{method} failed on {repo}: {result.stderr[-2000:]}")
     return {**json.loads(result.stdout), **figures}
+
+
+def run_plain_git_write(repo: Path, out: Path) -> dict[str, Any]:
+    """The plain git pass writing its pairs to `out` as codepref's stages write Parquet (mine_peers.ParquetPairs)."""
+    options = ("--out", str(out), "--row-group-rows", str(ROW_GROUP_ROWS), "--dictionary-max-mean-bytes", str(DICTIONARY_MAX_MEAN_BYTES))
+    return {**run_peer("plain-git-write", Path(sys.executable), repo, options), "out": str(out)}
+
 
 
 def reference_fetch(repo: Path, kept: list[dict[str, Any]], sample_size: int, scratch: Path) -> dict[str, Any]:
@@ -138,6 +162,7 @@ def measure_repository(name: str, kind: str, repo: Path, work: Path, args: argpa
     if args.workers > 1 and kind in args.parallel_kinds:
         methods[f"codepref_{args.workers}_workers"], _ = run_codepref([(repo, name)], work, args.workers)
     methods["plain_git"] = run_peer("plain-git", Path(sys.executable), repo)
+    methods["plain_git_write"] = run_plain_git_write(repo, work / "plain_git_write")
     commits = methods["plain_git"]["examined"]
     if pydriller is not None and commits > args.pydriller_max_commits:
         methods["pydriller"] = {"unavailable": f"skipped: {commits:,} commits, over --pydriller-max-commits "
@@ -147,11 +172,7 @@ def measure_repository(name: str, kind: str, repo: Path, work: Path, args: argpa
         methods["pydriller"] = run_peer("pydriller", pydriller, repo)
     else:
         methods["pydriller"] = {"unavailable": unavailable}
-    plain = finish(methods["plain_git"])["commits_per_s_per_core"]
-    for figures in methods.values():
-        if "examined" in figures:
-            finish(figures)
-            figures["ratio_to_plain_git"] = round(figures["commits_per_s_per_core"] / plain, 3)
+    ratios(methods)
     entry: dict[str, Any] = {"name": name, "kind": kind, "path": str(repo), "methods": methods}
     if args.sample:
         fetch = reference_fetch(repo, kept, args.sample, work / "scratch")
@@ -169,7 +190,7 @@ def measure_together(repos: list[dict[str, Any]], work: Path, args: argparse.Nam
     if args.workers > 1:
         methods[f"codepref_{args.workers}_workers"], _ = run_codepref([(Path(entry["path"]), entry["name"]) for entry in repos], work,
                                                                      args.workers)
-    for method in ("plain_git", "pydriller"):
+    for method in ("plain_git", "plain_git_write", "pydriller"):
         runs = [entry["methods"][method] for entry in repos]
         if all("examined" in run for run in runs):
             methods[method] = {key: sum(run[key] for run in runs) for key in ("examined", "kept", "seconds", "cpu_seconds")}
@@ -177,12 +198,21 @@ def measure_together(repos: list[dict[str, Any]], work: Path, args: argparse.Nam
         else:
             missing = [entry["name"] for entry, run in zip(repos, runs) if "examined" not in run]
             methods[method] = {"unavailable": f"not run on {', '.join(missing)}"}
+    ratios(methods)
+    return {"name": f"all {len(repos)} real, together", "kind": "real", "path": "", "methods": methods}
+
+
+def ratios(methods: dict[str, Any]) -> None:
+    """Per core figures of every method that ran, its ratio to the plain git pass, and each codepref run's to the
+    plain git pass with writing."""
     plain = finish(methods["plain_git"])["commits_per_s_per_core"]
-    for figures in methods.values():
+    write = finish(methods["plain_git_write"])["commits_per_s_per_core"] if "examined" in methods["plain_git_write"] else None
+    for method, figures in methods.items():
         if "examined" in figures:
             finish(figures)
             figures["ratio_to_plain_git"] = round(figures["commits_per_s_per_core"] / plain, 3)
-    return {"name": f"all {len(repos)} real, together", "kind": "real", "path": "", "methods": methods}
+            if method.startswith("codepref") and write:
+                figures["ratio_to_plain_git_write"] = round(figures["commits_per_s_per_core"] / write, 3)
 
 
 def marginal(repositories: list[dict[str, Any]]) -> dict[str, Any]:
@@ -209,16 +239,20 @@ def repository_name(path: Path) -> str:
 
 
 def table(results: dict[str, Any]) -> str:
-    lines = ["| repository | method | commits examined | kept | seconds (stage) | CPU s | commits/s/core | peak RSS MB | ratio to plain git |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [("| repository | method | commits examined | kept | seconds (stage) | CPU s | commits/s/core | peak RSS MB "
+              "| ratio to plain git | ratio to plain git + write |"),
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for entry in results["repositories"]:
         for method, f in entry["methods"].items():
             if "examined" not in f:
-                lines.append(f"| {entry['name']} | {method} | unavailable: {f['unavailable']} | | | | | | |")
+                lines.append(f"| {entry['name']} | {method} | unavailable: {f['unavailable']} | | | | | | | |")
                 continue
             stage = f" ({f['stage_seconds']:.2f})" if "stage_seconds" in f else ""
+            write = f"{f['ratio_to_plain_git_write']:.3f}" if "ratio_to_plain_git_write" in f else ""
             lines.append(f"| {entry['name']} | {method} | {f['examined']:,} | {f['kept']:,} | {f['seconds']:.2f}{stage} | {f['cpu_seconds']:.2f} "
-                         f"| {f['commits_per_s_per_core']:,.0f} | {f['peak_rss_mb']:.0f} | {f['ratio_to_plain_git']:.3f} |")
+                         f"| {f['commits_per_s_per_core']:,.0f} | {f['peak_rss_mb']:.0f} | {f['ratio_to_plain_git']:.3f} | {write} |")
+    floor = results["process_floor"]
+    lines.append(f"| (start-up only) | process_floor | | | {floor['seconds']:.2f} | {floor['cpu_seconds']:.2f} | | {floor['peak_rss_mb']:.0f} | | |")
     return "\n".join(lines)
 
 
@@ -238,6 +272,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help="Which repositories get the --workers run.")
     parser.add_argument("--together", action="store_true",
                         help="Also mine all the --repo repositories in one codepref run (the peers' runs on each are summed).")
+    parser.add_argument("--work", type=Path, help="Work here and keep it (synthetic histories, the write pass's Parquet); "
+                                                 "default a temporary folder, removed.")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
 
@@ -248,8 +284,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     else:
         pydriller, unavailable = peer_python(args.pydriller_venv, [PYDRILLER], "pydriller")
     repositories = []
-    with tempfile.TemporaryDirectory() as tmp:
+    floor = process_floor(FLOOR_IMPORTS, FLOOR_NOTE)
+    with tempfile.TemporaryDirectory() if args.work is None else contextlib.nullcontext(str(args.work)) as tmp:
         tmp_path = Path(tmp)
+        tmp_path.mkdir(parents=True, exist_ok=True)
         targets = [(f"synthetic-{n}", "generated", n) for n in args.commits] + [(repository_name(p), "real", p.resolve()) for p in args.repo]
         for index, (name, kind, source) in enumerate(targets):
             work = tmp_path / f"w{index}"
@@ -264,9 +302,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             repositories.append(measure_together(real, work, args))
     machine["load_end"] = [round(x, 2) for x in os.getloadavg()]
     result = {"command": ["python", "-m", "benchmarks.mine_throughput", *(argv if argv is not None else sys.argv[1:])],
-              "machine": machine, "repositories": repositories, "marginal_us_per_commit": marginal(repositories)}
+              "machine": machine, "repositories": repositories, "process_floor": floor,
+              "marginal_us_per_commit": marginal(repositories)}
     print(f"nproc {machine['nproc']}; load average at start {machine['load_start']}, at end {machine['load_end']}")
     print(table(result))
+    print(f"process_floor: {FLOOR_NOTE}")
     if result["marginal_us_per_commit"]:
         print(f"CPU µs per commit, start-up taken out: {result['marginal_us_per_commit']}")
     for entry in repositories:

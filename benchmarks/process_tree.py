@@ -1,15 +1,19 @@
-"""Measuring a command as a whole process tree (wall and CPU seconds, peak RSS), and the peers' own virtual
-environments (a library compared against is never a codepref dependency)."""
+"""Measuring a command as a whole process tree (wall and CPU seconds, peak RSS), the start-up floor of one Python
+process, and the peers' own virtual environments (a library compared against is never a codepref dependency)."""
 
 from __future__ import annotations
 
 import resource
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 class TreeSampler(threading.Thread):
@@ -71,6 +75,16 @@ def measured(command: list[str], *, env: dict[str, str] | None = None, cwd: Path
     figures = {"seconds": round(wall, 3), "cpu_seconds": round(max(waited, sampled), 3),
                "peak_rss_mb": round((sampler.peak_rss if sampler else 0) / 2**20, 1)}
     return subprocess.CompletedProcess(command, process.returncode, stdout, stderr), figures
+
+
+def process_floor(imports: str, note: str) -> dict[str, Any]:
+    """The floor every codepref process pays: wall and CPU seconds and peak RSS (as `measured`) of this interpreter
+    running `python -c imports` (e.g. "import apache_beam, pipelines.mine.stage") from the repository root and
+    exiting; `note` says how many such processes a run has."""
+    result, figures = measured([sys.executable, "-c", imports], cwd=REPO_ROOT)
+    if result.returncode != 0:
+        raise RuntimeError(f"python -c {imports!r} failed: {result.stderr[-2000:]}")
+    return {"command": f"python -c {imports!r}", **figures, "note": note}
 
 
 def peer_python(venv: Path, requirements: list[str], probe: str) -> tuple[Path | None, str | None]:

@@ -4,6 +4,9 @@ cannot break it unnoticed (the figures themselves are meaningless at this size).
 from __future__ import annotations
 
 import json
+import subprocess
+
+import pyarrow.parquet as pq
 
 from benchmarks import (
     criteria_classifier,
@@ -28,7 +31,8 @@ def test_parse_throughput_reports_every_language(tmp_path):
 
 
 def test_mine_throughput_compares_codepref_plain_git_and_the_reference_fetch(tmp_path):
-    result = mine_throughput.main(["--commits", "40", "--sample", "2", "--no-pydriller", "--json", str(tmp_path / "mine.json")])
+    result = mine_throughput.main(["--commits", "40", "--sample", "2", "--no-pydriller", "--work", str(tmp_path / "work"),
+                                   "--json", str(tmp_path / "mine.json")])
 
     assert set(result["machine"]) >= {"nproc", "load_start", "load_end"}
     (entry,) = result["repositories"]
@@ -40,8 +44,33 @@ def test_mine_throughput_compares_codepref_plain_git_and_the_reference_fetch(tmp
     for figures in (codepref, plain):
         assert figures["commits_per_s_per_core"] > 0 and figures["peak_rss_mb"] > 0 and figures["ratio_to_plain_git"] > 0
     assert plain["ratio_to_plain_git"] == 1
+    assert codepref["ratio_to_plain_git_write"] > 0 and "ratio_to_plain_git_write" not in plain
+    floor = result["process_floor"]
+    assert floor["peak_rss_mb"] > 0 and floor["cpu_seconds"] > 0 and "1 + workers" in floor["note"]
+    assert "| process_floor |" in mine_throughput.table(result) and "| plain_git_write |" in mine_throughput.table(result)
     assert entry["reference_fetch"]["commits"] == 2 and entry["reference_fetch"]["codepref_speedup_walked"] > 0
     assert json.loads((tmp_path / "mine.json").read_text()) == result
+
+    # The write pass examines and keeps what the plain pass does, and its Parquet holds each kept commit's two blobs.
+    write = methods["plain_git_write"]
+    assert (write["examined"], write["kept"], write["bytes_read"]) == (plain["examined"], plain["kept"], plain["bytes_read"])
+    assert write["written"] == write["kept"] > 0 and write["undecodable"] == 0 and write["ratio_to_plain_git"] > 0
+    (part,) = (tmp_path / "work" / "w0" / "plain_git_write").iterdir()
+    parquet = pq.ParquetFile(part)
+    assert parquet.metadata.row_group(0).column(0).compression == "ZSTD"
+    rows = parquet.read().to_pylist()
+    assert len(rows) == write["kept"] and len({row["commit"] for row in rows}) == len(rows)
+    repo = tmp_path / "work" / "w0" / "synth.git"
+    for row in rows:
+        commit, path = row["commit"], row["path"]
+        assert row["parent"] == git(repo, "rev-parse", f"{commit}^").strip()
+        assert (row["before"], row["after"]) == (git(repo, "show", f"{commit}^:{path}"), git(repo, "show", f"{commit}:{path}"))
+        assert row["message"] == "" and row["repo"] == str(repo)
+
+
+def git(repo, *args: str) -> str:
+    """git's output, decoded as is (no newline translation)."""
+    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, check=True).stdout.decode()
 
 
 def test_dedup_throughput_reports_signing_accuracy_and_the_whole_stage(tmp_path):
@@ -53,6 +82,9 @@ def test_dedup_throughput_reports_signing_accuracy_and_the_whole_stage(tmp_path)
     stage = result["stage"]
     assert stage["kept"] + sum(stage["dropped"].values()) == 60 and stage["cluster_rows"] > 0
     assert json.loads((tmp_path / "dedup.json").read_text())["stage"]["kept"] == stage["kept"]
+    floor = result["process_floor"]
+    assert floor["peak_rss_mb"] > 0 and floor["cpu_seconds"] > 0 and "pipelines.dedup.stage" in floor["command"]
+    assert "| process_floor |" in dedup_throughput.table(result["methods"], floor)
 
 
 def test_humaneval_yield_reports_verified_pairs(tmp_path):
