@@ -24,7 +24,6 @@ import re
 import subprocess
 import tempfile
 import zlib
-from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -618,25 +617,6 @@ class BlobReader:
                 process.kill()
                 process.wait()
             self.errors.close()
-
-
-class BlobReaders:
-    """One BlobReader per repository, the `limit` most recently used kept open."""
-
-    def __init__(self, limit: int = 4):
-        self.limit = limit
-        self.readers: OrderedDict[str, BlobReader] = OrderedDict()
-
-    def __getitem__(self, git_dir: str) -> BlobReader:
-        reader = self.readers.pop(git_dir, None) or BlobReader(git_dir)
-        self.readers[git_dir] = reader
-        while len(self.readers) > self.limit:
-            self.readers.popitem(last=False)[1].close()
-        return reader
-
-    def close(self) -> None:
-        while self.readers:
-            self.readers.popitem()[1].close()
 
 
 def license_text(repo: pygit2.Repository) -> tuple[str, bytes] | None:

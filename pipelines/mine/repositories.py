@@ -5,8 +5,9 @@
 2. `WalkChunk` reads the change shape of every commit of a run (one `git log`) and applies the rules that
    need only that commit; what the history rules need of the others travels as small facts.
 3. `ApplyHistoryRules` applies, per repository, the rules that look across commits (reverts, inverse changes).
-4. After one record per commit is chosen (the stage joins on commit ids), `ReadContents` reads both file
-   versions of each surviving commit and applies the content rules: contents go straight to the writer.
+4. After one record per commit is chosen (the stage joins on commit ids), `ReadChosen` gathers the survivors of
+   each run again (metadata only) and reads both file versions of each, oldest first, through one `git cat-file`,
+   then applies the content rules: contents go straight to the writer.
 
 Steps 2 and 4 are spread over the workers; the results do not depend on how many there are, nor on the
 size of the runs. What is grouped is commit metadata, never file versions.
@@ -39,7 +40,7 @@ from pipelines.mine.filters import (
     split_of,
 )
 from pipelines.mine.git import (
-    BlobReaders,
+    BlobReader,
     BrokenRefError,
     Change,
     GitReadError,
@@ -299,10 +300,42 @@ class MineRepositories(beam.PTransform):
         return judged.candidates, drops
 
 
+READ_BATCH = 32  # candidates whose file versions are read in one exchange with git
+
+
+def _read_key(record: dict[str, Any], run: int) -> tuple[tuple[str, int | str], dict[str, Any]]:
+    """A git candidate's repository and run of its history; a commit table's row (contents already there) alone."""
+    if "git_dir" in record:
+        return (record["git_dir"], record["position"] // run), record
+    return ("", record["commit"]), record
+
+
+class ReadChosen(beam.PTransform):
+    """Chosen records -> (`Commit` rows, drops): the git candidates of each run of `walk_chunk_commits` commits of a
+    repository's history are gathered (metadata only) and read together, oldest first, so that git reads
+    neighbouring versions from its delta-base cache and a worker runs one `git cat-file` at a time; a row from a
+    commit table passes. One collection throughout: a Flatten after the read would make Beam's local runner hold
+    every file version until the writer starts."""
+
+    def __init__(self, config: MineConfig, registry: LanguageRegistry):
+        super().__init__()
+        self.config = config
+        self.registry = registry
+
+    def expand(self, chosen: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
+        read = (
+            chosen
+            | "ByHistoryRun" >> beam.Map(_read_key, self.config.walk_chunk_commits)
+            | "GatherRuns" >> beam.GroupByKey()
+            | "ReadContents" >> beam.ParDo(ReadContents(self.config, self.registry)).with_outputs(DROPPED, main="commits")
+        )
+        return read.commits, read[DROPPED]
+
+
 class ReadContents(beam.DoFn):
-    """Both file versions of each chosen git candidate of a batch, through one `git cat-file` per repository (two
-    exchanges with git per batch and repository), and the content rules: a `Commit` row, or a drop. A row from a
-    commit table (contents already there) passes."""
+    """Both file versions of the candidates of one run of a repository's history, oldest first, READ_BATCH commits
+    per exchange with one `git cat-file` (ended after the run), and the content rules: a `Commit` row, or a drop.
+    A commit table's row passes."""
 
     def __init__(self, config: MineConfig, registry: LanguageRegistry):
         self.config = config
@@ -310,24 +343,26 @@ class ReadContents(beam.DoFn):
 
     def setup(self) -> None:
         self.rules = Rules(self.config, self.registry)
-        self.readers = BlobReaders()
 
-    def process(self, batch: list[dict[str, Any]]) -> Iterator[Any]:
-        by_repository: dict[str, list[dict[str, Any]]] = {}
-        for record in batch:
-            if "git_dir" in record:
-                by_repository.setdefault(record["git_dir"], []).append(record)
-            else:
-                yield record
-        for git_dir, candidates in sorted(by_repository.items()):
-            blobs = [blob for c in candidates for blob in (c["old_blob"], c["new_blob"])]
-            versions = self.readers[git_dir].read_many(blobs, self.config.max_file_bytes)
-            for index, candidate in enumerate(candidates):
-                rejection, row = self._row(candidate, versions[2 * index], versions[2 * index + 1])
-                if rejection is None:
-                    yield row
-                else:
-                    yield drop(candidate["commit"], rejection, _summary(candidate["repo"], candidate))
+    def process(self, element: tuple[tuple[str, int | str], Iterable[dict[str, Any]]]) -> Iterator[Any]:
+        (git_dir, _), records = element
+        if not git_dir:
+            yield from records
+            return
+        ordered = sorted(records, key=lambda c: c["position"])
+        reader = BlobReader(git_dir)
+        try:
+            for start in range(0, len(ordered), READ_BATCH):
+                batch = ordered[start:start + READ_BATCH]
+                versions = reader.read_many([blob for c in batch for blob in (c["old_blob"], c["new_blob"])], self.config.max_file_bytes)
+                for index, candidate in enumerate(batch):
+                    rejection, row = self._row(candidate, versions[2 * index], versions[2 * index + 1])
+                    if rejection is None:
+                        yield row
+                    else:
+                        yield drop(candidate["commit"], rejection, _summary(candidate["repo"], candidate))
+        finally:
+            reader.close()
 
     def _row(self, candidate: dict[str, Any], before: tuple[bytes | None, Rejection | None],
              after: tuple[bytes | None, Rejection | None]) -> tuple[Rejection | None, dict[str, Any] | None]:
@@ -340,9 +375,3 @@ class ReadContents(beam.DoFn):
         old, new, language = contents
         fields = {k: candidate[k] for k in ("repo", "commit", "parent", "path", "license", "committed_at", "subject", "message", "split")}
         return None, to_row(Commit(**fields, language=language, before=old, after=new))
-
-    def finish_bundle(self) -> None:
-        self.readers.close()
-
-    def teardown(self) -> None:
-        self.readers.close()

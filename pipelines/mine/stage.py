@@ -35,7 +35,7 @@ from pipelines.mine.git import (
     path_missing,
     reference_targets,
 )
-from pipelines.mine.repositories import MineRepositories, ReadContents
+from pipelines.mine.repositories import MineRepositories, ReadChosen
 from pipelines.mine.tables import (
     MineTableRow,
     pull_request_commits,
@@ -66,8 +66,8 @@ class MineConfig(StageConfig):
     bench_end: date | None = Field(None, description="Benchmark commits must be committed before this day.")
     benchmark_share: float = Field(0.0, ge=0.0, le=1.0, description="Share of repositories assigned to the benchmark split.")
     walk_chunk_commits: int = Field(
-        2_000, ge=1, description="A repository's history is walked in runs of this many commits, spread over the workers "
-                                 "(the result does not depend on it)."
+        2_000, ge=1, description="A repository's history is walked, and its kept commits' files read, in runs of this many "
+                                 "commits, spread over the workers (the result does not depend on it)."
     )
 
     @model_validator(mode="after")
@@ -159,9 +159,6 @@ def _manifest_rows(path: Path) -> list[dict[str, Any]]:
     return out
 
 
-
-
-READ_BATCH = 32  # candidates whose file versions are read in one exchange with git
 
 
 class KeepOnePerCommit(beam.DoFn):
@@ -264,9 +261,5 @@ class Mine(Stage[MineConfig]):
             | "JoinPullRequests" >> beam.CoGroupByKey()
             | "OnePerCommit" >> beam.ParDo(KeepOnePerCommit(config.merged_pull_requests is not None)).with_outputs(DROPPED, main="commits")
         )
-        read = (
-            unique.commits
-            | "Batches" >> beam.BatchElements(min_batch_size=1, max_batch_size=READ_BATCH)
-            | "ReadContents" >> beam.ParDo(ReadContents(config, self.context.languages)).with_outputs(DROPPED, main="commits")
-        )
-        return StageResult(read.commits, [*dropped, unique[DROPPED], read[DROPPED]])
+        commits, read_drops = unique.commits | "ReadContents" >> ReadChosen(config, self.context.languages)
+        return StageResult(commits, [*dropped, unique[DROPPED], read_drops])

@@ -15,7 +15,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from parsers import LanguageRegistry
 from parsers.registry import DEFAULT_REGISTRY
 from pipelines.core import DROPPED
-from pipelines.mine.repositories import MineRepositories, ReadContents
+from pipelines.mine.repositories import MineRepositories, ReadChosen
 from pipelines.mine.stage import MineConfig
 from pipelines.mine.tables import MineTableRow
 from schemas import Commit, to_row
@@ -42,10 +42,8 @@ class Mined:
     def __init__(self, entries: beam.PCollection, registry: LanguageRegistry, config: MineConfig | None = None):
         config = config or MineConfig(repos=[])
         candidates, drops = entries | MineRepositories(config, registry)
-        read = (candidates | beam.Values() | beam.BatchElements()
-                | beam.ParDo(ReadContents(config, registry)).with_outputs(DROPPED, main="commits"))
-        self.commits = read.commits
-        self.drops = (drops, read[DROPPED]) | "AllDrops" >> beam.Flatten()
+        self.commits, read_drops = candidates | beam.Values() | ReadChosen(config, registry)
+        self.drops = (drops, read_drops) | "AllDrops" >> beam.Flatten()
 
 
 def test_mine_repository_keeps_a_single_file_edit_and_drops_a_multi_file_commit(tmp_path, registry):
