@@ -272,15 +272,15 @@ class ApplyHistoryRules(beam.DoFn):
 
 
 class MineRepositories(beam.PTransform):
-    """Repository entries -> (candidates keyed by commit id, drop records): every rule but the content rules,
-    which `ReadContents` applies once one record per commit is chosen."""
+    """Repository entries -> (candidates keyed by commit id, the drop records of each step): every rule but the content
+    rules, which `ReadContents` applies once one record per commit is chosen."""
 
     def __init__(self, config: MineConfig, registry: LanguageRegistry):
         super().__init__()
         self.config = config
         self.registry = registry
 
-    def expand(self, entries: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
+    def expand(self, entries: beam.PCollection) -> tuple[beam.PCollection, tuple[beam.PCollection, ...]]:
         planned = (
             entries
             | "SpreadRepositories" >> beam.Reshuffle()
@@ -296,8 +296,7 @@ class MineRepositories(beam.PTransform):
             | "ByRepository" >> beam.CoGroupByKey()
             | "HistoryRules" >> beam.ParDo(ApplyHistoryRules()).with_outputs(DROPPED, main="candidates")
         )
-        drops = (planned[DROPPED], walked[DROPPED], judged[DROPPED]) | "RepositoryDrops" >> beam.Flatten()
-        return judged.candidates, drops
+        return judged.candidates, (planned[DROPPED], walked[DROPPED], judged[DROPPED])
 
 
 READ_BATCH = 32  # candidates whose file versions are read in one exchange with git

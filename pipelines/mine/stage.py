@@ -238,7 +238,7 @@ class Mine(Stage[MineConfig]):
                 | "MineRepositories" >> MineRepositories(config, self.context.languages)
             )
             mined.append(candidates)
-            dropped.append(repository_drops)
+            dropped.extend(repository_drops)
         if config.tables:
             table_rows = read_tables(pipeline, config.tables)
             revert_messages = table_rows | "RevertTrailers" >> beam.FlatMap(revert_trailers)

@@ -327,12 +327,9 @@ def _run_pipeline(stage_cls: type[Stage], config: RunConfig, stage_config: Any, 
                                                 schema=output_schema)
     )
     if result.dropped:
-        (
-            result.dropped
-            | "FlattenDropped" >> beam.Flatten()
-            | _count("CountDropped", namespace, DROP_RECORDS)
-            | "WriteDropped" >> WriteShardedParquet(FileSystems.join(attempt, DROPPED_DIR), Drop, "key", 1)
-        )
+        # Each step's drops are counted and spilled where they are made (a Flatten first would gather them all).
+        counted = tuple(dropped | _count(f"CountDropped_{index}", namespace, DROP_RECORDS) for index, dropped in enumerate(result.dropped))
+        _ = counted | "WriteDropped" >> WriteShardedParquet(FileSystems.join(attempt, DROPPED_DIR), Drop, "key", 1)
     for table_name, table in result.tables.items():
         _ = table.rows | f"Write_{table_name}" >> WriteShardedParquet(
             FileSystems.join(attempt, table_name), table.record_type, table.key_field, config.num_shards

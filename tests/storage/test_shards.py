@@ -68,3 +68,15 @@ def test_a_spill_is_cut_by_bytes_before_rows(tmp_path):
         table = pq.read_table(path)
         assert table.num_rows < 60
         assert table.column("commit").to_pylist() == sorted(table.column("commit").to_pylist())
+
+
+def test_several_collections_are_written_as_one(tmp_path):
+    """Each collection is spilled where it is made; the shards equal those of the rows in one collection."""
+    rows = commits(120)
+    whole = write(tmp_path / "whole", rows, spill_rows=11)
+    with BeamTestPipeline() as pipeline:
+        parts = tuple(pipeline | f"Part{n}" >> beam.Create(rows[n::3]) for n in range(3))
+        _ = parts | WriteShardedParquet(str(tmp_path / "parts"), Commit, "commit", 3, spill_rows=11)
+    parts = {path.rsplit("/", 1)[-1]: list(pq.read_table(path).to_pylist()) for path in list_parts(str(tmp_path / "parts"))}
+    assert parts == whole
+    assert sum(len(shard) for shard in parts.values()) == len(rows)

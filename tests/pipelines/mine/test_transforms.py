@@ -43,7 +43,7 @@ class Mined:
         config = config or MineConfig(repos=[])
         candidates, drops = entries | MineRepositories(config, registry)
         self.commits, read_drops = candidates | beam.Values() | ReadChosen(config, registry)
-        self.drops = (drops, read_drops) | "AllDrops" >> beam.Flatten()
+        self.drops = (*drops, read_drops) | "AllDrops" >> beam.Flatten()
 
 
 def test_mine_repository_keeps_a_single_file_edit_and_drops_a_multi_file_commit(tmp_path, registry):
