@@ -27,6 +27,7 @@ import sys
 from typing import Any
 
 import grpc
+import pyarrow
 from apache_beam.runners.portability import local_job_service
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner, worker_handlers
 
@@ -76,8 +77,8 @@ def make_local_runs_safe() -> None:
 
 
 def tune_malloc() -> None:
-    """Cap glibc's malloc arenas at two and return freed memory early, here and in the worker
-    processes (which inherit the variables): Beam's many threads otherwise keep freed memory in
+    """Cap glibc's malloc arenas at two and return freed memory early, and have Arrow allocate through glibc, here and
+    in the worker processes (which inherit the variables): Beam's many threads otherwise keep freed memory in
     separate arenas, and RSS grows far past what is in use (measured: 3.1 GB -> 2.0 GB peak for
     the dedup of 200k documents)."""
     os.environ.setdefault("MALLOC_ARENA_MAX", "2")
@@ -85,6 +86,11 @@ def tune_malloc() -> None:
     # also stops glibc from raising the mmap threshold after large temporary arrays are freed).
     os.environ.setdefault("MALLOC_TRIM_THRESHOLD_", str(32 * 2**20))
     os.environ.setdefault("MALLOC_MMAP_THRESHOLD_", str(4 * 2**20))
+    # Arrow's own allocator (mimalloc) keeps freed memory per thread; through glibc's, tuned as above, a mining run
+    # of seven real repositories on two workers peaks 1,169-1,190 MB instead of 1,294-1,332 MB, at the same CPU.
+    os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
+    if os.environ["ARROW_DEFAULT_MEMORY_POOL"] == "system":
+        pyarrow.set_memory_pool(pyarrow.system_memory_pool())  # this process chose its pool when pyarrow was imported
     try:
         libc = ctypes.CDLL("libc.so.6")
         libc.mallopt(-8, 2)  # M_ARENA_MAX, for arenas this process creates from now on
