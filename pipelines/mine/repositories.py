@@ -168,9 +168,10 @@ def _summary(name: str, change: Change | dict[str, Any]) -> dict[str, Any]:
 class WalkChunk(beam.DoFn):
     """The change shapes of one run of a repository's commits, and the rules that need only the commit itself.
 
-    Main output: (repository path, candidate), a commit that passed them (its metadata and blob ids, no contents).
-    FACTS: (repository path, fact) for a commit they dropped that the history rules still need: the commits its
-    message says it reverts, and the blobs of an in-place modification (the other half of an inverse change)."""
+    Main output: (repository path, the run's candidates), the commits that passed them (metadata and blob ids, no
+    contents). FACTS: (repository path, the run's facts) about the commits they dropped that the history rules still
+    need: the commits their messages say they revert, and the blobs of their in-place modifications (the other half
+    of an inverse change). One element of each per run, not per commit: the runner groups them by repository."""
 
     def __init__(self, config: MineConfig, registry: LanguageRegistry):
         self.config = config
@@ -189,6 +190,9 @@ class WalkChunk(beam.DoFn):
             rejection = GIT.reject("unreadable_repository", "{error}; {commits} commits not walked", error=str(error), commits=len(chunk["ids"]))
             yield drop(name, rejection, {"repo": name, "path": path}, count=len(chunk["ids"]))
             return
+        candidates: list[dict[str, Any]] = []
+        reverts: list[str] = []
+        modified: list[tuple[int, str, str, str, str]] = []
         for position, item in enumerate(changes_of(repo, chunk["ids"]), chunk["first"]):
             records_in.inc()
             if isinstance(item, GitReadError):
@@ -196,15 +200,16 @@ class WalkChunk(beam.DoFn):
                 continue
             rejection = self._rejection(item, split)
             if rejection is None:
-                yield path, self._candidate(item, chunk, position, repo.path)
+                candidates.append(self._candidate(item, chunk, position, repo.path))
                 continue
             yield drop(item.commit, rejection, _summary(name, item))
-            reverted = REVERT_TRAILER.findall(item.message)
-            if reverted:
-                yield beam.pvalue.TaggedOutput(FACTS, (path, {"reverts": reverted}))
+            reverts.extend(REVERT_TRAILER.findall(item.message))
             if item.shape == "modified":
-                yield beam.pvalue.TaggedOutput(FACTS, (path, {"position": position, "commit": item.commit, "path_key": _path_key(item.path),  # type: ignore[arg-type]
-                                                              "old_blob": item.old_blob, "new_blob": item.new_blob}))
+                modified.append((position, item.commit, _path_key(item.path), item.old_blob, item.new_blob))  # type: ignore[arg-type]
+        if candidates:
+            yield path, candidates
+        if reverts or modified:
+            yield beam.pvalue.TaggedOutput(FACTS, (path, {"reverts": reverts, "modified": modified}))
 
     def _rejection(self, change: Change, split: str) -> Rejection | None:
         """The first rule the commit breaks, in the order the rules are cheapest (no blob is read)."""
@@ -246,17 +251,16 @@ class ApplyHistoryRules(beam.DoFn):
     """One repository's candidates against its whole history: reverted later, reverting another commit, or one
     half of an inverse change is dropped; the others are yielded keyed by commit id."""
 
-    def process(self, element: tuple[str, dict[str, Iterable[dict[str, Any]]]]) -> Iterator[Any]:
+    def process(self, element: tuple[str, dict[str, Iterable[Any]]]) -> Iterator[Any]:
         _, groups = element
-        candidates = sorted(groups["candidates"], key=lambda c: c["position"])
-        facts = list(groups["facts"])
+        candidates = sorted((c for run in groups["candidates"] for c in run), key=lambda c: c["position"])
         reverts = RevertIndex()
-        for fact in facts:
-            if "reverts" in fact:
-                reverts.add_ids(fact["reverts"])
+        modified = [(c["position"], c["commit"], c["path_key"], c["old_blob"], c["new_blob"]) for c in candidates]
+        for facts in groups["facts"]:
+            reverts.add_ids(facts["reverts"])
+            modified.extend(tuple(fact) for fact in facts["modified"])
         reverting = {c["commit"] for c in candidates if reverts.add_message(c["message"])}
-        modified = sorted([*(f for f in facts if "position" in f), *candidates], key=lambda c: c["position"])
-        inverse = inverse_pairs((c["commit"], c["path_key"], c["old_blob"], c["new_blob"]) for c in modified)
+        inverse = inverse_pairs(change[1:] for change in sorted(modified))
         for candidate in candidates:
             commit = candidate["commit"]
             if commit in reverts:
