@@ -4,7 +4,8 @@
    and cuts the list into runs of `walk_chunk_commits`.
 2. `WalkChunk` reads the change shape of every commit of a run (one `git log`) and applies the rules that
    need only that commit; what the history rules need of the others travels as small facts.
-3. `ApplyHistoryRules` applies, per repository, the rules that look across commits (reverts, inverse changes).
+3. `ApplyHistoryRules` applies, per repository, the rules that look across commits (reverts, inverse changes), on
+   what they need of each commit (ids and blobs, no message); its verdicts meet the candidates in the stage's join.
 4. After one record per commit is chosen (the stage joins on commit ids), `ReadChosen` gathers the survivors of
    each run again (metadata only) and reads both file versions of each, oldest first, through one `git cat-file`,
    then applies the content rules: contents go straight to the writer.
@@ -26,7 +27,6 @@ from pipelines.core import DROPPED, Rejection, metrics_namespace
 from pipelines.mine.filters import (
     GIT,
     REVERT_TRAILER,
-    REVERTS,
     STAGE,
     ChangeShape,
     FileContents,
@@ -57,7 +57,7 @@ from storage import not_visible
 if TYPE_CHECKING:
     from pipelines.mine.stage import MineConfig
 
-FACTS = "facts"  # what the history rules need of a commit the cheap rules dropped
+HISTORY = "history"  # what the history rules need of a run: no message, no metadata beyond ids and blobs
 
 
 def _records_in() -> Any:
@@ -159,7 +159,8 @@ def _path_key(path: str) -> str:
     return hashlib.blake2b(path.encode("utf-8", errors="surrogateescape"), digest_size=8).hexdigest()
 
 
-def _summary(name: str, change: Change | dict[str, Any]) -> dict[str, Any]:
+def drop_summary(name: str, change: Change | dict[str, Any]) -> dict[str, Any]:
+    """What a drop record keeps of a commit (or of a candidate) of repository `name`."""
     if isinstance(change, dict):
         return {"repo": name, "commit": change["commit"], "shape": "modified", "path": change["path"], "message": change["message"][:500]}
     return {"repo": name, "commit": change.commit, "shape": change.shape, "path": change.path, "message": change.message[:500]}
@@ -168,10 +169,12 @@ def _summary(name: str, change: Change | dict[str, Any]) -> dict[str, Any]:
 class WalkChunk(beam.DoFn):
     """The change shapes of one run of a repository's commits, and the rules that need only the commit itself.
 
-    Main output: (repository path, the run's candidates), the commits that passed them (metadata and blob ids, no
-    contents). FACTS: (repository path, the run's facts) about the commits they dropped that the history rules still
-    need: the commits their messages say they revert, and the blobs of their in-place modifications (the other half
-    of an inverse change). One element of each per run, not per commit: the runner groups them by repository."""
+    Main output: (commit id, candidate) for each commit that passed them (metadata and blob ids, no contents).
+    HISTORY: (repository path, what the history rules need of the run): for each candidate, its position, blobs
+    and the commits its message says it reverts; for the commits the cheap rules dropped, the commits they revert
+    and the blobs of their in-place modifications (the other half of an inverse change). One HISTORY element per
+    run, with no message: the runner groups them by repository, and the candidates meet the rules' verdicts in
+    the stage's join on commit ids."""
 
     def __init__(self, config: MineConfig, registry: LanguageRegistry):
         self.config = config
@@ -190,7 +193,7 @@ class WalkChunk(beam.DoFn):
             rejection = GIT.reject("unreadable_repository", "{error}; {commits} commits not walked", error=str(error), commits=len(chunk["ids"]))
             yield drop(name, rejection, {"repo": name, "path": path}, count=len(chunk["ids"]))
             return
-        candidates: list[dict[str, Any]] = []
+        candidates: list[tuple[int, str, str, str, str, list[str]]] = []
         reverts: list[str] = []
         modified: list[tuple[int, str, str, str, str]] = []
         for position, item in enumerate(changes_of(repo, chunk["ids"]), chunk["first"]):
@@ -200,16 +203,18 @@ class WalkChunk(beam.DoFn):
                 continue
             rejection = self._rejection(item, split)
             if rejection is None:
-                candidates.append(self._candidate(item, chunk, position, repo.path))
+                candidate = self._candidate(item, chunk, position, repo.path)
+                yield item.commit, candidate
+                candidates.append((position, item.commit, candidate["path_key"], item.old_blob, item.new_blob,  # type: ignore[arg-type]
+                                   REVERT_TRAILER.findall(item.message)))
                 continue
-            yield drop(item.commit, rejection, _summary(name, item))
+            yield drop(item.commit, rejection, drop_summary(name, item))
             reverts.extend(REVERT_TRAILER.findall(item.message))
             if item.shape == "modified":
                 modified.append((position, item.commit, _path_key(item.path), item.old_blob, item.new_blob))  # type: ignore[arg-type]
-        if candidates:
-            yield path, candidates
-        if reverts or modified:
-            yield beam.pvalue.TaggedOutput(FACTS, (path, {"reverts": reverts, "modified": modified}))
+        if candidates or reverts or modified:
+            yield beam.pvalue.TaggedOutput(HISTORY, (path, {"git_dir": repo.path, "candidates": candidates, "reverts": reverts,
+                                                            "modified": modified}))
 
     def _rejection(self, change: Change, split: str) -> Rejection | None:
         """The first rule the commit breaks, in the order the rules are cheapest (no blob is read)."""
@@ -248,43 +253,47 @@ def inverse_pairs(changes: Iterable[tuple[str, str, str, str]]) -> set[str]:
 
 
 class ApplyHistoryRules(beam.DoFn):
-    """One repository's candidates against its whole history: reverted later, reverting another commit, or one
-    half of an inverse change is dropped; the others are yielded keyed by commit id."""
+    """One repository's history against its candidates: a candidate reverted later, reverting another commit, or one
+    half of an inverse change is rejected; yields (commit id, (repository's git dir, reason)) for each one."""
 
-    def process(self, element: tuple[str, dict[str, Iterable[Any]]]) -> Iterator[Any]:
-        _, groups = element
-        candidates = sorted((c for run in groups["candidates"] for c in run), key=lambda c: c["position"])
+    def process(self, element: tuple[str, Iterable[dict[str, Any]]]) -> Iterator[tuple[str, tuple[str, str]]]:
+        _, runs = element
         reverts = RevertIndex()
-        modified = [(c["position"], c["commit"], c["path_key"], c["old_blob"], c["new_blob"]) for c in candidates]
-        for facts in groups["facts"]:
-            reverts.add_ids(facts["reverts"])
-            modified.extend(tuple(fact) for fact in facts["modified"])
-        reverting = {c["commit"] for c in candidates if reverts.add_message(c["message"])}
+        candidates: list[tuple[int, str]] = []
+        reverting: set[str] = set()
+        modified: list[tuple[Any, ...]] = []
+        git_dir = ""
+        for run in runs:
+            git_dir = run["git_dir"]
+            reverts.add_ids(run["reverts"])
+            modified.extend(tuple(fact) for fact in run["modified"])
+            for position, commit, path_key, old, new, reverted in run["candidates"]:
+                candidates.append((position, commit))
+                modified.append((position, commit, path_key, old, new))
+                reverts.add_ids(reverted)
+                if reverted:
+                    reverting.add(commit)
         inverse = inverse_pairs(change[1:] for change in sorted(modified))
-        for candidate in candidates:
-            commit = candidate["commit"]
+        for _, commit in sorted(candidates):
             if commit in reverts:
-                rejection = REVERTS.reject("reverted_later")
+                yield commit, (git_dir, "reverted_later")
             elif commit in reverting:
-                rejection = REVERTS.reject("reverts_other_commit")
+                yield commit, (git_dir, "reverts_other_commit")
             elif commit in inverse:
-                rejection = REVERTS.reject("inverse_change")
-            else:
-                yield commit, candidate
-                continue
-            yield drop(commit, rejection, _summary(candidate["repo"], candidate))
+                yield commit, (git_dir, "inverse_change")
 
 
 class MineRepositories(beam.PTransform):
-    """Repository entries -> (candidates keyed by commit id, the drop records of each step): every rule but the content
-    rules, which `ReadContents` applies once one record per commit is chosen."""
+    """Repository entries -> (candidates keyed by commit id, the history rules' verdicts keyed by commit id, the drop
+    records of each step): every rule but the content rules, which `ReadContents` applies once one record per commit is
+    chosen; the stage's join on commit ids drops the candidates the history rules rejected (`KeepOnePerCommit`)."""
 
     def __init__(self, config: MineConfig, registry: LanguageRegistry):
         super().__init__()
         self.config = config
         self.registry = registry
 
-    def expand(self, entries: beam.PCollection) -> tuple[beam.PCollection, tuple[beam.PCollection, ...]]:
+    def expand(self, entries: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection, tuple[beam.PCollection, ...]]:
         planned = (
             entries
             | "SpreadRepositories" >> beam.Reshuffle()
@@ -293,14 +302,14 @@ class MineRepositories(beam.PTransform):
         walked = (
             planned.runs
             | "SpreadRuns" >> beam.Reshuffle()
-            | "WalkRuns" >> beam.ParDo(WalkChunk(self.config, self.registry)).with_outputs(DROPPED, FACTS, main="candidates")
+            | "WalkRuns" >> beam.ParDo(WalkChunk(self.config, self.registry)).with_outputs(DROPPED, HISTORY, main="candidates")
         )
-        judged = (
-            {"candidates": walked.candidates, "facts": walked[FACTS]}
-            | "ByRepository" >> beam.CoGroupByKey()
-            | "HistoryRules" >> beam.ParDo(ApplyHistoryRules()).with_outputs(DROPPED, main="candidates")
+        rejected = (
+            walked[HISTORY]
+            | "ByRepository" >> beam.GroupByKey()
+            | "HistoryRules" >> beam.ParDo(ApplyHistoryRules())
         )
-        return judged.candidates, (planned[DROPPED], walked[DROPPED], judged[DROPPED])
+        return walked.candidates, rejected, (planned[DROPPED], walked[DROPPED])
 
 
 READ_BATCH = 32  # candidates whose file versions are read in one exchange with git
@@ -363,7 +372,7 @@ class ReadContents(beam.DoFn):
                     if rejection is None:
                         yield row
                     else:
-                        yield drop(candidate["commit"], rejection, _summary(candidate["repo"], candidate))
+                        yield drop(candidate["commit"], rejection, drop_summary(candidate["repo"], candidate))
         finally:
             reader.close()
 

@@ -24,6 +24,7 @@ from pipelines.mine.filters import (
     DECLARERS,
     ONE_PER_COMMIT,
     REFERENCE_LICENSES,
+    REVERTS,
     STAGE,
     drop,
 )
@@ -35,7 +36,7 @@ from pipelines.mine.git import (
     path_missing,
     reference_targets,
 )
-from pipelines.mine.repositories import MineRepositories, ReadChosen
+from pipelines.mine.repositories import MineRepositories, ReadChosen, drop_summary
 from pipelines.mine.tables import (
     MineTableRow,
     pull_request_commits,
@@ -162,16 +163,24 @@ def _manifest_rows(path: Path) -> list[dict[str, Any]]:
 
 
 class KeepOnePerCommit(beam.DoFn):
-    """One record per commit id (forks share commits: the lexicographically first repository wins),
-    and, when a merged-PR table is configured, only commits that appear in it. A git record here is a
-    candidate without its file versions (`ReadContents` reads them for the one kept)."""
+    """A git candidate the history rules rejected in its repository is dropped; of the others, one record per
+    commit id (forks share commits: the lexicographically first repository wins), and, when a merged-PR table is
+    configured, only commits that appear in it. A git record here is a candidate without its file versions
+    (`ReadContents` reads them for the one kept)."""
 
     def __init__(self, require_pull_request: bool):
         self.require_pull_request = require_pull_request
 
     def process(self, element: tuple[str, dict[str, list[Any]]]) -> Iterator[Any]:
         commit, groups = element
-        records = sorted(groups["records"], key=lambda r: (r["repo"].lower(), r["repo"], r["path"]))
+        rejected = dict(groups.get("history", ()))  # repository's git dir -> reason
+        records = []
+        for record in sorted(groups["records"], key=lambda r: (r["repo"].lower(), r["repo"], r["path"])):
+            reason = rejected.get(record.get("git_dir"))
+            if reason is None:
+                records.append(record)
+            else:
+                yield drop(commit, REVERTS.reject(reason), drop_summary(record["repo"], record))
         if not records:
             return
         if self.require_pull_request and not groups["pull_requests"]:
@@ -230,14 +239,16 @@ class Mine(Stage[MineConfig]):
         config = self.config
         entries = _sources(config)
         mined = []
+        history = []
         dropped = []
         if entries:
-            candidates, repository_drops = (
+            candidates, rejected, repository_drops = (
                 pipeline
                 | "Repositories" >> beam.Create(entries)
                 | "MineRepositories" >> MineRepositories(config, self.context.languages)
             )
             mined.append(candidates)
+            history.append(rejected)
             dropped.extend(repository_drops)
         if config.tables:
             table_rows = read_tables(pipeline, config.tables)
@@ -255,6 +266,7 @@ class Mine(Stage[MineConfig]):
                 if config.merged_pull_requests
                 else pipeline | "NoPullRequests" >> beam.Create([])
             ),
+            "history": history[0] if history else pipeline | "NoHistory" >> beam.Create([]),
         }
         unique = (
             keyed

@@ -16,7 +16,7 @@ from parsers import LanguageRegistry
 from parsers.registry import DEFAULT_REGISTRY
 from pipelines.core import DROPPED
 from pipelines.mine.repositories import MineRepositories, ReadChosen
-from pipelines.mine.stage import MineConfig
+from pipelines.mine.stage import KeepOnePerCommit, MineConfig
 from pipelines.mine.tables import MineTableRow
 from schemas import Commit, to_row
 from tests.support.git_fixtures import GPL3, MIT, GitRepo
@@ -37,13 +37,16 @@ def reasons(drops: beam.PCollection) -> beam.PCollection:
 
 
 class Mined:
-    """Repository entries through MineRepositories and ReadContents (no join: each commit is in one repository)."""
+    """Repository entries through MineRepositories, the history rules' verdicts and ReadChosen (each commit is in one
+    repository: no merged-PR table)."""
 
     def __init__(self, entries: beam.PCollection, registry: LanguageRegistry, config: MineConfig | None = None):
         config = config or MineConfig(repos=[])
-        candidates, drops = entries | MineRepositories(config, registry)
-        self.commits, read_drops = candidates | beam.Values() | ReadChosen(config, registry)
-        self.drops = (*drops, read_drops) | "AllDrops" >> beam.Flatten()
+        candidates, rejected, drops = entries | MineRepositories(config, registry)
+        chosen = ({"records": candidates, "history": rejected} | beam.CoGroupByKey()
+                  | beam.ParDo(KeepOnePerCommit(False)).with_outputs(DROPPED, main="commits"))
+        self.commits, read_drops = chosen.commits | ReadChosen(config, registry)
+        self.drops = (*drops, chosen[DROPPED], read_drops) | "AllDrops" >> beam.Flatten()
 
 
 def test_mine_repository_keeps_a_single_file_edit_and_drops_a_multi_file_commit(tmp_path, registry):
