@@ -19,7 +19,7 @@
      a codepref dependency), as a peer process (benchmarks/dedup_peers.py) with `--workers` processes, on the same
      documents written as JSON Lines. Reported unavailable, with the reason, when it cannot be installed;
      `--no-datatrove` skips it.
-   - **process floor** (`process_floor`): `python -c "import apache_beam, pipelines.dedup.stage"`, the CPU seconds and
+   - **process floor** (`process_floor`): `python -c "import pipelines.dedup.stage"` (Beam imported as codepref imports it), the CPU seconds and
      peak RSS of one process that has imported Beam and the stage's code and done nothing else; every codepref process
      pays it, and the default multi-processing runner runs 1 + workers of them.
    The machine's load average is recorded at the start and the end.
@@ -119,7 +119,7 @@ DATATROVE = ["datatrove==0.10.1", "xxhash<4", "regex", "orjson", "tokenizers"]  
 DEFAULT_DATATROVE_VENV = Path.home() / ".cache" / "codepref" / "bench-venvs" / "datatrove"
 PEERS = Path(__file__).with_name("dedup_peers.py")
 REPO = Path(__file__).resolve().parents[1]
-FLOOR_IMPORTS = "import apache_beam, pipelines.dedup.stage"
+FLOOR_IMPORTS = "import pipelines.dedup.stage"  # as codepref imports Beam (pipelines/__init__.py: without pandas)
 FLOOR_NOTE = ("one Python process that imported Beam and the dedup stage and did nothing else; running_mode in_memory runs one "
               "such process, the default multi-processing runner 1 + workers")
 

@@ -25,7 +25,7 @@ written with `git fast-import`, plus any real repository given with `--repo`), o
   from a `file://` remote (no network cost, so it flatters the baseline) on a sample of the commits
   codepref keeps, and checks codepref's contents against it.
 
-- **process floor** (`process_floor`, once per run): `python -c "import apache_beam, pipelines.mine.stage"`, the CPU
+- **process floor** (`process_floor`, once per run): `python -c "import pipelines.mine.stage"` (Beam imported as codepref imports it), the CPU
   seconds and peak RSS of one process that has imported Beam and the stage's code and done nothing else. Every
   codepref run pays it once per process; the default multi-processing runner runs 1 + workers such processes.
 
@@ -78,7 +78,7 @@ CODEPREF = Path(sys.executable).with_name("codepref")
 PYDRILLER = "PyDriller==2.12"
 DEFAULT_VENV = Path.home() / ".cache" / "codepref" / "bench-venvs" / "pydriller"
 METHODS = ("codepref", "plain_git", "plain_git_write", "pydriller")
-FLOOR_IMPORTS = "import apache_beam, pipelines.mine.stage"
+FLOOR_IMPORTS = "import pipelines.mine.stage"  # as codepref imports Beam (pipelines/__init__.py: without pandas)
 FLOOR_NOTE = ("one Python process that imported Beam and the mine stage and did nothing else; the in-memory runner runs one "
               "such process, the default multi-processing runner 1 + workers")
 

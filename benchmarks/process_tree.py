@@ -79,7 +79,7 @@ def measured(command: list[str], *, env: dict[str, str] | None = None, cwd: Path
 
 def process_floor(imports: str, note: str) -> dict[str, Any]:
     """The floor every codepref process pays: wall and CPU seconds and peak RSS (as `measured`) of this interpreter
-    running `python -c imports` (e.g. "import apache_beam, pipelines.mine.stage") from the repository root and
+    running `python -c imports` (e.g. "import pipelines.mine.stage") from the repository root and
     exiting; `note` says how many such processes a run has."""
     result, figures = measured([sys.executable, "-c", imports], cwd=REPO_ROOT)
     if result.returncode != 0:
