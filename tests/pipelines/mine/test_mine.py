@@ -218,6 +218,21 @@ def test_forks_keep_one_record_per_commit_and_merged_pr_filter(tmp_path, repo, r
     assert set(rows) == {second} and drops[first] == "not_in_merged_pr"
 
 
+def test_a_commit_one_fork_reverts_is_kept_from_the_fork_that_does_not(tmp_path, repo, run_stage):
+    """The history rules judge a commit in each repository: the first fork by name reverts it, so the other's copy is kept."""
+    repo.write("src/calc.py", "def add(a, b):\n    return a + b + 0\n")
+    first = repo.commit(GOOD)
+    subprocess.run(["git", "clone", "-q", str(repo.path), str(tmp_path / "aa-fork")], check=True, capture_output=True)
+    fork = GitRepo(tmp_path / "aa-fork")
+    fork.git("revert", "--no-edit", first, env={"GIT_COMMITTER_DATE": "1600300000 +0000", "GIT_AUTHOR_DATE": "1600300000 +0000"})
+    revert = fork.git("rev-parse", "HEAD")
+    rows, drops, manifest = run_stage("mine", {"repos": [str(repo.path), str(fork.path)]})
+    assert set(rows) == {first} and rows[first]["repo"] == "octo-demo"
+    assert drops[first] == "reverted_later" and drops[revert] == "reverts_other_commit"
+    assert manifest.dropped["reverted_later"] == 1 and "duplicate_commit" not in manifest.dropped
+    assert_every_record_accounted_for(manifest)
+
+
 def test_corrupt_objects_and_unreadable_repositories_are_counted(tmp_path, repo, run_stage):
     repo.write("src/calc.py", "def add(a, b):\n    return a + b + 1\n")
     kept = repo.commit(GOOD)
