@@ -22,6 +22,10 @@ class _WithoutPandas:
         return None
 
 
+from pipelines.run.library_logs import drop_unactionable_lines  # noqa: E402
+
+drop_unactionable_lines()  # before Beam is imported: it logs a line a user cannot act on as it is
+
 if "apache_beam" not in sys.modules and "pandas" not in sys.modules:
     sys.meta_path.insert(0, _WithoutPandas)  # type: ignore[arg-type]
     try:
