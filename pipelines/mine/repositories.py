@@ -6,12 +6,14 @@
    need only that commit; what the history rules need of the others travels as small facts.
 3. `ApplyHistoryRules` applies, per repository, the rules that look across commits (reverts, inverse changes), on
    what they need of each commit (ids and blobs, no message); its verdicts meet the candidates in the stage's join.
-4. After one record per commit is chosen (the stage joins on commit ids), `ReadChosen` gathers the survivors of
-   each run again (metadata only) and reads both file versions of each, oldest first, through one `git cat-file`,
-   then applies the content rules: contents go straight to the writer.
+4. The stage chooses one record per commit on claims (commit id, repository, path, run: no message), joined with
+   the history rules' verdicts and the merged-PR table; what it rejects goes back to the run as a verdict.
+5. `ReadChosen` meets each run's candidates (sent once by the walk, with their messages) with those verdicts,
+   reads both file versions of the survivors, oldest first, through one `git cat-file`, then applies the content
+   rules: contents go straight to the writer.
 
-Steps 2 and 4 are spread over the workers; the results do not depend on how many there are, nor on the
-size of the runs. What is grouped is commit metadata, never file versions.
+Steps 2 and 5 are spread over the workers; the results do not depend on how many there are, nor on the
+size of the runs. What is grouped is commit metadata, never file versions, and a message only once.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ if TYPE_CHECKING:
     from pipelines.mine.stage import MineConfig
 
 HISTORY = "history"  # what the history rules need of a run: no message, no metadata beyond ids and blobs
+RUNS = "runs"  # a run's candidates, whole (message included), keyed by the run: they meet their verdicts to be read
 
 
 def _records_in() -> Any:
@@ -169,7 +172,9 @@ def drop_summary(name: str, change: Change | dict[str, Any]) -> dict[str, Any]:
 class WalkChunk(beam.DoFn):
     """The change shapes of one run of a repository's commits, and the rules that need only the commit itself.
 
-    Main output: (commit id, candidate) for each commit that passed them (metadata and blob ids, no contents).
+    Main output: (commit id, claim) for each commit that passed them: what choosing one record per commit needs
+    (repository, path, git dir, run), no message.
+    RUNS: ((git dir, first position), candidates) once per run: each candidate's metadata and blob ids, no contents.
     HISTORY: (repository path, what the history rules need of the run): for each candidate, its position, blobs
     and the commits its message says it reverts; for the commits the cheap rules dropped, the commits they revert
     and the blobs of their in-place modifications (the other half of an inverse change). One HISTORY element per
@@ -194,6 +199,7 @@ class WalkChunk(beam.DoFn):
             yield drop(name, rejection, {"repo": name, "path": path}, count=len(chunk["ids"]))
             return
         candidates: list[tuple[int, str, str, str, str, list[str]]] = []
+        whole: list[dict[str, Any]] = []
         reverts: list[str] = []
         modified: list[tuple[int, str, str, str, str]] = []
         for position, item in enumerate(changes_of(repo, chunk["ids"]), chunk["first"]):
@@ -204,14 +210,17 @@ class WalkChunk(beam.DoFn):
             rejection = self._rejection(item, split)
             if rejection is None:
                 candidate = self._candidate(item, chunk, position, repo.path)
-                yield item.commit, candidate
-                candidates.append((position, item.commit, candidate["path_key"], item.old_blob, item.new_blob,  # type: ignore[arg-type]
+                whole.append(candidate)
+                yield item.commit, {"repo": name, "path": candidate["path"], "git_dir": repo.path, "run": chunk["first"]}
+                candidates.append((position, item.commit, _path_key(item.path), item.old_blob, item.new_blob,  # type: ignore[arg-type]
                                    REVERT_TRAILER.findall(item.message)))
                 continue
             yield drop(item.commit, rejection, drop_summary(name, item))
             reverts.extend(REVERT_TRAILER.findall(item.message))
             if item.shape == "modified":
                 modified.append((position, item.commit, _path_key(item.path), item.old_blob, item.new_blob))  # type: ignore[arg-type]
+        if whole:
+            yield beam.pvalue.TaggedOutput(RUNS, ((repo.path, chunk["first"]), whole))
         if candidates or reverts or modified:
             yield beam.pvalue.TaggedOutput(HISTORY, (path, {"git_dir": repo.path, "candidates": candidates, "reverts": reverts,
                                                             "modified": modified}))
@@ -236,7 +245,7 @@ class WalkChunk(beam.DoFn):
         return {"repo": chunk["repo"], "commit": change.commit, "parent": change.parents[0], "path": change.path,
                 "license": chunk["license"], "split": chunk["split"], "committed_at": change.committed_at, "subject": subject,
                 "message": change.message, "git_dir": git_dir, "old_blob": change.old_blob, "new_blob": change.new_blob,
-                "position": position, "path_key": _path_key(change.path)}  # type: ignore[arg-type]
+                "position": position}
 
 
 def inverse_pairs(changes: Iterable[tuple[str, str, str, str]]) -> set[str]:
@@ -284,16 +293,17 @@ class ApplyHistoryRules(beam.DoFn):
 
 
 class MineRepositories(beam.PTransform):
-    """Repository entries -> (candidates keyed by commit id, the history rules' verdicts keyed by commit id, the drop
-    records of each step): every rule but the content rules, which `ReadContents` applies once one record per commit is
-    chosen; the stage's join on commit ids drops the candidates the history rules rejected (`KeepOnePerCommit`)."""
+    """Repository entries -> (claims keyed by commit id, each run's candidates keyed by the run, the history rules'
+    verdicts keyed by commit id, the drop records of each step): every rule but the content rules, which
+    `ReadContents` applies once one record per commit is chosen on the claims (`KeepOnePerCommit`)."""
 
     def __init__(self, config: MineConfig, registry: LanguageRegistry):
         super().__init__()
         self.config = config
         self.registry = registry
 
-    def expand(self, entries: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection, tuple[beam.PCollection, ...]]:
+    def expand(self, entries: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection, beam.PCollection,
+                                                         tuple[beam.PCollection, ...]]:
         planned = (
             entries
             | "SpreadRepositories" >> beam.Reshuffle()
@@ -302,52 +312,50 @@ class MineRepositories(beam.PTransform):
         walked = (
             planned.runs
             | "SpreadRuns" >> beam.Reshuffle()
-            | "WalkRuns" >> beam.ParDo(WalkChunk(self.config, self.registry)).with_outputs(DROPPED, HISTORY, main="candidates")
+            | "WalkRuns" >> beam.ParDo(WalkChunk(self.config, self.registry)).with_outputs(DROPPED, HISTORY, RUNS, main="claims")
         )
         rejected = (
             walked[HISTORY]
             | "ByRepository" >> beam.GroupByKey()
             | "HistoryRules" >> beam.ParDo(ApplyHistoryRules())
         )
-        return walked.candidates, rejected, (planned[DROPPED], walked[DROPPED])
+        return walked.claims, walked[RUNS], rejected, (planned[DROPPED], walked[DROPPED])
 
 
 READ_BATCH = 32  # candidates whose file versions are read in one exchange with git
 
 
-def _read_key(record: dict[str, Any], run: int) -> tuple[tuple[str, int | str], dict[str, Any]]:
-    """A git candidate's repository and run of its history; a commit table's row (contents already there) alone."""
-    if "git_dir" in record:
-        return (record["git_dir"], record["position"] // run), record
-    return ("", record["commit"]), record
-
-
 class ReadChosen(beam.PTransform):
-    """Chosen records -> (`Commit` rows, drops): the git candidates of each run of `walk_chunk_commits` commits of a
-    repository's history are gathered (metadata only) and read together, oldest first, so that git reads
-    neighbouring versions from its delta-base cache and a worker runs one `git cat-file` at a time; a row from a
-    commit table passes. One collection throughout: a Flatten after the read would make Beam's local runner hold
-    every file version until the writer starts."""
+    """{"runs": each run's candidates, "verdicts": ((git dir, run), (commit, rejection, brief)) for each candidate not
+    chosen, "rows": ("", commit) -> a chosen commit table row} -> (`Commit` rows, drops). A run's candidates meet
+    their verdicts in one join (metadata only) and the others are read together, oldest first, so that git reads
+    neighbouring versions from its delta-base cache and a worker runs one `git cat-file` at a time; a table row
+    passes. One collection throughout: a Flatten after the read would make Beam's local runner hold every file
+    version until the writer starts."""
 
     def __init__(self, config: MineConfig, registry: LanguageRegistry):
         super().__init__()
         self.config = config
         self.registry = registry
 
-    def expand(self, chosen: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
+    def expand(self, inputs: dict[str, beam.PCollection]) -> tuple[beam.PCollection, beam.PCollection]:
         read = (
-            chosen
-            | "ByHistoryRun" >> beam.Map(_read_key, self.config.walk_chunk_commits)
-            | "GatherRuns" >> beam.GroupByKey()
+            inputs
+            | "GatherRuns" >> beam.CoGroupByKey()
             | "ReadContents" >> beam.ParDo(ReadContents(self.config, self.registry)).with_outputs(DROPPED, main="commits")
         )
         return read.commits, read[DROPPED]
 
 
+def brief_summary(record: dict[str, Any]) -> dict[str, Any]:
+    """What a drop record keeps of a record that lost to another one of its commit."""
+    return {k: record[k] for k in ("repo", "commit", "path", "subject")}
+
+
 class ReadContents(beam.DoFn):
-    """Both file versions of the candidates of one run of a repository's history, oldest first, READ_BATCH commits
-    per exchange with one `git cat-file` (ended after the run), and the content rules: a `Commit` row, or a drop.
-    A commit table's row passes."""
+    """Both file versions of the chosen candidates of one run of a repository's history, oldest first, READ_BATCH
+    commits per exchange with one `git cat-file` (ended after the run), and the content rules: a `Commit` row, or a
+    drop; a candidate not chosen is dropped for its verdict's reason. A commit table's row passes."""
 
     def __init__(self, config: MineConfig, registry: LanguageRegistry):
         self.config = config
@@ -356,12 +364,23 @@ class ReadContents(beam.DoFn):
     def setup(self) -> None:
         self.rules = Rules(self.config, self.registry)
 
-    def process(self, element: tuple[tuple[str, int | str], Iterable[dict[str, Any]]]) -> Iterator[Any]:
-        (git_dir, _), records = element
+    def process(self, element: tuple[tuple[str, int | str], dict[str, Iterable[Any]]]) -> Iterator[Any]:
+        (git_dir, _), groups = element
         if not git_dir:
-            yield from records
+            yield from groups.get("rows", ())
             return
-        ordered = sorted(records, key=lambda c: c["position"])
+        verdicts = {commit: (rejection, short) for commit, rejection, short in groups.get("verdicts", ())}
+        ordered = []
+        for candidate in sorted((c for run in groups["runs"] for c in run), key=lambda c: c["position"]):
+            verdict = verdicts.get(candidate["commit"])
+            if verdict is None:
+                ordered.append(candidate)
+            else:
+                rejection, short = verdict
+                summary = brief_summary(candidate) if short else drop_summary(candidate["repo"], candidate)
+                yield drop(candidate["commit"], rejection, summary)
+        if not ordered:
+            return
         reader = BlobReader(git_dir)
         try:
             for start in range(0, len(ordered), READ_BATCH):

@@ -15,6 +15,7 @@ from pydantic import Field, model_validator
 from parsers import LanguageRegistry
 from pipelines.core import (
     DROPPED,
+    Rejection,
     Stage,
     StageConfig,
     StageResult,
@@ -36,7 +37,7 @@ from pipelines.mine.git import (
     path_missing,
     reference_targets,
 )
-from pipelines.mine.repositories import MineRepositories, ReadChosen, drop_summary
+from pipelines.mine.repositories import MineRepositories, ReadChosen, brief_summary, drop_summary
 from pipelines.mine.tables import (
     MineTableRow,
     pull_request_commits,
@@ -162,11 +163,18 @@ def _manifest_rows(path: Path) -> list[dict[str, Any]]:
 
 
 
+VERDICTS = "verdicts"
+
+
 class KeepOnePerCommit(beam.DoFn):
     """A git candidate the history rules rejected in its repository is dropped; of the others, one record per
     commit id (forks share commits: the lexicographically first repository wins), and, when a merged-PR table is
-    configured, only commits that appear in it. A git record here is a candidate without its file versions
-    (`ReadContents` reads them for the one kept)."""
+    configured, only commits that appear in it.
+
+    A git record here is a claim (repository, path, git dir, run: `WalkChunk`); one not chosen goes back to its run
+    as a verdict ((git dir, run), (commit, rejection, whether its drop record is brief)), where `ReadContents` drops
+    it with its message and reads the chosen ones. A commit table's row is whole: chosen, it is the main output,
+    keyed ("", commit) to travel with the runs; else it is dropped here."""
 
     def __init__(self, require_pull_request: bool):
         self.require_pull_request = require_pull_request
@@ -180,24 +188,25 @@ class KeepOnePerCommit(beam.DoFn):
             if reason is None:
                 records.append(record)
             else:
-                yield drop(commit, REVERTS.reject(reason), drop_summary(record["repo"], record))
+                yield self._reject(commit, record, REVERTS.reject(reason), brief=False)
         if not records:
             return
         if self.require_pull_request and not groups["pull_requests"]:
             for record in records:
-                yield drop(commit, ONE_PER_COMMIT.reject("not_in_merged_pr", "{repo}", repo=record["repo"]), _brief(record))
+                yield self._reject(commit, record, ONE_PER_COMMIT.reject("not_in_merged_pr", "{repo}", repo=record["repo"]))
             return
-        yield records[0]
+        if "git_dir" not in records[0]:
+            yield ("", commit), records[0]
         for record in records[1:]:
             rejection = ONE_PER_COMMIT.reject("duplicate_commit", "kept {kept}, dropped {dropped}", kept=records[0]["repo"],
                                               dropped=record["repo"])
-            yield drop(commit, rejection, _brief(record))
+            yield self._reject(commit, record, rejection)
 
-
-def _brief(record: dict[str, Any]) -> dict[str, Any]:
-    return {k: record[k] for k in ("repo", "commit", "path", "subject")}
-
-
+    @staticmethod
+    def _reject(commit: str, record: dict[str, Any], rejection: Rejection, brief: bool = True) -> Any:
+        if "git_dir" in record:
+            return beam.pvalue.TaggedOutput(VERDICTS, ((record["git_dir"], record["run"]), (commit, rejection, brief)))
+        return drop(commit, rejection, brief_summary(record) if brief else drop_summary(record["repo"], record))
 
 
 def _history_state(path: str, refs: str) -> Any:
@@ -240,14 +249,16 @@ class Mine(Stage[MineConfig]):
         entries = _sources(config)
         mined = []
         history = []
+        runs = []
         dropped = []
         if entries:
-            candidates, rejected, repository_drops = (
+            claims, candidates, rejected, repository_drops = (
                 pipeline
                 | "Repositories" >> beam.Create(entries)
                 | "MineRepositories" >> MineRepositories(config, self.context.languages)
             )
-            mined.append(candidates)
+            mined.append(claims)
+            runs.append(candidates)
             history.append(rejected)
             dropped.extend(repository_drops)
         if config.tables:
@@ -271,7 +282,13 @@ class Mine(Stage[MineConfig]):
         unique = (
             keyed
             | "JoinPullRequests" >> beam.CoGroupByKey()
-            | "OnePerCommit" >> beam.ParDo(KeepOnePerCommit(config.merged_pull_requests is not None)).with_outputs(DROPPED, main="commits")
+            | "OnePerCommit" >> beam.ParDo(KeepOnePerCommit(config.merged_pull_requests is not None)).with_outputs(
+                DROPPED, VERDICTS, main="rows")
         )
-        commits, read_drops = unique.commits | "ReadContents" >> ReadChosen(config, self.context.languages)
+        chosen = {
+            "runs": runs[0] if runs else pipeline | "NoRuns" >> beam.Create([]),
+            "verdicts": unique[VERDICTS],
+            "rows": unique.rows,
+        }
+        commits, read_drops = chosen | "ReadContents" >> ReadChosen(config, self.context.languages)
         return StageResult(commits, [*dropped, unique[DROPPED], read_drops])

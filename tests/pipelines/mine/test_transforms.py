@@ -4,6 +4,7 @@ entries or commit-table rows, apply the transform, `assert_that` on the commits 
 from __future__ import annotations
 
 import json
+import subprocess
 
 import apache_beam as beam
 import pytest
@@ -16,7 +17,7 @@ from parsers import LanguageRegistry
 from parsers.registry import DEFAULT_REGISTRY
 from pipelines.core import DROPPED
 from pipelines.mine.repositories import MineRepositories, ReadChosen
-from pipelines.mine.stage import KeepOnePerCommit, MineConfig
+from pipelines.mine.stage import VERDICTS, KeepOnePerCommit, MineConfig
 from pipelines.mine.tables import MineTableRow
 from schemas import Commit, to_row
 from tests.support.git_fixtures import GPL3, MIT, GitRepo
@@ -42,10 +43,10 @@ class Mined:
 
     def __init__(self, entries: beam.PCollection, registry: LanguageRegistry, config: MineConfig | None = None):
         config = config or MineConfig(repos=[])
-        candidates, rejected, drops = entries | MineRepositories(config, registry)
-        chosen = ({"records": candidates, "history": rejected} | beam.CoGroupByKey()
-                  | beam.ParDo(KeepOnePerCommit(False)).with_outputs(DROPPED, main="commits"))
-        self.commits, read_drops = chosen.commits | ReadChosen(config, registry)
+        claims, runs, rejected, drops = entries | MineRepositories(config, registry)
+        chosen = ({"records": claims, "history": rejected} | beam.CoGroupByKey()
+                  | beam.ParDo(KeepOnePerCommit(False)).with_outputs(DROPPED, VERDICTS, main="rows"))
+        self.commits, read_drops = {"runs": runs, "verdicts": chosen[VERDICTS], "rows": chosen.rows} | ReadChosen(config, registry)
         self.drops = (*drops, chosen[DROPPED], read_drops) | "AllDrops" >> beam.Flatten()
 
 
@@ -130,3 +131,40 @@ def test_mine_repository_still_drops_a_path_that_is_there_but_no_repository(tmp_
     with BeamTestPipeline() as pipeline:
         mined = Mined(pipeline | beam.Create(entries), registry)
         assert_that(reasons(mined.drops), equal_to([(str(tmp_path / "empty-git"), "unreadable_repository")]))
+
+
+def test_a_candidate_not_chosen_is_dropped_in_its_run_with_its_message_or_in_brief(tmp_path, registry):
+    """Choosing one record per commit sees claims without messages; the verdicts go back to each candidate's run,
+    where its drop record is made: brief (repository, commit, path, subject) for a copy that lost to another
+    repository, with the message for one the history rules rejected."""
+    repo = GitRepo(tmp_path / "aa-origin")
+    repo.write("LICENSE", MIT)
+    repo.write("src/calc.py", CALC)
+    repo.commit("Initial import of the calculator")
+    repo.write("src/calc.py", CALC_SWAPPED)
+    kept = repo.commit(GOOD)
+    repo.write("src/calc.py", "def add(a, b):\n    return a + b + 0\n")
+    reverted = repo.commit("Add a zero to the adder\n\nIt makes the sum explicit.")
+    repo.git("revert", "--no-edit", reverted, env={"GIT_COMMITTER_DATE": "1600300000 +0000", "GIT_AUTHOR_DATE": "1600300000 +0000"})
+    revert = repo.git("rev-parse", "HEAD")
+    fork = tmp_path / "zz-fork"
+    subprocess.run(["git", "clone", "-q", str(repo.path), str(fork)], check=True, capture_output=True)
+
+    entries = [{"name": "aa-origin", "path": str(repo.path)}, {"name": "zz-fork", "path": str(fork)}]
+    with BeamTestPipeline() as pipeline:
+        mined = Mined(pipeline | beam.Create(entries), registry)
+        assert_that(mined.commits | beam.Map(lambda row: (row["repo"], row["commit"])), equal_to([("aa-origin", kept)]),
+                    label="Commits")
+        records = (mined.drops
+                   | beam.Filter(lambda drop: drop["key"] in (kept, reverted))
+                   | beam.Map(lambda drop: (drop["key"], drop["reason"], drop["detail"], json.loads(drop["record"]))))
+        assert_that(records, equal_to([
+            (kept, "duplicate_commit", "kept aa-origin, dropped zz-fork",
+             {"repo": "zz-fork", "commit": kept, "path": "src/calc.py", "subject": GOOD}),
+            (reverted, "reverted_later", "", {"repo": "aa-origin", "commit": reverted, "shape": "modified", "path": "src/calc.py",
+                                              "message": "Add a zero to the adder\n\nIt makes the sum explicit.\n"}),
+            (reverted, "reverted_later", "", {"repo": "zz-fork", "commit": reverted, "shape": "modified", "path": "src/calc.py",
+                                              "message": "Add a zero to the adder\n\nIt makes the sum explicit.\n"}),
+        ]), label="Verdicts")
+        assert_that(reasons(mined.drops) | beam.Filter(lambda drop: drop[0] == revert),
+                    equal_to([(revert, "reverts_other_commit")] * 2), label="Reverting")
