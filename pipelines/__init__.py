@@ -8,6 +8,7 @@ imported later (`datasets` does).
 
 from __future__ import annotations
 
+import logging
 import sys
 from importlib.machinery import ModuleSpec
 
@@ -24,11 +25,18 @@ class _WithoutPandas:
 
 from pipelines.run.library_logs import drop_unactionable_lines  # noqa: E402
 
-drop_unactionable_lines()  # before Beam is imported: it logs a line a user cannot act on as it is
-
 if "apache_beam" not in sys.modules and "pandas" not in sys.modules:
+    # Beam logs a line a user cannot act on as it is imported, through `logging.warning`, which would also give a
+    # root logger without handlers a stderr handler passing every level: the line is dropped, and a handler that
+    # does nothing stands in while Beam is imported, so the root logger is left as it was.
+    drop_unactionable_lines()
+    _stand_in = logging.NullHandler()
+    _root = logging.getLogger()
+    if not _root.handlers:
+        _root.addHandler(_stand_in)
     sys.meta_path.insert(0, _WithoutPandas)  # type: ignore[arg-type]
     try:
         import apache_beam  # noqa: F401
     finally:
         sys.meta_path.remove(_WithoutPandas)  # type: ignore[arg-type]
+        _root.removeHandler(_stand_in)
