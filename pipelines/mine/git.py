@@ -321,8 +321,11 @@ def changes_of(repo: pygit2.Repository, ids: Sequence[str]) -> list[Change | Git
 # git's options that make its output depend on nothing but the repository's objects (not the user's or the
 # repository's configuration), and never run a program a repository's configuration names.
 GIT_SAFE_OPTIONS = ("-c", "core.fsmonitor=false", "-c", "core.quotePath=false", "--no-pager",
-                    # Memory: git maps packs in windows of up to 1 GB, and caches 96 MB of delta bases, by default.
-                    "-c", "core.packedGitWindowSize=16m", "-c", "core.packedGitLimit=96m", "-c", "core.deltaBaseCacheLimit=24m")
+                    # Memory: git maps packs in windows of up to 1 GB, and caches 96 MB of delta bases, by default. Reading
+                    # 20,000 blobs of redis oldest first: 74 MB peak with windows of 16 MB up to 96 MB and a 24 MB cache,
+                    # 31 MB as here, for 7 % more CPU in git (2.19 -> 2.35 s); seven repositories on two workers peak
+                    # about 40 MB lower (1,043-1,064 -> 989-1,017 MB).
+                    "-c", "core.packedGitWindowSize=8m", "-c", "core.packedGitLimit=32m", "-c", "core.deltaBaseCacheLimit=8m")
 LOG_FORMAT = "tformat:\x01%H %P%x00%ct%x00%B"
 LOG_OPTIONS = ("--no-walk=unsorted", "--stdin", "--raw", "--no-renames", "--no-abbrev", "--diff-merges=off", "--no-ext-diff",
                "--no-textconv", "--no-color", "--no-notes", "--no-show-signature", "-z", f"--format={LOG_FORMAT}")
