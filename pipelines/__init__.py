@@ -12,6 +12,8 @@ import logging
 import sys
 from importlib.machinery import ModuleSpec
 
+from pipelines.run.library_logs import drop_unactionable_lines
+
 
 class _WithoutPandas:
     """A finder that refuses pandas while Beam is imported, so Beam's optional `import pandas` fails."""
@@ -23,13 +25,13 @@ class _WithoutPandas:
         return None
 
 
-from pipelines.run.library_logs import drop_unactionable_lines  # noqa: E402
+# Beam logs a line a user cannot act on as it is imported (here or later): it is dropped.
+drop_unactionable_lines()
 
 if "apache_beam" not in sys.modules and "pandas" not in sys.modules:
-    # Beam logs a line a user cannot act on as it is imported, through `logging.warning`, which would also give a
-    # root logger without handlers a stderr handler passing every level: the line is dropped, and a handler that
-    # does nothing stands in while Beam is imported, so the root logger is left as it was.
-    drop_unactionable_lines()
+    # That line goes through `logging.warning`, which would also give a root logger without handlers a stderr handler
+    # passing every level: a handler that does nothing stands in while Beam is imported, so the root logger is left
+    # as it was.
     _stand_in = logging.NullHandler()
     _root = logging.getLogger()
     if not _root.handlers:

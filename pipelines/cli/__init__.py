@@ -15,14 +15,8 @@ import typer
 from pipelines.cli import audit, config, eval, languages, models, run, stages
 from pipelines.cli.console import fail as _fail
 from pipelines.cli.console import stderr, stdout
-from pipelines.run.library_logs import drop_unactionable_lines
 
 app = typer.Typer(help="Build code preference corpora and train code reward models on them.", no_args_is_help=True)
-
-
-@app.callback()
-def _before_every_command() -> None:
-    drop_unactionable_lines()  # before a command imports Beam, which logs one such line at import
 
 
 app.command("run")(run.run_command)

@@ -198,8 +198,8 @@ class WalkChunk(beam.DoFn):
             rejection = GIT.reject("unreadable_repository", "{error}; {commits} commits not walked", error=str(error), commits=len(chunk["ids"]))
             yield drop(name, rejection, {"repo": name, "path": path}, count=len(chunk["ids"]))
             return
-        candidates: list[tuple[int, str, str, str, str, list[str]]] = []
-        whole: list[dict[str, Any]] = []
+        candidates: list[dict[str, Any]] = []
+        facts: list[tuple[int, str, str, str, str, list[str]]] = []  # what the history rules need of each candidate
         reverts: list[str] = []
         modified: list[tuple[int, str, str, str, str]] = []
         for position, item in enumerate(changes_of(repo, chunk["ids"]), chunk["first"]):
@@ -210,19 +210,19 @@ class WalkChunk(beam.DoFn):
             rejection = self._rejection(item, split)
             if rejection is None:
                 candidate = self._candidate(item, chunk, position, repo.path)
-                whole.append(candidate)
+                candidates.append(candidate)
                 yield item.commit, {"repo": name, "path": candidate["path"], "git_dir": repo.path, "run": chunk["first"]}
-                candidates.append((position, item.commit, _path_key(item.path), item.old_blob, item.new_blob,  # type: ignore[arg-type]
+                facts.append((position, item.commit, _path_key(item.path), item.old_blob, item.new_blob,  # type: ignore[arg-type]
                                    REVERT_TRAILER.findall(item.message)))
                 continue
             yield drop(item.commit, rejection, drop_summary(name, item))
             reverts.extend(REVERT_TRAILER.findall(item.message))
             if item.shape == "modified":
                 modified.append((position, item.commit, _path_key(item.path), item.old_blob, item.new_blob))  # type: ignore[arg-type]
-        if whole:
-            yield beam.pvalue.TaggedOutput(RUNS, ((repo.path, chunk["first"]), whole))
-        if candidates or reverts or modified:
-            yield beam.pvalue.TaggedOutput(HISTORY, (path, {"git_dir": repo.path, "candidates": candidates, "reverts": reverts,
+        if candidates:
+            yield beam.pvalue.TaggedOutput(RUNS, ((repo.path, chunk["first"]), candidates))
+        if facts or reverts or modified:
+            yield beam.pvalue.TaggedOutput(HISTORY, (path, {"git_dir": repo.path, "candidates": facts, "reverts": reverts,
                                                             "modified": modified}))
 
     def _rejection(self, change: Change, split: str) -> Rejection | None:

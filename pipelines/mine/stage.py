@@ -162,7 +162,6 @@ def _manifest_rows(path: Path) -> list[dict[str, Any]]:
 
 
 
-
 VERDICTS = "verdicts"
 
 
@@ -248,19 +247,18 @@ class Mine(Stage[MineConfig]):
         config = self.config
         entries = _sources(config)
         mined = []
-        history = []
-        runs = []
         dropped = []
         if entries:
-            claims, candidates, rejected, repository_drops = (
+            claims, runs, rejected, repository_drops = (
                 pipeline
                 | "Repositories" >> beam.Create(entries)
                 | "MineRepositories" >> MineRepositories(config, self.context.languages)
             )
             mined.append(claims)
-            runs.append(candidates)
-            history.append(rejected)
             dropped.extend(repository_drops)
+        else:
+            runs = pipeline | "NoRuns" >> beam.Create([])
+            rejected = pipeline | "NoHistory" >> beam.Create([])
         if config.tables:
             table_rows = read_tables(pipeline, config.tables)
             revert_messages = table_rows | "RevertTrailers" >> beam.FlatMap(revert_trailers)
@@ -277,7 +275,7 @@ class Mine(Stage[MineConfig]):
                 if config.merged_pull_requests
                 else pipeline | "NoPullRequests" >> beam.Create([])
             ),
-            "history": history[0] if history else pipeline | "NoHistory" >> beam.Create([]),
+            "history": rejected,
         }
         unique = (
             keyed
@@ -286,7 +284,7 @@ class Mine(Stage[MineConfig]):
                 DROPPED, VERDICTS, main="rows")
         )
         chosen = {
-            "runs": runs[0] if runs else pipeline | "NoRuns" >> beam.Create([]),
+            "runs": runs,
             "verdicts": unique[VERDICTS],
             "rows": unique.rows,
         }
